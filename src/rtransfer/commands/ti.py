@@ -1,0 +1,135 @@
+"""`rtransfer ti`: the Transferability Index of tuned models against their bases."""
+
+import argparse
+import json
+import sys
+
+from rtransfer.errors import DataError, RtransferError
+from rtransfer.report.tables import fmt, fmt_ci, render
+from rtransfer.transfer import INDEXES, SIGMAS, ModelScores, TIResult, transferability
+
+EPILOG = """inputs (any mix):
+  scores.csv     columns model, base, [method], then one column per benchmark (the paper's shape)
+  RUN_DIR        an rtransfer run directory (per-sample records give bootstrap CIs)
+  results.json   lm-evaluation-harness results_*.json, or a folder holding them
+
+examples:
+  rtransfer ti --paper                         the paper's table, reported vs recomputed
+  rtransfer ti --scores scores.csv --json
+  rtransfer ti runs/base runs/sft runs/rl --base runs/base
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ti", help="Transferability Index (v1 or v2) of tuned models against their base",
+                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", help="scores CSVs, run directories, lm-eval results (see below)")
+    p.add_argument("--scores", action="append", default=[], metavar="CSV", help="a scores table (repeatable)")
+    p.add_argument("--paper", action="store_true", help="the paper's own scores, compared with its reported TI")
+    p.add_argument("--base", help="the base of every run dir / lm-eval input that names none (a path or model)")
+    p.add_argument("--index", choices=INDEXES, default="v2", help="v2: Domain Index (default); v1: relative gains")
+    p.add_argument("--sigma", choices=SIGMAS, default="pooled",
+                   help="v2's σ_g: pooled over all compared gains per group (default, reproduces the paper) "
+                   "or each model's own")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap replicates for CIs when per-sample records exist (0: none; default 1000)")
+    p.add_argument("--confidence", type=float, default=0.95, help="CI level (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print a JSON list, one object per tuned model")
+    out.add_argument("--csv", action="store_true", help="print CSV")
+    out.add_argument("--latex", action="store_true", help="print a LaTeX table")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    if not 0 < args.confidence < 1:
+        raise DataError(f"--confidence must be between 0 and 1, not {args.confidence}")
+    rows, notes = _rows(args)
+    results = transferability(rows, index=args.index, sigma=args.sigma, bootstrap=max(args.bootstrap, 0),
+                              confidence=args.confidence, seed=args.seed)
+    reported = _reported() if args.paper and args.index == "v2" else {}
+    for note in notes:
+        print(f"rtransfer: note: {note}", file=sys.stderr)
+    for r in results:
+        if r.undefined:
+            print(f"rtransfer: note: {r.model}: {r.undefined}", file=sys.stderr)
+    if all(r.undefined for r in results):
+        raise RtransferError("the TI is undefined for every model (see the notes above)")
+    if args.json:
+        print(json.dumps([_json_row(r, reported) for r in results], indent=2, ensure_ascii=False))
+        return 0
+    form = "csv" if args.csv else "latex" if args.latex else "terminal"
+    header, cells = _table(results, reported)
+    title = f"Transferability Index {args.index}" + (f", σ {args.sigma}" if args.index == "v2" else "")
+    sys.stdout.write(render(header, cells, form, title))
+    if reported and form == "terminal":
+        _print_paper_summary(results, reported, args.sigma)
+    return 0
+
+
+def _rows(args) -> tuple[list[ModelScores], list[str]]:
+    from rtransfer.sources import load_inputs
+
+    if args.paper:
+        if args.inputs or args.scores:
+            raise DataError("--paper uses the packaged paper table; give no other inputs with it")
+        from rtransfer.paper import paper_scores
+
+        return paper_scores(), []
+    if not (args.inputs or args.scores):
+        raise DataError("no inputs: give a scores CSV, run directories or lm-eval results (or --paper)")
+    return load_inputs([*args.scores, *args.inputs], base=args.base)
+
+
+def _reported():
+    from rtransfer.paper import reported_ti
+
+    return reported_ti()
+
+
+def _json_row(r: TIResult, reported: dict) -> dict:
+    row = r.as_dict()
+    rep = reported.get(r.model)
+    if rep:
+        from rtransfer.paper import KNOWN_MISMATCHES, reproduces
+
+        row.update(reported_TI_other=rep.other, reported_TI_non=rep.non, source=rep.source,
+                   reproduced=reproduces(r, rep), known_mismatch=KNOWN_MISMATCHES.get(r.model))
+    return row
+
+
+def _table(results: list[TIResult], reported: dict) -> tuple[list[str], list[list[str]]]:
+    with_ci = any(r.ci for r in results)
+    header = ["model", "base", "method", "TI_other", "TI_non"]
+    if with_ci:
+        header += ["TI_other CI", "TI_non CI"]
+    if reported:
+        header += ["paper TI_other", "paper TI_non", "Δ other", "Δ non", ""]
+    cells = []
+    for r in results:
+        row = [r.model, r.base, r.method, fmt(r.ti["other"]), fmt(r.ti["non"])]
+        if with_ci:
+            row += [fmt_ci(r.ci.get("other")), fmt_ci(r.ci.get("non"))]
+        rep = reported.get(r.model)
+        if reported and rep:
+            from rtransfer.paper import KNOWN_MISMATCHES, reproduces
+
+            mark = "ok" if reproduces(r, rep) else ("known typo" if r.model in KNOWN_MISMATCHES else "MISMATCH")
+            row += [fmt(rep.other), fmt(rep.non), fmt(r.ti["other"] - rep.other), fmt(r.ti["non"] - rep.non), mark]
+        elif reported:
+            row += ["", "", "", "", ""]
+        cells.append(row)
+    return header, cells
+
+
+def _print_paper_summary(results: list[TIResult], reported: dict, sigma: str) -> None:
+    from rtransfer.paper import KNOWN_MISMATCHES, TOLERANCE, reproduces
+
+    compared = [r for r in results if r.model in reported]
+    ok = sum(reproduces(r, reported[r.model]) for r in compared)
+    print(f"{ok} of {len(compared)} reported rows reproduced within ±{TOLERANCE} (v2, {sigma} σ, "
+          f"{len(results)} tuned models).")
+    for r in compared:
+        if not reproduces(r, reported[r.model]):
+            print(f"  {r.model}: {KNOWN_MISMATCHES.get(r.model, 'unexplained difference')}")

@@ -1,0 +1,73 @@
+"""Tables as plain rows of cells, rendered for the terminal (rich), CSV, LaTeX or Markdown.
+
+A table is a header and rows of already-formatted cells, so every format shows the same numbers.
+"""
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+
+FORMATS = ("terminal", "csv", "latex", "markdown")
+
+
+def fmt(x: float | None, digits: int = 1) -> str:
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:.{digits}f}"
+
+
+def fmt_ci(ci: tuple[float, float] | None, digits: int = 1) -> str:
+    return f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]" if ci else ""
+
+
+def render(header: Sequence[str], rows: Sequence[Sequence[str]], form: str = "terminal", title: str = "") -> str:
+    if form == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        return out.getvalue()
+    if form == "latex":
+        return _latex(header, rows, title)
+    if form == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines) + "\n"
+    return _terminal(header, rows, title)
+
+
+def _terminal(header, rows, title) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None, header_style="bold")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right", overflow="fold")
+    for r in rows:
+        table.add_row(*r)
+    import shutil
+
+    # Render into a string at the terminal's width (wide when piped), so callers decide where it goes.
+    width = shutil.get_terminal_size((200, 24)).columns
+    console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
+    console.print(table)
+    return console.file.getvalue()
+
+
+_LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "−": "$-$", "—": "--", "±": r"$\pm$"}
+
+
+def _tex(cell: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in cell)
+
+
+def _latex(header, rows, title) -> str:
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if title:
+        lines.append(rf"\caption{{{_tex(title)}}}")
+    lines += [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
+              " & ".join(_tex(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(_tex(c) for c in r) + r" \\" for r in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,234 @@
+"""Where TI inputs come from: a scores table, rtransfer run directories, lm-evaluation-harness results.
+
+Each loader returns ModelScores rows with canonical benchmark names and scores in 0–100.
+"""
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from rtransfer.benchmarks.names import canonical, known_names, lookup
+from rtransfer.errors import DataError
+from rtransfer.records import doc_grades
+from rtransfer.runs import RunDir, read_json
+from rtransfer.transfer import DocGrades, ModelScores
+
+META_COLUMNS = ("model", "base", "method")
+
+
+def load_scores_csv(path: str | Path) -> list[ModelScores]:
+    """A table shaped like the paper's: `model`, `base` (empty for base models), optional `method`, then one
+    column per benchmark (canonical or display names). Empty cells are missing scores."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            lines = list(reader)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such scores table") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path}: not a readable CSV table ({err})") from None
+    for column in ("model", "base"):
+        if column not in header:
+            raise DataError(f"{path}: the header has no {column!r} column (found: {', '.join(header) or 'nothing'})")
+    columns: dict[str, str] = {}
+    for column in header:
+        if column in META_COLUMNS:
+            continue
+        if lookup(column) is None:
+            raise DataError(f"{path}: unknown benchmark column {column!r} (known: {known_names()})")
+        name = canonical(column)
+        if name in columns.values():
+            raise DataError(f"{path}: two columns name the benchmark {name!r}")
+        columns[column] = name
+    rows = [_csv_row(path, number, line, columns) for number, line in enumerate(lines, start=2)]
+    if not rows:
+        raise DataError(f"{path}: the table has no rows")
+    _check_rows(path, rows)
+    return rows
+
+
+def _csv_row(path: Path, number: int, line: dict, columns: dict[str, str]) -> ModelScores:
+    if None in line:
+        raise DataError(f"{path}:{number}: more cells than header columns")
+    model = (line.get("model") or "").strip()
+    if not model:
+        raise DataError(f"{path}:{number}: empty model name")
+    scores = {}
+    for column, name in columns.items():
+        cell = (line.get(column) or "").strip()
+        if not cell:
+            continue
+        try:
+            value = float(cell)
+        except ValueError:
+            raise DataError(f"{path}:{number}: {column} of {model!r} is {cell!r}, not a number") from None
+        if not (math.isfinite(value) and 0.0 <= value <= 100.0):
+            raise DataError(f"{path}:{number}: {column} of {model!r} is {cell}, outside 0–100")
+        scores[name] = value
+    return ModelScores(model=model, base=(line.get("base") or "").strip() or None, scores=scores,
+                       method=(line.get("method") or "").strip())
+
+
+def _check_rows(source, rows: Sequence[ModelScores]) -> None:
+    names = [r.model for r in rows]
+    for r in rows:
+        if names.count(r.model) > 1:
+            raise DataError(f"{source}: model {r.model!r} has more than one row")
+        if r.base and r.base not in names:
+            raise DataError(f"{source}: base {r.base!r} of {r.model!r} has no row of its own")
+
+
+def load_run_dir(path: str | Path) -> ModelScores:
+    """Scores of an rtransfer run directory, with per-document grades for bootstrap CIs.
+
+    Scores come from the records (the source of truth, also after re-grading); a benchmark with no records
+    file falls back to scores.json.
+    """
+    run = RunDir(path)
+    manifest = run.manifest()
+    row = ModelScores(model=manifest.get("name") or Path(path).name, base=manifest.get("base"), scores={},
+                      method=manifest.get("method") or "")
+    for bench in run.benchmarks():
+        name = canonical(bench)
+        records = run.records(bench)
+        if not records:
+            continue
+        ids, values, weights = doc_grades(records)
+        row.docs[name] = DocGrades(ids, values, weights)
+        row.scores[name] = row.docs[name].score()
+    for bench, entry in run.scores().get("benchmarks", {}).items():
+        row.scores.setdefault(canonical(bench), float(entry["score"]))
+    if not row.scores:
+        raise DataError(f"{path}: the run has no graded records and no scores")
+    return row
+
+
+# lm-evaluation-harness task names and metrics per benchmark: tasks tried in order (the first present is used),
+# or, for a benchmark that lm-eval splits into subtasks, all of them (mean of the subtasks). Metrics are tried
+# in order; each metric's filters in FILTERS order. The choices follow the authors' forked harness
+# (ReasoningTransfer/Transferability-of-LLM-Reasoning) and BRIEF §2.
+LM_EVAL_TASKS: dict[str, tuple[tuple[str, ...], bool, tuple[str, ...]]] = {
+    "math500": (("hendrycks_math_500", "hendrycks_math500", "minerva_math500", "math500"), False,
+                ("exact_match", "math_verify")),
+    "aime24": (("aime24", "aime2024", "AIME"), False, ("exact_match",)),
+    "aime25": (("aime25", "aime2025"), False, ("exact_match",)),
+    "olympiadbench": (("olympiadbench", "olympiad_bench"), False, ("exact_match",)),
+    "gpqa_diamond": (("gpqa_diamond_cot_zeroshot", "gpqa_diamond_cot_n_shot", "gpqa_diamond_zeroshot",
+                      "gpqa_diamond_n_shot", "leaderboard_gpqa_diamond"), False, ("exact_match", "acc", "acc_norm")),
+    "livecodebench": (("livecodebench",), False, ("pass@1", "exact_match", "acc")),
+    "acpbench": (tuple(f"acp_{t}_mcq_cot_2shot" for t in ("app", "areach", "just", "land", "prog", "reach", "val")),
+                 True, ("exact_match",)),
+    "headqa": (("headqa_en",), False, ("acc",)),
+    "coqa": (("coqa",), False, ("f1",)),
+    "ifeval": (("ifeval",), False, ("inst_level_strict_acc",)),
+    "halueval": (("halueval_qa", "halueval_dialogue", "halueval_summarization"), True, ("exact_match", "acc")),
+    "mctaco": (("mc_taco",), False, ("acc",)),
+}
+FILTERS = ("custom-extract", "mcq-extract", "flexible-extract", "strict-match", "none")
+
+
+def _metric(task_result: dict, metrics: tuple[str, ...]) -> float | None:
+    for metric in metrics:
+        for filt in FILTERS:
+            value = task_result.get(f"{metric},{filt}")
+            if isinstance(value, int | float):
+                return float(value)
+        value = task_result.get(metric)  # results written by old harness versions have no filter suffix
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def load_lm_eval(path: str | Path) -> tuple[ModelScores, list[str]]:
+    """Scores from lm-evaluation-harness `results_*.json` (a file, or a folder searched recursively; several
+    files are merged, later ones winning). Returns the row and notes naming every benchmark not found."""
+    path = Path(path)
+    files = sorted(path.rglob("results_*.json")) if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"{path}: no lm-evaluation-harness results_*.json here")
+    results: dict[str, dict] = {}
+    model = None
+    for f in files:
+        data = read_json(f, "lm-evaluation-harness results")
+        if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+            raise DataError(f"{f}: not an lm-evaluation-harness results file (no 'results' object)")
+        results.update(data["results"])
+        model = _lm_eval_model_name(data) or model
+    row = ModelScores(model=model or (path.parent.name if path.is_file() else path.name), base=None, scores={})
+    notes = []
+    for bench, (tasks, split, metrics) in LM_EVAL_TASKS.items():
+        found = {t: _metric(results[t], metrics) for t in tasks if t in results}
+        found = {t: v for t, v in found.items() if v is not None}
+        if split and found and len(found) < len(tasks):
+            missing = ", ".join(t for t in tasks if t not in found)
+            notes.append(f"{bench}: only {len(found)} of {len(tasks)} subtasks (missing {missing}); left out")
+        elif split and found:
+            row.scores[bench] = 100.0 * sum(found.values()) / len(found)
+        elif found:
+            row.scores[bench] = 100.0 * next(iter(found.values()))
+        else:
+            notes.append(f"{bench}: no task ({', '.join(tasks[:2])}{', ...' if len(tasks) > 2 else ''})")
+    if not row.scores:
+        raise DataError(f"{path}: none of the 12 benchmarks is among its tasks ({', '.join(sorted(results)[:8])})")
+    return row, notes
+
+
+def _lm_eval_model_name(data: dict) -> str | None:
+    if data.get("model_name"):
+        return str(data["model_name"])
+    args = (data.get("config") or {}).get("model_args")
+    if isinstance(args, str):
+        for part in args.split(","):
+            key, _, value = part.partition("=")
+            if key.strip() in ("pretrained", "model", "path"):
+                return value.strip()
+    elif isinstance(args, dict):
+        return args.get("pretrained") or args.get("model")
+    return None
+
+
+def load_inputs(paths: Sequence[str | Path], base: str | None = None) -> tuple[list[ModelScores], list[str]]:
+    """Rows from any mix of inputs, with `base` (an input path or a model name) as the base of every run
+    directory and lm-eval input that does not name its own. Returns (rows, notes)."""
+    rows: list[ModelScores] = []
+    notes: list[str] = []
+    loose: list[tuple[Path, ModelScores]] = []  # rows whose base is set here
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise DataError(f"{p}: no such file or directory")
+        if p.suffix.lower() == ".csv":
+            rows.extend(load_scores_csv(p))
+        elif p.is_dir() and (p / "manifest.json").exists():
+            loose.append((p, load_run_dir(p)))
+        elif p.suffix.lower() == ".json" or p.is_dir():
+            row, found = load_lm_eval(p)
+            notes.extend(f"{p}: {n}" for n in found)
+            loose.append((p, row))
+        else:
+            raise DataError(f"{p}: not a scores CSV, a run directory or lm-eval results")
+    base_name = _resolve_base(base, loose, rows)
+    for p, row in loose:
+        if Path(base or "").resolve() == p.resolve() or row.model == base_name:
+            row.base = None
+        elif row.base is None:
+            if base_name is None:
+                raise DataError(f"{p}: which model is its base? name it with --base (a path or model name)")
+            row.base = base_name
+        rows.append(row)
+    _check_rows("inputs", rows)
+    return rows, notes
+
+
+def _resolve_base(base: str | None, loose: list[tuple[Path, ModelScores]], rows: list[ModelScores]) -> str | None:
+    if base is None:
+        return None
+    for p, row in loose:
+        if p.resolve() == Path(base).resolve():
+            return row.model
+    if any(r.model == base for r in rows) or any(r.model == base for _, r in loose):
+        return base
+    raise DataError(f"--base {base!r} is neither one of the inputs nor the name of a model in them")
