@@ -49,8 +49,9 @@ def paper_scores() -> list[ModelScores]:
 def reported_ti() -> dict[str, ReportedTI]:
     with _data_file("ti_reported.csv") as path, open(path, encoding="utf-8") as f:
         return {
-            r["model"]: ReportedTI(r["model"], r["base"], r["method"], float(r["TI_other"]), float(r["TI_non"]),
-                                   r["source"])
+            r["model"]: ReportedTI(
+                r["model"], r["base"], r["method"], float(r["TI_other"]), float(r["TI_non"]), r["source"]
+            )
             for r in csv.DictReader(f)
         }
 

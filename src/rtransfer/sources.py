@@ -68,8 +68,12 @@ def _csv_row(path: Path, number: int, line: dict, columns: dict[str, str]) -> Mo
         if not (math.isfinite(value) and 0.0 <= value <= 100.0):
             raise DataError(f"{path}:{number}: {column} of {model!r} is {cell}, outside 0–100")
         scores[name] = value
-    return ModelScores(model=model, base=(line.get("base") or "").strip() or None, scores=scores,
-                       method=(line.get("method") or "").strip())
+    return ModelScores(
+        model=model,
+        base=(line.get("base") or "").strip() or None,
+        scores=scores,
+        method=(line.get("method") or "").strip(),
+    )
 
 
 def _check_rows(source, rows: Sequence[ModelScores]) -> None:
@@ -89,8 +93,12 @@ def load_run_dir(path: str | Path) -> ModelScores:
     """
     run = RunDir(path)
     manifest = run.manifest()
-    row = ModelScores(model=manifest.get("name") or Path(path).name, base=manifest.get("base"), scores={},
-                      method=manifest.get("method") or "")
+    row = ModelScores(
+        model=manifest.get("name") or Path(path).name,
+        base=manifest.get("base"),
+        scores={},
+        method=manifest.get("method") or "",
+    )
     for bench in run.benchmarks():
         name = canonical(bench)
         records = run.records(bench)
@@ -111,16 +119,31 @@ def load_run_dir(path: str | Path) -> ModelScores:
 # in order; each metric's filters in FILTERS order. The choices follow the authors' forked harness
 # (ReasoningTransfer/Transferability-of-LLM-Reasoning) and BRIEF §2.
 LM_EVAL_TASKS: dict[str, tuple[tuple[str, ...], bool, tuple[str, ...]]] = {
-    "math500": (("hendrycks_math_500", "hendrycks_math500", "minerva_math500", "math500"), False,
-                ("exact_match", "math_verify")),
+    "math500": (
+        ("hendrycks_math_500", "hendrycks_math500", "minerva_math500", "math500"),
+        False,
+        ("exact_match", "math_verify"),
+    ),
     "aime24": (("aime24", "aime2024", "AIME"), False, ("exact_match",)),
     "aime25": (("aime25", "aime2025"), False, ("exact_match",)),
     "olympiadbench": (("olympiadbench", "olympiad_bench"), False, ("exact_match",)),
-    "gpqa_diamond": (("gpqa_diamond_cot_zeroshot", "gpqa_diamond_cot_n_shot", "gpqa_diamond_zeroshot",
-                      "gpqa_diamond_n_shot", "leaderboard_gpqa_diamond"), False, ("exact_match", "acc", "acc_norm")),
+    "gpqa_diamond": (
+        (
+            "gpqa_diamond_cot_zeroshot",
+            "gpqa_diamond_cot_n_shot",
+            "gpqa_diamond_zeroshot",
+            "gpqa_diamond_n_shot",
+            "leaderboard_gpqa_diamond",
+        ),
+        False,
+        ("exact_match", "acc", "acc_norm"),
+    ),
     "livecodebench": (("livecodebench",), False, ("pass@1", "exact_match", "acc")),
-    "acpbench": (tuple(f"acp_{t}_mcq_cot_2shot" for t in ("app", "areach", "just", "land", "prog", "reach", "val")),
-                 True, ("exact_match",)),
+    "acpbench": (
+        tuple(f"acp_{t}_mcq_cot_2shot" for t in ("app", "areach", "just", "land", "prog", "reach", "val")),
+        True,
+        ("exact_match",),
+    ),
     "headqa": (("headqa_en",), False, ("acc",)),
     "coqa": (("coqa",), False, ("f1",)),
     "ifeval": (("ifeval",), False, ("inst_level_strict_acc",)),

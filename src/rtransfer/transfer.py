@@ -222,7 +222,9 @@ def transferability(
             )
         )
     if bootstrap and any(r.docs for r in rows):
-        _attach_bootstrap_ci(results, rows, tuned, bases, benchmarks, columns, index, sigma, bootstrap, confidence, seed)
+        _attach_bootstrap_ci(
+            results, rows, tuned, bases, benchmarks, columns, index, sigma, bootstrap, confidence, seed
+        )
     return results
 
 

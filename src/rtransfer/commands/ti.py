@@ -21,18 +21,31 @@ examples:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("ti", help="Transferability Index (v1 or v2) of tuned models against their base",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "ti",
+        help="Transferability Index (v1 or v2) of tuned models against their base",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("inputs", nargs="*", help="scores CSVs, run directories, lm-eval results (see below)")
     p.add_argument("--scores", action="append", default=[], metavar="CSV", help="a scores table (repeatable)")
     p.add_argument("--paper", action="store_true", help="the paper's own scores, compared with its reported TI")
     p.add_argument("--base", help="the base of every run dir / lm-eval input that names none (a path or model)")
     p.add_argument("--index", choices=INDEXES, default="v2", help="v2: Domain Index (default); v1: relative gains")
-    p.add_argument("--sigma", choices=SIGMAS, default="pooled",
-                   help="v2's σ_g: pooled over all compared gains per group (default, reproduces the paper) "
-                   "or each model's own")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                   help="bootstrap replicates for CIs when per-sample records exist (0: none; default 1000)")
+    p.add_argument(
+        "--sigma",
+        choices=SIGMAS,
+        default="pooled",
+        help="v2's σ_g: pooled over all compared gains per group (default, reproduces the paper) or each model's own",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap replicates for CIs when per-sample records exist (0: none; default 1000)",
+    )
     p.add_argument("--confidence", type=float, default=0.95, help="CI level (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     out = p.add_mutually_exclusive_group()
@@ -46,8 +59,14 @@ def run(args) -> int:
     if not 0 < args.confidence < 1:
         raise DataError(f"--confidence must be between 0 and 1, not {args.confidence}")
     rows, notes = _rows(args)
-    results = transferability(rows, index=args.index, sigma=args.sigma, bootstrap=max(args.bootstrap, 0),
-                              confidence=args.confidence, seed=args.seed)
+    results = transferability(
+        rows,
+        index=args.index,
+        sigma=args.sigma,
+        bootstrap=max(args.bootstrap, 0),
+        confidence=args.confidence,
+        seed=args.seed,
+    )
     reported = _reported() if args.paper and args.index == "v2" else {}
     for note in notes:
         print(f"rtransfer: note: {note}", file=sys.stderr)
@@ -94,8 +113,13 @@ def _json_row(r: TIResult, reported: dict) -> dict:
     if rep:
         from rtransfer.paper import KNOWN_MISMATCHES, reproduces
 
-        row.update(reported_TI_other=rep.other, reported_TI_non=rep.non, source=rep.source,
-                   reproduced=reproduces(r, rep), known_mismatch=KNOWN_MISMATCHES.get(r.model))
+        row.update(
+            reported_TI_other=rep.other,
+            reported_TI_non=rep.non,
+            source=rep.source,
+            reproduced=reproduces(r, rep),
+            known_mismatch=KNOWN_MISMATCHES.get(r.model),
+        )
     return row
 
 
@@ -128,8 +152,10 @@ def _print_paper_summary(results: list[TIResult], reported: dict, sigma: str) ->
 
     compared = [r for r in results if r.model in reported]
     ok = sum(reproduces(r, reported[r.model]) for r in compared)
-    print(f"{ok} of {len(compared)} reported rows reproduced within ±{TOLERANCE} (v2, {sigma} σ, "
-          f"{len(results)} tuned models).")
+    print(
+        f"{ok} of {len(compared)} reported rows reproduced within ±{TOLERANCE} (v2, {sigma} σ, "
+        f"{len(results)} tuned models)."
+    )
     for r in compared:
         if not reproduces(r, reported[r.model]):
             print(f"  {r.model}: {KNOWN_MISMATCHES.get(r.model, 'unexplained difference')}")

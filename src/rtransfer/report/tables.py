@@ -66,8 +66,12 @@ def _latex(header, rows, title) -> str:
     lines = [r"\begin{table}[t]", r"\centering"]
     if title:
         lines.append(rf"\caption{{{_tex(title)}}}")
-    lines += [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
-              " & ".join(_tex(h) for h in header) + r" \\", r"\midrule"]
+    lines += [
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(_tex(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(_tex(c) for c in r) + r" \\" for r in rows]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
