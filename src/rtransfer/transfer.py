@@ -151,19 +151,17 @@ def ti_from_domain(domain: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {g: np.where(math != 0, domain[g] / math * 100.0, np.nan) for g in ("other", "non")}
 
 
-def _why_undefined(row: ModelScores, base: ModelScores, benchmarks, columns, index, domain, sigma) -> str | None:
-    for g, cols in columns.items():
-        if not any(b in row.scores and b in base.scores for b in (benchmarks[i] for i in cols)):
+def _why_undefined(row: ModelScores, base: ModelScores, used: dict[str, list[str]], index, domain, sigma) -> str | None:
+    for g, benches in used.items():
+        if not benches:
             return f"no {g} benchmark scored for both {row.model!r} and its base {base.model!r}"
     if index == "v1":
-        zeros = [b for b in benchmarks if b in row.scores and base.scores.get(b) == 0]
+        zeros = [b for benches in used.values() for b in benches if base.scores[b] == 0]
         if zeros:
             return f"v1 is undefined: base {base.model!r} scores 0 on {', '.join(zeros)}"
-    if index == "v2" and sigma == "model":
-        for g, cols in columns.items():
-            gains = [row.scores[b] - base.scores[b] for b in (benchmarks[i] for i in cols) if b in row.scores]
-            if np.std(gains) == 0 and any(gains):
-                return f"per-model σ of the {g} group is zero ({len(gains)} benchmark(s)); use --sigma pooled"
+    for g, s in sigma.items():
+        if s == 0 and any(row.scores[b] != base.scores[b] for b in used[g]):
+            return f"σ of the {g} group is zero (every gain in it is equal), so the gains cannot be z-normalised"
     if domain["math"] == 0:
         what = "ΔR_math" if index == "v1" else "DI_math"
         return f"{what} is zero (no math gain over the base), so the TI is undefined"
@@ -204,7 +202,12 @@ def transferability(
     results = []
     for i, (row, base) in enumerate(zip(tuned, bases, strict=True)):
         row_domain = {g: float(domain[g][0, i]) for g in GROUPS}
-        undefined = _why_undefined(row, base, benchmarks, columns, index, row_domain, sigma)
+        row_sigma = {g: float(s[0, i]) for g, s in sigmas.items()}
+        used = {
+            g: [benchmarks[j] for j in cols if benchmarks[j] in row.scores and benchmarks[j] in base.scores]
+            for g, cols in columns.items()
+        }
+        undefined = _why_undefined(row, base, used, index, row_domain, row_sigma)
         results.append(
             TIResult(
                 model=row.model,
@@ -213,11 +216,8 @@ def transferability(
                 index=index,
                 ti={g: np.nan if undefined else float(ti[g][0, i]) for g in ti},
                 domain=row_domain,
-                sigma={g: float(s[0, i]) for g, s in sigmas.items()},
-                benchmarks={
-                    g: [benchmarks[j] for j in cols if benchmarks[j] in row.scores and benchmarks[j] in base.scores]
-                    for g, cols in columns.items()
-                },
+                sigma=row_sigma,
+                benchmarks=used,
                 undefined=undefined,
             )
         )

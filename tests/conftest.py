@@ -1,0 +1,34 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from rtransfer.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+# The workplace lays shared/ beside the checkout (and beside CI's clone); RTRANSFER_SHARED overrides.
+SHARED = Path(os.environ.get("RTRANSFER_SHARED", ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    # Fail loudly rather than skip: these tests are the reference checks against the paper's numbers.
+    assert (SHARED / "paper" / "scores.csv").exists(), f"shared data not found at {SHARED} (set RTRANSFER_SHARED)"
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTRANSFER_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process: returns (exit code, stdout, stderr)."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
