@@ -122,8 +122,11 @@ def test_paper_table_reproduced_from_shared_scores(cli, shared):
     rows = json.loads(out)
     reported = _reported(shared)
     assert {r["model"] for r in rows} == set(reported)
-    close = {r["model"] for r in rows if all(abs(r[f"TI_{g}"] - reported[r["model"]][i]) <= 1.5
-                                            for i, g in enumerate(("other", "non")))}
+    close = {
+        r["model"]
+        for r in rows
+        if all(abs(r[f"TI_{g}"] - reported[r["model"]][i]) <= 1.5 for i, g in enumerate(("other", "non")))
+    }
     assert len(close) >= 14
     from rtransfer.paper import KNOWN_MISMATCHES
 

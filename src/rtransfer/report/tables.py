@@ -55,7 +55,18 @@ def _terminal(header, rows, title) -> str:
     return console.file.getvalue()
 
 
-_LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "−": "$-$", "—": "--", "±": r"$\pm$"}
+_LATEX_ESCAPES = {
+    "&": r"\&",
+    "%": r"\%",
+    "_": r"\_",
+    "#": r"\#",
+    "$": r"\$",
+    "−": "$-$",
+    "—": "--",
+    "±": r"$\pm$",
+    "σ": r"$\sigma$",
+    "Δ": r"$\Delta$",
+}
 
 
 def _tex(cell: str) -> str:
