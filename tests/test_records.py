@@ -107,10 +107,10 @@ WRITER = textwrap.dedent(
 
 def test_sigkill_mid_run_then_resume_gives_every_sample_once(tmp_path):
     path = tmp_path / "records.jsonl"
-    n = 20000
+    n = 5000
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(n)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "started"
-    time.sleep(0.2)
+    time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     written = len(read_records(path))
