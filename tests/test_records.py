@@ -120,3 +120,13 @@ def test_sigkill_mid_run_then_resume_gives_every_sample_once(tmp_path):
     lines = path.read_bytes().splitlines()
     keys = [(d["doc_id"], d["sample"]) for d in map(json.loads, lines)]
     assert len(keys) == len(set(keys)) == 2 * n
+
+
+@pytest.mark.parametrize(
+    "line", ["[1, 2]", '{"doc_id": "x"}', '{"doc_id": "x", "sample": "two", "prompt": "", "response": ""}']
+)
+def test_lines_that_are_json_but_not_records_are_errors(tmp_path, line):
+    path = tmp_path / "r.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(DataError, match=r"r\.jsonl:1: not a valid record"):
+        read_records(path)

@@ -52,7 +52,7 @@ class Record:
         known = {f for f in cls.__dataclass_fields__}
         extra = {k: v for k, v in data.items() if k not in known}
         record = cls(**{k: v for k, v in data.items() if k in known})
-        record.doc_id = str(record.doc_id)
+        record.doc_id, record.sample = str(record.doc_id), int(record.sample)
         record.extra = {**record.extra, **extra}
         return record
 
@@ -70,7 +70,7 @@ def _parse_lines(path: Path, data: bytes) -> tuple[list[Record], int]:
             continue
         try:
             records.append(Record.from_dict(json.loads(line)))
-        except (ValueError, TypeError) as err:
+        except (ValueError, TypeError, AttributeError) as err:
             raise DataError(f"{path}:{number}: not a valid record ({err})") from None
     return records, complete
 

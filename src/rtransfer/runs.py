@@ -130,7 +130,8 @@ class RunDir:
                     raise RunMismatchError(
                         f"{self.path}: {bench} was run with {old}, not {versions}; use another --out directory"
                     )
-            manifest = {**stored, **manifest, "benchmarks": {**stored.get("benchmarks", {}), **manifest["benchmarks"]}}
+            benchmarks = {**stored.get("benchmarks", {}), **manifest.get("benchmarks", {})}
+            manifest = {**stored, **manifest, "benchmarks": benchmarks}
             manifest["created"] = stored.get("created")
         else:
             manifest = {**manifest, "created": now()}

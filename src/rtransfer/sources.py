@@ -12,7 +12,7 @@ from rtransfer.benchmarks.names import canonical, known_names, lookup
 from rtransfer.errors import DataError
 from rtransfer.records import doc_grades
 from rtransfer.runs import RunDir, read_json
-from rtransfer.transfer import DocGrades, ModelScores
+from rtransfer.transfer import DocGrades, ModelScores, check_rows
 
 META_COLUMNS = ("model", "base", "method")
 
@@ -46,7 +46,7 @@ def load_scores_csv(path: str | Path) -> list[ModelScores]:
     rows = [_csv_row(path, number, line, columns) for number, line in enumerate(lines, start=2)]
     if not rows:
         raise DataError(f"{path}: the table has no rows")
-    _check_rows(path, rows)
+    check_rows(rows, str(path))
     return rows
 
 
@@ -74,15 +74,6 @@ def _csv_row(path: Path, number: int, line: dict, columns: dict[str, str]) -> Mo
         scores=scores,
         method=(line.get("method") or "").strip(),
     )
-
-
-def _check_rows(source, rows: Sequence[ModelScores]) -> None:
-    names = [r.model for r in rows]
-    for r in rows:
-        if names.count(r.model) > 1:
-            raise DataError(f"{source}: model {r.model!r} has more than one row")
-        if r.base and r.base not in names:
-            raise DataError(f"{source}: base {r.base!r} of {r.model!r} has no row of its own")
 
 
 def load_run_dir(path: str | Path) -> ModelScores:
@@ -235,14 +226,14 @@ def load_inputs(paths: Sequence[str | Path], base: str | None = None) -> tuple[l
             raise DataError(f"{p}: not a scores CSV, a run directory or lm-eval results")
     base_name = _resolve_base(base, loose, rows)
     for p, row in loose:
-        if Path(base or "").resolve() == p.resolve() or row.model == base_name:
+        if row.model == base_name:
             row.base = None
         elif row.base is None:
             if base_name is None:
                 raise DataError(f"{p}: which model is its base? name it with --base (a path or model name)")
             row.base = base_name
         rows.append(row)
-    _check_rows("inputs", rows)
+    check_rows(rows, "inputs")
     return rows, notes
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rtransfer.benchmarks.names import GROUPS, group_of
-from rtransfer.errors import TransferabilityError
+from rtransfer.errors import DataError, TransferabilityError
 
 INDEXES = ("v1", "v2")
 SIGMAS = ("pooled", "model")
@@ -189,7 +189,7 @@ def transferability(
     seed: int = 0,
 ) -> list[TIResult]:
     """TI of every row that has a base. Rows whose TI is undefined carry the reason in `undefined`."""
-    by_name = _index_rows(rows)
+    by_name = check_rows(rows)
     tuned = [r for r in rows if r.base]
     if not tuned:
         raise TransferabilityError("no row names a base model, so there is nothing to compare")
@@ -228,17 +228,18 @@ def transferability(
     return results
 
 
-def _index_rows(rows: Sequence[ModelScores]) -> dict[str, ModelScores]:
+def check_rows(rows: Sequence[ModelScores], where: str = "scores") -> dict[str, ModelScores]:
+    """Rows by model name, after checking that names are unique and every base has a row of its own."""
     by_name: dict[str, ModelScores] = {}
     for r in rows:
         if r.model in by_name:
-            raise TransferabilityError(f"model {r.model!r} appears twice")
+            raise DataError(f"{where}: model {r.model!r} has more than one row")
         by_name[r.model] = r
     for r in rows:
         if r.base and r.base not in by_name:
-            raise TransferabilityError(f"base model {r.base!r} of {r.model!r} has no row of scores")
+            raise DataError(f"{where}: base {r.base!r} of {r.model!r} has no row of its own")
         if r.base and by_name[r.base].base:
-            raise TransferabilityError(f"{r.model!r} is compared with {r.base!r}, which is itself a tuned model")
+            raise DataError(f"{where}: {r.model!r} is compared with {r.base!r}, which is itself a tuned model")
     return by_name
 
 

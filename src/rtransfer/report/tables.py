@@ -14,7 +14,8 @@ FORMATS = ("terminal", "csv", "latex", "markdown")
 def fmt(x: float | None, digits: int = 1) -> str:
     if x is None or not math.isfinite(x):
         return "—"
-    return f"{x:.{digits}f}"
+    text = f"{x:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text  # no "-0.0" for a value that rounds to zero
 
 
 def fmt_ci(ci: tuple[float, float] | None, digits: int = 1) -> str:
