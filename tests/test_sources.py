@@ -236,3 +236,59 @@ def test_inputs_can_mix_tables_and_runs(tmp_path):
     assert {r.model: r.base for r in rows} == {"B": None, "tuned": "B"}
     with pytest.raises(DataError, match="neither one of the inputs"):
         load_inputs([table, run.path], base="nobody")
+
+
+def write_samples(folder, task, metric, per_doc, filt="none", stamp="2025-07-01T10-00-00"):
+    """A `samples_<task>_<stamp>.jsonl` as lm-eval's --log_samples writes it (abridged doc and arguments)."""
+    with open(folder / f"samples_{task}_{stamp}.jsonl", "w") as f:
+        for i, value in enumerate(per_doc):
+            for this_filter in dict.fromkeys([filt, "strict-match"]):  # other filters' lines must be ignored
+                line = {
+                    "doc_id": i,
+                    "doc": {"question": f"q{i}"},
+                    "target": "A",
+                    "arguments": [["prompt", {}]],
+                    "resps": [["..."]],
+                    "filtered_resps": ["A"],
+                    "filter": this_filter,
+                    "metrics": [metric],
+                    "doc_hash": "h",
+                    "prompt_hash": "h",
+                    "target_hash": "h",
+                    metric: value if this_filter == filt else 0.0,
+                }
+                f.write(json.dumps(line) + "\n")
+
+
+def test_lm_eval_samples_give_per_document_grades(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = lm_eval_results("org/m", 0.0)
+    math = (rng.random(500) < 0.6).astype(float)
+    data["results"]["hendrycks_math_500"]["exact_match,none"] = math.mean()
+    write_samples(tmp_path, "hendrycks_math_500", "exact_match", list(math))
+    inst = [[True, False, True], [True], [False, False]]  # 3 of 6 instructions followed
+    data["results"]["ifeval"]["inst_level_strict_acc,none"] = 0.5
+    write_samples(tmp_path, "ifeval", "inst_level_strict_acc", inst)
+    halu = {"halueval_qa": [1, 1, 0, 0], "halueval_dialogue": [1, 0], "halueval_summarization": [1, 1, 1, 0, 0, 0]}
+    for task, values in halu.items():
+        data["results"][task]["exact_match,custom-extract"] = sum(values) / len(values)
+        write_samples(tmp_path, task, "exact_match", values, filt="custom-extract")
+    write_samples(tmp_path, "mc_taco", "acc", [1.0, 0.0])  # 50 %, but the results say 67.7 %: no CI from it
+    (tmp_path / "results_2025-07-01T10-00-00.json").write_text(json.dumps(data))
+
+    row, notes = load_lm_eval(tmp_path)
+    assert row.docs["math500"].score() == pytest.approx(row.scores["math500"]) and len(row.docs["math500"].ids) == 500
+    assert row.docs["ifeval"].weights.tolist() == [3, 1, 2] and row.scores["ifeval"] == pytest.approx(50.0)
+    assert row.scores["halueval"] == pytest.approx(100 * (0.5 + 0.5 + 0.5) / 3)
+    assert row.docs["halueval"].score() == pytest.approx(row.scores["halueval"])
+    assert "mctaco" not in row.docs and any("mctaco: samples files give 50.0000" in n for n in notes)
+    assert "coqa" not in row.docs  # no samples file: the aggregate alone
+
+
+def test_lm_eval_malformed_samples_line_is_named(tmp_path):
+    (tmp_path / "results_x.json").write_text(json.dumps(lm_eval_results("org/m", 0.5)))
+    (tmp_path / "samples_coqa_x.jsonl").write_text('{"doc_id": 0, "filter": "none"}\n')
+    with pytest.raises(DataError, match=r"samples_coqa_x\.jsonl:1: not an lm-eval sample with 'f1'"):
+        load_lm_eval(tmp_path)

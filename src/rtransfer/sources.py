@@ -4,9 +4,12 @@ Each loader returns ModelScores rows with canonical benchmark names and scores i
 """
 
 import csv
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from rtransfer.benchmarks.names import canonical, known_names, lookup
 from rtransfer.errors import DataError
@@ -144,47 +147,97 @@ LM_EVAL_TASKS: dict[str, tuple[tuple[str, ...], bool, tuple[str, ...]]] = {
 FILTERS = ("custom-extract", "mcq-extract", "flexible-extract", "strict-match", "none")
 
 
-def _metric(task_result: dict, metrics: tuple[str, ...]) -> float | None:
+def _metric(task_result: dict, metrics: tuple[str, ...]) -> tuple[str, float] | None:
+    """(key, value) of the preferred metric in one task's results, e.g. ("exact_match,flexible-extract", 0.42)."""
     for metric in metrics:
-        for filt in FILTERS:
-            value = task_result.get(f"{metric},{filt}")
-            if isinstance(value, int | float):
-                return float(value)
-        value = task_result.get(metric)  # results written by old harness versions have no filter suffix
-        if isinstance(value, int | float):
-            return float(value)
+        # Results written by old harness versions have no ",filter" suffix.
+        for key in (*(f"{metric},{filt}" for filt in FILTERS), metric):
+            value = task_result.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return key, float(value)
     return None
+
+
+def _lm_eval_samples(folder: Path, task: str, key: str) -> DocGrades | None:
+    """Per-document values of one metric from the `samples_<task>_*.jsonl` that `--log_samples` writes next to
+    the results (the newest such file). List-valued metrics (IFEval's instruction level) become a ratio:
+    value = mean of the list, weight = its length."""
+    files = sorted(folder.glob(f"samples_{task}_*.jsonl"))
+    if not files:
+        return None
+    metric, _, filt = key.partition(",")
+    ids, values, weights = [], [], []
+    with open(files[-1], encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                sample = json.loads(line)
+                if filt and sample.get("filter", "none") != filt:
+                    continue
+                value = sample[metric]
+                doc_id = f"{task}/{sample['doc_id']}"
+            except (ValueError, KeyError, TypeError) as err:
+                raise DataError(f"{files[-1]}:{number}: not an lm-eval sample with {metric!r} ({err})") from None
+            items = value if isinstance(value, list) else [value]
+            if items:
+                ids.append(doc_id)
+                values.append(sum(float(v) for v in items) / len(items))
+                weights.append(float(len(items)))
+    return DocGrades(ids, np.array(values), np.array(weights)) if ids else None
+
+
+def _combine(parts: list[DocGrades]) -> DocGrades:
+    """Documents of several subtasks, weighted so that the score is the mean of the subtask scores."""
+    return DocGrades(
+        [d for p in parts for d in p.ids],
+        np.concatenate([p.values for p in parts]),
+        np.concatenate([p.weights / p.weights.sum() for p in parts]),
+    )
 
 
 def load_lm_eval(path: str | Path) -> tuple[ModelScores, list[str]]:
     """Scores from lm-evaluation-harness `results_*.json` (a file, or a folder searched recursively; several
-    files are merged, later ones winning). Returns the row and notes naming every benchmark not found."""
+    files are merged, later ones winning). Per-document grades come from `samples_*.jsonl` files beside them
+    when the run used --log_samples, giving bootstrap CIs. Returns the row and notes naming every benchmark not
+    found."""
     path = Path(path)
     files = sorted(path.rglob("results_*.json")) if path.is_dir() else [path]
     if not files:
         raise DataError(f"{path}: no lm-evaluation-harness results_*.json here")
     results: dict[str, dict] = {}
+    folder_of: dict[str, Path] = {}
     model = None
     for f in files:
         data = read_json(f, "lm-evaluation-harness results")
         if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
             raise DataError(f"{f}: not an lm-evaluation-harness results file (no 'results' object)")
         results.update(data["results"])
+        folder_of.update(dict.fromkeys(data["results"], f.parent))
         model = _lm_eval_model_name(data) or model
     row = ModelScores(model=model or (path.parent.name if path.is_file() else path.name), base=None, scores={})
     notes = []
     for bench, (tasks, split, metrics) in LM_EVAL_TASKS.items():
-        found = {t: _metric(results[t], metrics) for t in tasks if t in results}
-        found = {t: v for t, v in found.items() if v is not None}
+        found = {t: m for t in tasks if t in results and (m := _metric(results[t], metrics))}
         if split and found and len(found) < len(tasks):
             missing = ", ".join(t for t in tasks if t not in found)
             notes.append(f"{bench}: only {len(found)} of {len(tasks)} subtasks (missing {missing}); left out")
-        elif split and found:
-            row.scores[bench] = 100.0 * sum(found.values()) / len(found)
-        elif found:
-            row.scores[bench] = 100.0 * next(iter(found.values()))
-        else:
+            continue
+        if not found:
             notes.append(f"{bench}: no task ({', '.join(tasks[:2])}{', ...' if len(tasks) > 2 else ''})")
+            continue
+        if not split:  # the first task found, in order of preference
+            found = dict([next(iter(found.items()))])
+        row.scores[bench] = 100.0 * sum(value for _, value in found.values()) / len(found)
+        parts = [_lm_eval_samples(folder_of[t], t, key) for t, (key, _) in found.items()]
+        if all(parts):
+            docs = _combine(parts) if split else parts[0]
+            if abs(docs.score() - row.scores[bench]) <= 1e-6 * 100:
+                row.docs[bench] = docs
+            else:
+                notes.append(
+                    f"{bench}: samples files give {docs.score():.4f}, results {row.scores[bench]:.4f}; no CI from them"
+                )
     if not row.scores:
         raise DataError(f"{path}: none of the 12 benchmarks is among its tasks ({', '.join(sorted(results)[:8])})")
     return row, notes
