@@ -1,0 +1,86 @@
+"""What a benchmark is: load its documents, build prompts, grade answers, aggregate. One small file each.
+
+A benchmark module `rtransfer/benchmarks/<name>.py` defines `TASK`, an instance of a Task subclass. Engines know
+nothing about benchmarks and graders know nothing about engines: a Task turns documents into prompts (chat
+messages) and grades text or log-likelihoods; the runner (rtransfer.evaluate) moves data between them.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from rtransfer.errors import DataError
+from rtransfer.records import Record, doc_grades
+
+Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
+
+
+@dataclass(frozen=True)
+class Doc:
+    id: str  # the dataset's own id where it has one (MATH-500 unique_id, OlympiadBench id, ...)
+    data: dict[str, Any]  # the record as loaded (plus derived fields, e.g. shuffled choices)
+
+
+@dataclass
+class Grade:
+    score: float  # in [0, 1]
+    extracted: Any = None  # what the grader read from the answer (None: nothing found)
+    weight: float = 1.0  # the document's weight in a ratio metric (IFEval instruction level), else 1
+    extra: dict = field(default_factory=dict)  # grader details worth keeping in the record
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The paper's generation settings for a benchmark (BRIEF §2); the CLI may override them."""
+
+    samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 32768
+    stop: tuple[str, ...] = ()
+
+
+class Task:
+    name: ClassVar[str]
+    group: ClassVar[str]
+    version: ClassVar[str] = "1"  # bump when the prompt or data handling changes
+    grader_version: ClassVar[str] = "1"  # bump when grading changes
+    kind: ClassVar[Literal["generate", "loglik"]] = "generate"
+    settings: ClassVar[Settings] = Settings()
+    hf_dataset: ClassVar[str] = ""  # where the data lives on the hub, for users with a connection
+    data_folder: ClassVar[str] = ""  # the folder under --data-dir (layout of shared/benchmarks)
+
+    # --- data -------------------------------------------------------------------------------------------
+    def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
+        """All test documents, in a fixed order. From `data_dir / data_folder` when given, else the hub.
+        Missing or malformed files raise DataError naming the file (and line)."""
+        raise NotImplementedError
+
+    def folder(self, data_dir: Path) -> Path:
+        path = Path(data_dir) / self.data_folder
+        if not path.exists():
+            raise DataError(f"{path}: no {self.name} data here (expected the layout of shared/benchmarks)")
+        return path
+
+    # --- generation tasks ------------------------------------------------------------------------------
+    def prompt(self, doc: Doc) -> Messages:
+        raise NotImplementedError
+
+    def grade(self, doc: Doc, response: str) -> Grade:
+        raise NotImplementedError
+
+    # --- log-likelihood tasks --------------------------------------------------------------------------
+    def choices(self, doc: Doc) -> tuple[Messages, list[str]]:
+        """The context (as messages) and the continuations whose log-likelihoods decide the answer."""
+        raise NotImplementedError
+
+    def grade_choices(self, doc: Doc, logprobs: Sequence[float]) -> Grade:
+        raise NotImplementedError
+
+    # --- aggregation -----------------------------------------------------------------------------------
+    def aggregate(self, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
+        """Metrics of a finished run; `score` (0–100) is the primary one, the one the TI uses.
+        The default is avg@k: each document's grade averaged over its samples, then a weighted mean."""
+        ids, values, weights = doc_grades(records)
+        return {"score": float(100.0 * (values * weights).sum() / weights.sum()) if ids else 0.0, "n": len(ids)}

@@ -1,0 +1,1 @@
+"""Engines turn prompts into text or log-likelihoods. They know nothing about benchmarks."""
