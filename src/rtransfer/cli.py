@@ -8,8 +8,8 @@ import sys
 from rtransfer import __version__
 from rtransfer.errors import RtransferError
 
-# Subcommands built so far, in help order. Planned next: eval, grade, train, probe, report, study, lab.
-COMMANDS = ("ti",)
+# Subcommands built so far, in help order. Planned next: train, probe, report, study, lab.
+COMMANDS = ("eval", "grade", "ti")
 
 
 def build_parser() -> argparse.ArgumentParser:

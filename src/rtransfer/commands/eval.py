@@ -1,0 +1,131 @@
+"""`rtransfer eval`: score one model on benchmarks; records, scores and a manifest go to --out."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rtransfer.report.tables import fmt, fmt_ci, render
+
+EPILOG = """examples:
+  rtransfer eval --model Qwen/Qwen3-14B-Base --suite paper --out runs/base
+  rtransfer eval --model ./my-model --benchmarks math500,headqa --data-dir ../shared/benchmarks --limit 50 --out runs/m
+An interrupted run resumes where it stopped when run again with the same --out and settings."""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on benchmarks (records + scores)",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="hub id or local model directory")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--benchmarks", help="comma-separated benchmark names")
+    which.add_argument("--suite", help="a named suite: paper")
+    p.add_argument("--out", required=True, type=Path, help="run directory (created, or resumed)")
+    p.add_argument("--data-dir", type=Path, help="local data in the layout of shared/benchmarks (default: the hub)")
+    p.add_argument("--limit", type=int, help="only the first N documents of each benchmark")
+    p.add_argument("--samples", type=int, help="samples per prompt (default: the paper's per benchmark)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default: the paper's; 0 = greedy)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling (default: the paper's)")
+    p.add_argument("--max-new-tokens", type=int, help="generation budget (default: the paper's, 32768)")
+    p.add_argument("--thinking", choices=("on", "off"), help="enable_thinking for templates that support it")
+    p.add_argument("--no-chat", action="store_true", help="base-model mode: plain prompts, no chat template")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--device-map", help="e.g. auto: spread a large model over the GPUs (accelerate)")
+    p.add_argument("--revision", help="model revision on the hub")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="the model's label in tables (default: the model path's name)")
+    p.add_argument("--base", help="the label of the base model this one is compared with (for rtransfer ti)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per benchmark")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from rtransfer.benchmarks.registry import IMPLEMENTED, get_task, resolve
+    from rtransfer.engines.hf import HFEngine
+    from rtransfer.errors import DataError
+    from rtransfer.evaluate import EvalPlan, Overrides, evaluate
+    from rtransfer.runs import RunDir
+
+    for flag in ("limit", "samples", "max_new_tokens", "batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise DataError(f"--{flag.replace('_', '-')} must be at least 1, not {value}")
+    names = resolve(args.benchmarks, args.suite)
+    if args.suite:
+        missing = [n for n in names if n not in IMPLEMENTED]
+        if missing:
+            print(f"rtransfer: note: not implemented yet, skipped: {', '.join(missing)}", file=sys.stderr)
+        names = [n for n in names if n in IMPLEMENTED]
+    tasks = [get_task(n) for n in names]
+    plan = EvalPlan(
+        tasks=tasks,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        seed=args.seed,
+        overrides=Overrides(args.samples, args.temperature, args.top_p, args.max_new_tokens),
+    )
+    for task in tasks:  # fail on missing data before loading a model
+        task.load(args.data_dir, args.seed)
+    engine = HFEngine(
+        args.model,
+        revision=args.revision,
+        dtype=args.dtype,
+        device=args.device,
+        device_map=args.device_map,
+        batch_size=args.batch_size,
+        chat=False if args.no_chat else None,
+        thinking=None if args.thinking is None else args.thinking == "on",
+    )
+    results = evaluate(engine, plan, RunDir(args.out), name=args.name, base=args.base, progress=_progress_bar)
+    print_scores(results, args.json, title=f"{args.name or Path(args.model).name} — {args.out}")
+    return 0
+
+
+def _progress_bar(benchmark: str):
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=done, desc=benchmark, unit="sample", file=sys.stderr, leave=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def print_scores(results: dict[str, dict], as_json: bool, title: str = "") -> None:
+    rows = [{"benchmark": name, **metrics} for name, metrics in results.items()]
+    if as_json:
+        for r in rows:
+            ci = r.pop("ci", None) or [None, None]
+            r["ci_low"], r["ci_high"] = ci
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    header = ["benchmark", "group", "score", "95% CI", "n", "samples", "other metrics"]
+    cells = []
+    for r in rows:
+        known = {"benchmark", "group", "score", "ci", "n", "samples"}
+        others = ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in r.items() if k not in known)
+        cells.append(
+            [
+                r["benchmark"],
+                r.get("group", ""),
+                fmt(r["score"]),
+                fmt_ci(r.get("ci")),
+                str(r["n"]),
+                str(r.get("samples", "")),
+                others,
+            ]
+        )
+    sys.stdout.write(render(header, cells, "terminal", title))

@@ -1,0 +1,193 @@
+"""The runner: benchmarks × one model → records → scores, resumable at any point.
+
+For each benchmark: load the documents, skip every (doc, sample) already in the records, send the rest to the
+engine in chunks, grade each answer as it arrives and append it to the records. Scores are computed from the
+records alone, so an interrupted run, a resumed run and a re-graded run all score the same way.
+"""
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtransfer.benchmarks.base import Doc, Grade, Task
+from rtransfer.engines.base import Engine, SamplingParams
+from rtransfer.records import Record, doc_grades
+from rtransfer.runs import RunDir, new_manifest
+
+CI_REPLICATES = 1000
+
+
+@dataclass
+class Overrides:
+    """Settings the user forces on every benchmark (None: the benchmark's own, as in the paper)."""
+
+    samples: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_new_tokens: int | None = None
+
+    def apply(self, task: Task) -> tuple[int, SamplingParams]:
+        s = task.settings
+        params = SamplingParams(
+            temperature=s.temperature if self.temperature is None else self.temperature,
+            top_p=s.top_p if self.top_p is None else self.top_p,
+            max_new_tokens=s.max_new_tokens if self.max_new_tokens is None else self.max_new_tokens,
+            stop=s.stop,
+        )
+        return (s.samples if self.samples is None else self.samples), params
+
+
+@dataclass
+class EvalPlan:
+    tasks: Sequence[Task]
+    data_dir: Path | None = None
+    limit: int | None = None
+    seed: int = 0
+    overrides: Overrides = field(default_factory=Overrides)
+    chunk: int = 64  # (doc, sample) pairs per engine call: small enough to checkpoint often
+
+
+def sample_seed(seed: int, benchmark: str, doc_id: str, sample: int) -> int:
+    """A seed per (doc, sample) that does not depend on order, batch or limit."""
+    digest = hashlib.sha256(f"{seed}:{benchmark}:{doc_id}:{sample}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def benchmark_manifest(task: Task, plan: EvalPlan) -> dict[str, Any]:
+    samples, params = plan.overrides.apply(task)
+    entry = {"version": task.version, "grader_version": task.grader_version, "group": task.group, "kind": task.kind}
+    if task.kind == "generate":
+        entry.update(samples=samples, sampling=params.as_dict())
+    return entry
+
+
+def start_run(run: RunDir, engine: Engine, plan: EvalPlan, name: str | None = None, base: str | None = None) -> dict:
+    info = engine.describe()
+    manifest = new_manifest(
+        info["model"],
+        name=name,
+        base=base,
+        revision=info.get("revision"),
+        chat_template=info.get("chat_template"),
+        sampling={k: v for k, v in vars(plan.overrides).items() if v is not None},
+        seed=plan.seed,
+        engine=info.get("engine"),
+        benchmarks={t.name: benchmark_manifest(t, plan) for t in plan.tasks},
+    )
+    manifest["engine_info"] = {k: v for k, v in info.items() if k != "chat_template"}
+    return run.start(manifest)
+
+
+def run_benchmark(
+    engine: Engine, task: Task, run: RunDir, plan: EvalPlan, progress: Callable[[int, int], Any] | None = None
+) -> dict[str, Any]:
+    """Generate and grade whatever is missing from the records, then score. Returns the metrics."""
+    docs = load_docs(task, plan)
+    samples, params = plan.overrides.apply(task)
+    if task.kind == "loglik":
+        samples = 1
+    with run.writer(task.name) as writer:
+        pending = [(d, s) for d in docs for s in range(samples) if not writer.has(d.id, s)]
+        done = len(docs) * samples - len(pending)
+        if progress:
+            progress(done, len(docs) * samples)
+        for start in range(0, len(pending), plan.chunk):
+            batch = pending[start : start + plan.chunk]
+            for record in _answer(engine, task, batch, params, plan.seed):
+                writer.write(record)
+            done += len(batch)
+            if progress:
+                progress(done, len(docs) * samples)
+    return score(task, docs, run.records(task.name))
+
+
+def load_docs(task: Task, plan: EvalPlan) -> list[Doc]:
+    docs = task.load(plan.data_dir, plan.seed)
+    return docs[: plan.limit] if plan.limit else docs
+
+
+def _answer(engine: Engine, task: Task, batch, params: SamplingParams, seed: int) -> list[Record]:
+    if task.kind == "loglik":
+        requests = [task.choices(doc) for doc, _ in batch]
+        all_logprobs = engine.loglikelihood(requests)
+        return [
+            _record(doc, 0, request[0], None, task.grade_choices(doc, logprobs), task, None, {"logprobs": logprobs})
+            for (doc, _), request, logprobs in zip(batch, requests, all_logprobs, strict=True)
+        ]
+    prompts = [task.prompt(doc) for doc, _ in batch]
+    seeds = [sample_seed(seed, task.name, doc.id, s) for doc, s in batch]
+    generations = engine.generate(prompts, params, seeds)
+    return [
+        _record(
+            doc,
+            s,
+            prompt,
+            gen.text,
+            task.grade(doc, gen.text),
+            task,
+            seed_,
+            {"tokens": gen.tokens, "finish_reason": gen.finish_reason, "sampler_seed": gen.seed, **gen.extra},
+        )
+        for (doc, s), prompt, gen, seed_ in zip(batch, prompts, generations, seeds, strict=True)
+    ]
+
+
+def _record(doc: Doc, sample: int, prompt, response, grade: Grade, task: Task, seed, extra: dict) -> Record:
+    return Record(
+        doc_id=doc.id,
+        sample=sample,
+        prompt=prompt,
+        response=response,
+        extracted=grade.extracted,
+        grade=float(grade.score),
+        weight=float(grade.weight),
+        grader_version=task.grader_version,
+        seed=seed,
+        extra={**extra, **grade.extra},
+    )
+
+
+def score(task: Task, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
+    """The task's metrics over the given documents, with a bootstrap CI of the primary score."""
+    wanted = {d.id for d in docs}
+    records = [r for r in records if r.doc_id in wanted]
+    metrics = task.aggregate(docs, records)
+    metrics["samples"] = max((r.sample for r in records), default=-1) + 1
+    metrics["group"] = task.group
+    if records:
+        metrics["ci"] = bootstrap_ci(records)
+    return metrics
+
+
+def bootstrap_ci(records: Sequence[Record], replicates: int = CI_REPLICATES, level: float = 0.95, seed: int = 0):
+    """Percentile CI (0–100) of the avg@k score, resampling documents with replacement."""
+    _, values, weights = doc_grades(records)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(values), np.full(len(values), 1.0 / len(values)), size=replicates)
+    scores = 100.0 * (counts @ (values * weights)) / (counts @ weights)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(scores, [tail, 100 - tail])
+    return [float(lo), float(hi)]
+
+
+def evaluate(
+    engine: Engine,
+    plan: EvalPlan,
+    run: RunDir,
+    *,
+    name: str | None = None,
+    base: str | None = None,
+    progress: Callable[[str], Callable[[int, int], Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Run every task of the plan into `run`; scores.json is rewritten after each benchmark."""
+    start_run(run, engine, plan, name=name, base=base)
+    results = {}
+    for task in plan.tasks:
+        results[task.name] = run_benchmark(engine, task, run, plan, progress(task.name) if progress else None)
+        stored = run.scores().get("benchmarks", {})
+        run.write_scores({"benchmarks": {**stored, **results}})
+    return results
