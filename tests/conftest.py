@@ -17,6 +17,14 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random-init Qwen3-architecture model with a locally trained tokenizer and a chat template (no hub)."""
+    from rtransfer.lab.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny", seed=0)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("RTRANSFER_CACHE", str(tmp_path / "cache"))
