@@ -1,0 +1,187 @@
+"""`rtransfer eval` and `rtransfer grade` end to end: every benchmark on a tiny local Qwen3 model and real data."""
+
+import csv
+import json
+
+import pytest
+
+from rtransfer.benchmarks.registry import IMPLEMENTED
+
+GPQA_FIELDS = [
+    "Pre-Revision Question",
+    "Pre-Revision Correct Answer",
+    "Pre-Revision Incorrect Answer 1",
+    "Pre-Revision Incorrect Answer 2",
+    "Pre-Revision Incorrect Answer 3",
+    "Pre-Revision Explanation",
+    "Self-reported question-writing time (minutes)",
+    "Question",
+    "Correct Answer",
+    "Incorrect Answer 1",
+    "Incorrect Answer 2",
+    "Incorrect Answer 3",
+    "Explanation",
+    "Revision Comments (from Question Writer)",
+    "Subdomain",
+    "Writer's Difficulty Estimate",
+    "Extra Revised Question",
+    "Extra Revised Explanation",
+    "Extra Revised Correct Answer",
+    "Extra Revised Incorrect Answer 1",
+    "Extra Revised Incorrect Answer 2",
+    "Extra Revised Incorrect Answer 3",
+    "Non-Expert Validator Accuracy",
+    "Majority Non-Expert Vals Incorrect",
+    "Expert Validator Accuracy",
+    "Record ID",
+    "High-level domain",
+]
+# Hand-written items in GPQA's schema (the real questions stay off the web, as their authors ask).
+GPQA_ITEMS = [
+    ("What is the SI unit of electric charge?", "coulomb", "ampere", "volt", "ohm", "recXYZ0001", "Physics"),
+    (
+        "Which gas makes up most of Earth's atmosphere?",
+        "nitrogen",
+        "oxygen",
+        "argon",
+        "carbon dioxide",
+        "recXYZ0002",
+        "Chemistry",
+    ),
+    (
+        "Which organelle holds most of a eukaryotic cell's DNA?",
+        "the nucleus",
+        "the ribosome",
+        "the Golgi apparatus",
+        "the lysosome",
+        "recXYZ0003",
+        "Biology",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, shared):
+    """shared/benchmarks plus a GPQA-Diamond folder of hand-written items in the official CSV schema."""
+    root = tmp_path_factory.mktemp("data")
+    for folder in (shared / "benchmarks").iterdir():
+        if folder.is_dir() and folder.name != "gpqa_diamond":
+            (root / folder.name).symlink_to(folder)
+    (root / "gpqa_diamond").mkdir()
+    with open(root / "gpqa_diamond" / "gpqa_diamond.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=GPQA_FIELDS)
+        writer.writeheader()
+        for q, right, w1, w2, w3, rid, domain in GPQA_ITEMS:
+            writer.writerow(
+                {
+                    "Question": q,
+                    "Correct Answer": right,
+                    "Incorrect Answer 1": w1,
+                    "Incorrect Answer 2": w2,
+                    "Incorrect Answer 3": w3,
+                    "Record ID": rid,
+                    "High-level domain": domain,
+                    "Subdomain": domain,
+                }
+            )
+    return root
+
+
+@pytest.mark.parametrize("benchmark", sorted(IMPLEMENTED))
+def test_every_benchmark_end_to_end_on_a_tiny_model(benchmark, cli, tiny_model, data_dir, tmp_path):
+    args = [
+        "eval",
+        "--model",
+        tiny_model,
+        "--benchmarks",
+        benchmark,
+        "--data-dir",
+        data_dir,
+        "--out",
+        tmp_path / "run",
+        "--limit",
+        "3",
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--batch-size",
+        "2",
+        "--json",
+    ]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["benchmark"] == benchmark and row["n"] == 3 and 0 <= row["score"] <= 100
+    assert row["group"] in ("math", "other", "non") and row["ci_low"] <= row["score"] <= row["ci_high"]
+    lines = (tmp_path / "run" / "records" / f"{benchmark}.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    expected = 3 if records[0]["response"] is None else 6  # log-likelihood tasks score each document once
+    assert len(records) == expected and all(r["grade"] is not None for r in records)
+    assert all("logprobs" in r["extra"] for r in records) or all(isinstance(r["response"], str) for r in records)
+    # Running again changes nothing: everything is already in the records.
+    code, again, _ = cli(*args)
+    assert code == 0 and json.loads(again) == [row]
+    assert (tmp_path / "run" / "records" / f"{benchmark}.jsonl").read_text().splitlines() == lines
+
+
+def test_unknown_benchmark_and_missing_data_are_one_line_errors(cli, tiny_model, tmp_path):
+    code, _, err = cli("eval", "--model", tiny_model, "--benchmarks", "mmlu", "--out", tmp_path / "r")
+    assert code == 2 and "unknown benchmark 'mmlu'" in err and err.count("\n") == 1
+    code, _, err = cli(
+        "eval", "--model", tiny_model, "--benchmarks", "math500", "--data-dir", tmp_path, "--out", tmp_path / "r"
+    )
+    assert code == 2 and "no math500 data here" in err and err.count("\n") == 1
+
+
+def write_jsonl(path, items):
+    path.write_text("".join(json.dumps(i) + "\n" for i in items))
+    return path
+
+
+def test_grade_math500_responses(cli, data_dir, tmp_path):
+    docs = [json.loads(line) for line in (data_dir / "math500" / "test.jsonl").read_text().splitlines()[:20]]
+    items = []
+    for i, d in enumerate(docs):
+        right = f"<think>Let me see... maybe \\boxed{{wrong}}</think>The answer is $\\boxed{{{d['answer']}}}$."
+        wrong = "I am not sure. \\boxed{-12345}"
+        # 3 samples per problem: all right for i % 4 == 0, two of three right otherwise, except i % 4 == 3: none
+        samples = {0: [right] * 3, 1: [right, right, wrong], 2: [right, wrong, right], 3: [wrong] * 3}[i % 4]
+        items.append({"doc_id": d["unique_id"], "responses": samples})
+    path = write_jsonl(tmp_path / "responses.jsonl", items)
+    code, out, err = cli("grade", "math500", path, "--data-dir", data_dir, "--json", "--out", tmp_path / "g.jsonl")
+    assert code == 0, err
+    result = json.loads(out)
+    expected = 100 * (5 * 1 + 5 * 2 / 3 + 5 * 2 / 3 + 0) / 20
+    assert result["benchmark"] == "math500" and result["n"] == 20 and result["samples"] == 3
+    assert result["score"] == pytest.approx(expected)
+    graded = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    assert len(graded) == 60 and graded[0]["grade"] == 1.0 and graded[0]["doc_id"] == docs[0]["unique_id"]
+    assert "graded 20 of the 500" in err
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "responses.jsonl:2: not valid JSON"),
+        ('{"doc_id": "test/nowhere/1.json", "response": "x"}', "responses.jsonl:2: unknown doc_id"),
+        ('{"doc_id": "test/intermediate_algebra/1994.json"}', "responses.jsonl:2: 'response' must be a string"),
+        ('["a list"]', "responses.jsonl:2: expected an object"),
+    ],
+)
+def test_grade_rejects_bad_lines_naming_them(cli, data_dir, tmp_path, line, message):
+    first = json.loads((data_dir / "math500" / "test.jsonl").read_text().splitlines()[0])
+    path = tmp_path / "responses.jsonl"
+    path.write_text(json.dumps({"doc_id": first["unique_id"], "response": "\\boxed{1}"}) + "\n" + line + "\n")
+    code, out, err = cli("grade", "math500", path, "--data-dir", data_dir)
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+
+
+def test_grade_rejects_a_doc_given_twice_and_loglik_benchmarks(cli, data_dir, tmp_path):
+    first = json.loads((data_dir / "math500" / "test.jsonl").read_text().splitlines()[0])
+    line = {"doc_id": first["unique_id"], "response": "\\boxed{1}"}
+    path = write_jsonl(tmp_path / "responses.jsonl", [line, line])
+    code, _, err = cli("grade", "math500", path, "--data-dir", data_dir)
+    assert code == 2 and "responses.jsonl:2: doc_id 'test/precalculus/807.json' appears twice" in err
+    code, _, err = cli("grade", "headqa", path, "--data-dir", data_dir)
+    assert code == 2 and "log-likelihood" in err
