@@ -81,6 +81,9 @@ class Task:
     # --- aggregation -----------------------------------------------------------------------------------
     def aggregate(self, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
         """Metrics of a finished run; `score` (0–100) is the primary one, the one the TI uses.
-        The default is avg@k: each document's grade averaged over its samples, then a weighted mean."""
+
+        `score` must be the weighted avg@k of the records' grades (each document's grade averaged over its
+        samples, then weighted by `Record.weight`): that is what `rtransfer ti` recomputes and resamples from
+        the records. Overrides add further metrics (MC-TACO's per-question EM and F1, say)."""
         ids, values, weights = doc_grades(records)
         return {"score": float(100.0 * (values * weights).sum() / weights.sum()) if ids else 0.0, "n": len(ids)}
