@@ -27,7 +27,7 @@ def test_log_likelihood_shares_the_context_and_matches_full_sequences(engine):
         text = engine.render(context)
         context_ids = engine.encode(text)
         for continuation, value in zip(continuations, scores, strict=True):
-            ids = engine.encode(text + continuation)
+            ids = engine.encode(text + continuation.removeprefix(" "))  # chat mode drops the delimiter
             with torch.no_grad():
                 logprobs = torch.log_softmax(engine.model(torch.tensor([ids])).logits[0].float(), -1)
             expected = sum(logprobs[j - 1, ids[j]].item() for j in range(len(context_ids), len(ids)))
@@ -93,3 +93,11 @@ def test_missing_model_is_a_one_line_error(tmp_path, cli, shared):
         tmp_path / "run",
     )
     assert code == 2 and err.count("\n") == 1 and "does not exist" in err
+
+
+def test_chat_mode_drops_the_target_delimiter_base_mode_keeps_it(tiny_model):
+    context = [{"role": "user", "content": "Is this plausible?"}]
+    chat = HFEngine(str(tiny_model), device="cpu")
+    assert chat.loglikelihood([(context, [" yes"])]) == chat.loglikelihood([(context, ["yes"])])
+    base = HFEngine(str(tiny_model), chat=False, device="cpu")
+    assert base.loglikelihood([(context, [" yes"])]) != base.loglikelihood([(context, ["yes"])])

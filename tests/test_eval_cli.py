@@ -185,3 +185,14 @@ def test_grade_rejects_a_doc_given_twice_and_loglik_benchmarks(cli, data_dir, tm
     assert code == 2 and "responses.jsonl:2: doc_id 'test/precalculus/807.json' appears twice" in err
     code, _, err = cli("grade", "headqa", path, "--data-dir", data_dir)
     assert code == 2 and "log-likelihood" in err
+
+
+def test_variants_are_named_and_versioned():
+    from rtransfer.benchmarks.registry import get_task, resolve
+    from rtransfer.errors import UnknownBenchmarkError
+
+    assert get_task("GPQA-Diamond:paper-order").version != get_task("gpqa_diamond").version
+    assert get_task("acpbench:multiturn").multiturn and not get_task("acpbench").multiturn
+    assert resolve("MATH-500,acpbench:multiturn") == ["math500", "acpbench:multiturn"]
+    with pytest.raises(UnknownBenchmarkError, match="no variant 'x'"):
+        get_task("headqa:x")

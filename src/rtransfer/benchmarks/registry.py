@@ -38,10 +38,20 @@ SUITES = {
 
 
 def get_task(name: str) -> Task:
-    bench = canonical(name)
+    """The task for a benchmark name, or `name:variant` for a documented variant (e.g. the paper's procedure
+    where ours differs: `gpqa_diamond:paper-order`, `acpbench:multiturn`). A variant has its own version, so
+    it never mixes with the default in one run directory."""
+    base, _, variant = name.partition(":")
+    bench = canonical(base)
     if bench not in IMPLEMENTED:
         raise UnknownBenchmarkError(f"benchmark {bench!r} is not implemented yet (available: {', '.join(IMPLEMENTED)})")
-    return importlib.import_module(f"rtransfer.benchmarks.{IMPLEMENTED[bench]}").TASK
+    module = importlib.import_module(f"rtransfer.benchmarks.{IMPLEMENTED[bench]}")
+    if not variant:
+        return module.TASK
+    variants = getattr(module, "VARIANTS", {})
+    if variant not in variants:
+        raise UnknownBenchmarkError(f"{bench} has no variant {variant!r} (variants: {', '.join(variants) or 'none'})")
+    return variants[variant]
 
 
 def resolve(benchmarks: str | None = None, suite: str | None = None) -> list[str]:
@@ -54,4 +64,8 @@ def resolve(benchmarks: str | None = None, suite: str | None = None) -> list[str
         names = [n.strip() for n in (benchmarks or "").split(",") if n.strip()]
     if not names:
         raise UnknownBenchmarkError("no benchmarks named: give --benchmarks a,b or --suite NAME")
-    return [canonical(n) for n in names]
+    out = []
+    for n in names:
+        base, colon, variant = n.partition(":")
+        out.append(canonical(base) + colon + variant)
+    return out

@@ -35,7 +35,11 @@ class Engine(Protocol):
         ...
 
     def loglikelihood(self, requests: Sequence[tuple[Messages, Sequence[str]]]) -> list[list[float]]:
-        """For each (context, continuations): the summed log-probability of each continuation after the context."""
+        """For each (context, continuations): the summed log-probability of each continuation after the context.
+
+        Chat models see the context rendered with the chat template and the generation prompt, so a continuation
+        opens the assistant's turn; one leading space of a continuation (lm-eval's target delimiter) is dropped
+        there, as lm-eval does with a chat template. Base models see plain text and keep it."""
         ...
 
     def describe(self) -> dict[str, Any]:

@@ -129,7 +129,10 @@ class HFEngine:
 
     # --- log-likelihood ----------------------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[tuple[Messages, Sequence[str]]]) -> list[list[float]]:
-        return [self._score_choices(self.render(context), choices) for context, choices in requests]
+        return [
+            self._score_choices(self.render(context), [c.removeprefix(" ") if self.chat else c for c in choices])
+            for context, choices in requests
+        ]
 
     def _score_choices(self, context: str, continuations: Sequence[str]) -> list[float]:
         import torch
