@@ -1,6 +1,5 @@
 """The multiple-choice benchmarks: GPQA-Diamond, ACPBench, HEAD-QA, MC-TACO, on the real files in shared/."""
 
-import csv
 import gzip
 import json
 import os
@@ -8,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import GPQA_HEADER, GPQA_ITEMS, write_gpqa
 from rtransfer.benchmarks.acpbench import TASKS, AcpBench, AcpBenchMultiTurn, fewshot
 from rtransfer.benchmarks.base import Doc
 from rtransfer.benchmarks.gpqa_diamond import GpqaDiamond, GpqaDiamondPaperOrder
@@ -64,38 +64,6 @@ def test_registry_serves_these_tasks():
 
 
 # --- GPQA-Diamond (hand-written items in the official CSV schema; the real questions stay off disk) -------------
-
-GPQA_HEADER = [
-    "Pre-Revision Question",
-    "Question",
-    "Correct Answer",
-    "Incorrect Answer 1",
-    "Incorrect Answer 2",
-    "Incorrect Answer 3",
-    "Explanation",
-    "Subdomain",
-    "Record ID",
-    "High-level domain",
-]
-GPQA_ITEMS = [
-    ("What colour is a clear daytime sky?", "Blue", "Green", "Red", "Purple", "Physics", "recTEST01"),
-    ('Which gas do plants take in, "mostly"?\nPick one.', "Carbon dioxide", "Neon", "Argon", "Helium", "Bio", "recT02"),
-    ("How many legs has a spider, in total?", "8", "6", "10", "4", "Biology", "recTEST03"),
-    ("What is 2 + 2?", "4", "3", "5", "22", "Maths", "recTEST04"),
-]
-
-
-def write_gpqa(root: Path, items=GPQA_ITEMS, header=GPQA_HEADER) -> Path:
-    folder = root / "gpqa_diamond"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "gpqa_diamond.csv", "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for q, right, w1, w2, w3, sub, rid in items:
-            row = {"Question": q, "Correct Answer": right, "Incorrect Answer 1": w1, "Incorrect Answer 2": w2}
-            row |= {"Incorrect Answer 3": w3, "Subdomain": sub, "Record ID": rid, "High-level domain": "Science"}
-            writer.writerow([row.get(col, "") for col in header])
-    return root
 
 
 def test_gpqa_loads_the_official_csv_schema(tmp_path):

@@ -1,63 +1,11 @@
 """`rtransfer eval` and `rtransfer grade` end to end: every benchmark on a tiny local Qwen3 model and real data."""
 
-import csv
 import json
 
 import pytest
 
+from helpers import write_gpqa
 from rtransfer.benchmarks.registry import IMPLEMENTED
-
-GPQA_FIELDS = [
-    "Pre-Revision Question",
-    "Pre-Revision Correct Answer",
-    "Pre-Revision Incorrect Answer 1",
-    "Pre-Revision Incorrect Answer 2",
-    "Pre-Revision Incorrect Answer 3",
-    "Pre-Revision Explanation",
-    "Self-reported question-writing time (minutes)",
-    "Question",
-    "Correct Answer",
-    "Incorrect Answer 1",
-    "Incorrect Answer 2",
-    "Incorrect Answer 3",
-    "Explanation",
-    "Revision Comments (from Question Writer)",
-    "Subdomain",
-    "Writer's Difficulty Estimate",
-    "Extra Revised Question",
-    "Extra Revised Explanation",
-    "Extra Revised Correct Answer",
-    "Extra Revised Incorrect Answer 1",
-    "Extra Revised Incorrect Answer 2",
-    "Extra Revised Incorrect Answer 3",
-    "Non-Expert Validator Accuracy",
-    "Majority Non-Expert Vals Incorrect",
-    "Expert Validator Accuracy",
-    "Record ID",
-    "High-level domain",
-]
-# Hand-written items in GPQA's schema (the real questions stay off the web, as their authors ask).
-GPQA_ITEMS = [
-    ("What is the SI unit of electric charge?", "coulomb", "ampere", "volt", "ohm", "recXYZ0001", "Physics"),
-    (
-        "Which gas makes up most of Earth's atmosphere?",
-        "nitrogen",
-        "oxygen",
-        "argon",
-        "carbon dioxide",
-        "recXYZ0002",
-        "Chemistry",
-    ),
-    (
-        "Which organelle holds most of a eukaryotic cell's DNA?",
-        "the nucleus",
-        "the ribosome",
-        "the Golgi apparatus",
-        "the lysosome",
-        "recXYZ0003",
-        "Biology",
-    ),
-]
 
 
 @pytest.fixture(scope="module")
@@ -67,23 +15,7 @@ def data_dir(tmp_path_factory, shared):
     for folder in (shared / "benchmarks").iterdir():
         if folder.is_dir() and folder.name != "gpqa_diamond":
             (root / folder.name).symlink_to(folder)
-    (root / "gpqa_diamond").mkdir()
-    with open(root / "gpqa_diamond" / "gpqa_diamond.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=GPQA_FIELDS)
-        writer.writeheader()
-        for q, right, w1, w2, w3, rid, domain in GPQA_ITEMS:
-            writer.writerow(
-                {
-                    "Question": q,
-                    "Correct Answer": right,
-                    "Incorrect Answer 1": w1,
-                    "Incorrect Answer 2": w2,
-                    "Incorrect Answer 3": w3,
-                    "Record ID": rid,
-                    "High-level domain": domain,
-                    "Subdomain": domain,
-                }
-            )
+    write_gpqa(root)
     return root
 
 

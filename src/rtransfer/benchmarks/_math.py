@@ -1,0 +1,92 @@
+"""What the four math benchmarks share: a boxed-answer prompt, math-verify grading, data-file readers."""
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
+from rtransfer.errors import DataError
+from rtransfer.grading.math import GRADER_VERSION, grade_math
+
+# The paper's sampled math settings (BRIEF §2: T=0.6, top-p 0.95; the released evalchemy configs use T=0.7).
+SAMPLED = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32768}
+
+# evalchemy's prompt for MATH500, AIME24 and AIME25 (mlfoundations/evalchemy,
+# eval/chat_benchmarks/{MATH500,AIME24,AIME25}/eval_instruct.py, PROMPT). The authors ran these three benchmarks
+# with their evalchemy fork (ReasoningTransfer/Transferability-of-LLM-Reasoning, eval/evalchemy), which ships
+# only compiled files for them; the upstream source it was forked from has this prompt.
+EVALCHEMY_PROMPT = "Problem: {problem}\nMark your solution with \\boxed\nAnswer:"
+
+
+class MathTask(Task):
+    """A problem in, a \\boxed{} answer out, graded by equivalence with the document's `answer` field.
+    Documents keep their source order (`seed` is unused: nothing is shuffled)."""
+
+    group: ClassVar[str] = "math"
+    grader_version: ClassVar[str] = GRADER_VERSION
+    prompt_template: ClassVar[str] = EVALCHEMY_PROMPT
+    problem_field: ClassVar[str] = "problem"
+    settings: ClassVar[Settings] = Settings(samples=1, **SAMPLED)
+
+    def prompt(self, doc: Doc) -> Messages:
+        return [{"role": "user", "content": self.prompt_template.format(problem=doc.data[self.problem_field])}]
+
+    def grade(self, doc: Doc, response: str) -> Grade:
+        return grade_math(response, doc.data["answer"])
+
+
+def read_jsonl(path: Path, required: Iterable[str]) -> list[dict[str, Any]]:
+    """The records of a JSON Lines file; each must be an object with the `required` fields."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as err:
+                raise DataError(f"{path}:{number}: not valid JSON ({err})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object")
+            missing = [k for k in required if record.get(k) in (None, "")]
+            if missing:
+                raise DataError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
+            records.append(record)
+    if not records:
+        raise DataError(f"{path}: no records")
+    return records
+
+
+def hub_rows(name: str, split: str, config: str | None = None) -> list[dict[str, Any]]:
+    """Rows of a Hugging Face dataset, for users with a connection (tests use local files only)."""
+    from datasets import load_dataset  # heavy; only this path needs it
+
+    try:
+        return [dict(row) for row in load_dataset(name, config, split=split)]
+    except Exception as err:  # network, authentication, renamed dataset: say which and how to avoid it
+        raise DataError(f"could not load {name} from the Hugging Face hub ({err}); pass --data-dir instead") from err
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...} in `text` (braces balanced), or None."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for i in range(begin - 1, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin:i].strip()
+    return None
+
+
+def unique_docs(docs: list[Doc], where: str) -> list[Doc]:
+    seen: set[str] = set()
+    for doc in docs:
+        if doc.id in seen:
+            raise DataError(f"{where}: duplicate id {doc.id!r}")
+        seen.add(doc.id)
+    return docs

@@ -1,0 +1,74 @@
+"""AIME 2025 (I and II, 30 problems, integer answers). Boxed answer graded by equivalence, average over 10
+samples (BRIEF §2).
+
+Local data is MathArena's layout: aime_2025_{I,II}/problems/<n>.tex and aime_2025_{I,II}/answers.csv (id,answer).
+Documents are ordered I-1 … I-15, II-1 … II-15, with ids "2025-I-1" … "2025-II-15".
+"""
+
+import csv
+from pathlib import Path
+
+from rtransfer.benchmarks._math import SAMPLED, MathTask, hub_rows, unique_docs
+from rtransfer.benchmarks.base import Doc, Settings
+from rtransfer.errors import DataError
+
+EXAMS = ("I", "II")
+
+
+class Aime25(MathTask):
+    name = "aime25"
+    version = "1"
+    settings = Settings(samples=10, **SAMPLED)
+    hf_dataset = "math-ai/aime25"
+    data_folder = "aime2025"
+
+    def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
+        if data_dir is None:  # the hub copy has its own ids; local and hub runs are not merged
+            rows = hub_rows(self.hf_dataset, "test")
+            return unique_docs([Doc(id=str(row["id"]), data=row) for row in rows], self.hf_dataset)
+        root = self.folder(data_dir)
+        docs = [doc for exam in EXAMS for doc in _exam_docs(root / f"aime_2025_{exam}", exam)]
+        return unique_docs(docs, str(root))
+
+
+def _exam_docs(folder: Path, exam: str) -> list[Doc]:
+    answers = _read_answers(folder / "answers.csv")
+    docs = []
+    for number, answer in sorted(answers.items()):
+        tex = folder / "problems" / f"{number}.tex"
+        if not tex.is_file():
+            raise DataError(f"{tex}: file not found (answers.csv lists problem {number})")
+        problem = tex.read_text(encoding="utf-8").strip()
+        if not problem:
+            raise DataError(f"{tex}: empty problem")
+        data = {"problem": problem, "answer": answer, "exam": f"AIME 2025 {exam}", "number": number}
+        docs.append(Doc(id=f"2025-{exam}-{number}", data=data))
+    unlisted = sorted({p.name for p in (folder / "problems").glob("*.tex")} - {f"{n}.tex" for n in answers})
+    if unlisted:
+        raise DataError(f"{folder / 'answers.csv'}: no answer for {', '.join(unlisted)}")
+    return docs
+
+
+def _read_answers(path: Path) -> dict[int, str]:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != ["id", "answer"]:
+            raise DataError(f"{path}:1: expected the header id,answer")
+        answers: dict[int, str] = {}
+        for row in reader:
+            line = reader.line_num
+            try:
+                number, answer = int(row["id"]), str(int(row["answer"]))  # AIME answers are integers 0-999
+            except (TypeError, ValueError):
+                raise DataError(f"{path}:{line}: expected an integer id and answer, got {row}") from None
+            if number in answers:
+                raise DataError(f"{path}:{line}: problem {number} listed twice")
+            answers[number] = answer
+    if not answers:
+        raise DataError(f"{path}: no answers")
+    return answers
+
+
+TASK = Aime25()
