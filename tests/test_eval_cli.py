@@ -98,7 +98,7 @@ def test_grade_math500_responses(cli, data_dir, tmp_path):
         ("{not json", "responses.jsonl:2: not valid JSON"),
         ('{"doc_id": "test/nowhere/1.json", "response": "x"}', "responses.jsonl:2: unknown doc_id"),
         ('{"doc_id": "test/intermediate_algebra/1994.json"}', "responses.jsonl:2: 'response' must be a string"),
-        ('["a list"]', "responses.jsonl:2: expected an object"),
+        ('["a list"]', "responses.jsonl:2: expected a JSON object"),
     ],
 )
 def test_grade_rejects_bad_lines_naming_them(cli, data_dir, tmp_path, line, message):

@@ -1,6 +1,5 @@
 """What the four math benchmarks share: a boxed-answer prompt, math-verify grading, data-file readers."""
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -8,6 +7,7 @@ from typing import Any, ClassVar
 from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
 from rtransfer.errors import DataError
 from rtransfer.grading.math import GRADER_VERSION, grade_math
+from rtransfer.jsonl import read_objects
 
 # The paper's sampled math settings (BRIEF §2: T=0.6, top-p 0.95; the released evalchemy configs use T=0.7).
 SAMPLED = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32768}
@@ -38,26 +38,7 @@ class MathTask(Task):
 
 def read_jsonl(path: Path, required: Iterable[str]) -> list[dict[str, Any]]:
     """The records of a JSON Lines file; each must be an object with the `required` fields."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as err:
-                raise DataError(f"{path}:{number}: not valid JSON ({err})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object")
-            missing = [k for k in required if record.get(k) in (None, "")]
-            if missing:
-                raise DataError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
-            records.append(record)
-    if not records:
-        raise DataError(f"{path}: no records")
-    return records
+    return [record for _, record in read_objects(path, tuple(required))]
 
 
 def hub_rows(name: str, split: str, config: str | None = None) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rtransfer.errors import DataError
+from rtransfer.jsonl import read_objects
 
 
 def register(sub) -> None:
@@ -32,22 +33,8 @@ def register(sub) -> None:
 
 def read_responses(path: Path, known: set[str]) -> list[tuple[str, int, str]]:
     """(doc_id, sample, response) for every response in the file, with one-line errors naming the line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err.reason})") from None
     out, seen = [], set()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except ValueError as err:
-            raise DataError(f"{path}:{number}: not valid JSON ({err})") from None
-        if not isinstance(item, dict) or "doc_id" not in item:
-            raise DataError(f"{path}:{number}: expected an object with doc_id and response (or responses)")
+    for number, item in read_objects(path, ("doc_id",)):
         doc_id = str(item["doc_id"])
         if doc_id not in known:
             raise DataError(f"{path}:{number}: unknown doc_id {doc_id!r} for this benchmark")
@@ -58,8 +45,6 @@ def read_responses(path: Path, known: set[str]) -> list[tuple[str, int, str]]:
         if not isinstance(responses, list) or not responses or not all(isinstance(r, str) for r in responses):
             raise DataError(f"{path}:{number}: 'response' must be a string or 'responses' a list of strings")
         out.extend((doc_id, s, r) for s, r in enumerate(responses))
-    if not out:
-        raise DataError(f"{path}: no responses")
     return out
 
 
