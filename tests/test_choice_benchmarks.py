@@ -47,7 +47,7 @@ def records_for(task, docs, logprobs_of) -> list[Record]:
     out = []
     for doc in docs:
         g = task.grade_choices(doc, logprobs_of(doc))
-        out.append(Record(doc.id, 0, None, None, extracted=g.extracted, grade=g.score, extra=g.extra))
+        out.append(Record(doc.id, 0, None, None, extracted=g.extracted, grade=g.score, grading=g.extra))
     return out
 
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from rtransfer.benchmarks.base import Grade
 from rtransfer.errors import DataError
 from rtransfer.records import Record, RecordWriter, doc_grades, read_records, regrade
 
@@ -76,9 +77,12 @@ def test_regrade_rewrites_grades_without_generation(tmp_path):
     path = tmp_path / "r.jsonl"
     with RecordWriter(path) as w:
         w.write_all([rec("a", 0, 0.0, grader_version="1"), rec("b", 0, 0.0, grader_version="1")])
-    regrade(path, lambda r: (r.response.split()[-1], float(r.doc_id == "a")), grader_version="2")
+    regrade(path, lambda r: Grade(float(r.doc_id == "a"), r.response.split()[-1], 2.0, {"n": 1}), grader_version="2")
     records = read_records(path)
-    assert [(r.extracted, r.grade, r.grader_version) for r in records] == [("a", 1.0, "2"), ("b", 0.0, "2")]
+    assert [(r.extracted, r.grade, r.weight, r.grading, r.grader_version) for r in records] == [
+        ("a", 1.0, 2.0, {"n": 1}, "2"),
+        ("b", 0.0, 2.0, {"n": 1}, "2"),
+    ]
     assert [r.response for r in records] == ["answer a", "answer b"]
     assert not list(tmp_path.glob("*.tmp"))
 

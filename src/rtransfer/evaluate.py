@@ -147,7 +147,8 @@ def _record(doc: Doc, sample: int, prompt, response, grade: Grade, task: Task, s
         weight=float(grade.weight),
         grader_version=task.grader_version,
         seed=seed,
-        extra={**extra, **grade.extra},
+        grading=grade.extra,
+        extra=extra,
     )
 
 

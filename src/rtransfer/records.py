@@ -39,7 +39,8 @@ class Record:
     weight: float = 1.0  # the document's weight in a ratio metric (IFEval: its instruction count)
     grader_version: str | None = None
     seed: int | None = None
-    extra: dict = field(default_factory=dict)  # benchmark- or engine-specific (logprobs, thinking text, ...)
+    grading: dict = field(default_factory=dict)  # the grader's details (Grade.extra); a re-grade replaces them
+    extra: dict = field(default_factory=dict)  # the engine's details (tokens, finish reason, logprobs, ...)
     time: str = ""
     schema: int = SCHEMA
 
@@ -146,8 +147,10 @@ class RecordWriter:
         self.close()
 
 
-def regrade(path: str | Path, grade: Callable[[Record], tuple[Any, float]], grader_version: str) -> list[Record]:
-    """Grade stored records again without generating: `grade(record) -> (extracted, grade)`.
+def regrade(path: str | Path, grade: Callable[[Record], Any], grader_version: str) -> list[Record]:
+    """Grade stored records again without generating: `grade(record)` returns a Grade (rtransfer.benchmarks.base:
+    score, extracted, weight, extra), which replaces the record's grade, extracted answer, weight and grading
+    details (IFEval keeps its per-instruction results there).
 
     The file is rewritten atomically (temporary file, fsync, rename), under the writers' lock.
     """
@@ -155,7 +158,8 @@ def regrade(path: str | Path, grade: Callable[[Record], tuple[Any, float]], grad
     with RecordWriter(path) as writer:
         records = list(writer.done.values())
         for r in records:
-            r.extracted, r.grade = grade(r)
+            g = grade(r)
+            r.extracted, r.grade, r.weight, r.grading = g.extracted, float(g.score), float(g.weight), dict(g.extra)
             r.grader_version = grader_version
         tmp = path.with_suffix(path.suffix + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:

@@ -85,7 +85,7 @@ class HeadQA(Task):
 
     def aggregate(self, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
         result = super().aggregate(docs, records)
-        norm = [r.extra.get("acc_norm") for r in records]
+        norm = [r.grading.get("acc_norm") for r in records]
         if records and all(v is not None for v in norm):  # absent in records graded elsewhere (e.g. ingested)
             result["acc_norm"] = 100.0 * sum(norm) / len(norm)
         return result

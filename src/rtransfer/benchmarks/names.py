@@ -62,6 +62,21 @@ PAPER_BENCHMARKS = tuple(
 )
 
 
+# The embedded lab's generated benchmarks (rtransfer.lab), two or three per group.
+LAB_BENCHMARKS = tuple(
+    register(Benchmark(name, group, display)).name
+    for name, group, display in (
+        ("lab_arith", "math", "Lab-Arith"),
+        ("lab_lineq", "math", "Lab-LinEq"),
+        ("lab_order", "other", "Lab-Order"),
+        ("lab_trace", "other", "Lab-Trace"),
+        ("lab_format", "non", "Lab-Format"),
+        ("lab_story", "non", "Lab-Story"),
+        ("lab_support", "non", "Lab-Support"),
+    )
+)
+
+
 def lookup(name: str) -> Benchmark | None:
     """The benchmark for any accepted spelling, or None."""
     canonical_name = _ALIASES.get(_key(name))

@@ -70,7 +70,7 @@ def run(args) -> int:
             grade=g.score,
             weight=g.weight,
             grader_version=task.grader_version,
-            extra=g.extra,
+            grading=g.extra,
         )
         for (d, s, r), g in zip(responses, grades, strict=True)
     ]
@@ -88,7 +88,7 @@ def run(args) -> int:
                             "sample": r.sample,
                             "extracted": r.extracted,
                             "grade": r.grade,
-                            **({"extra": r.extra} if r.extra else {}),
+                            **({"grading": r.grading} if r.grading else {}),
                         },
                         ensure_ascii=False,
                     )

@@ -56,6 +56,7 @@ def build_tiny_model(
     *,
     corpus: Iterable[str] = DEFAULT_CORPUS,
     vocab_size: int = 512,
+    tokenizer=None,
     hidden_size: int = 64,
     layers: int = 2,
     heads: int = 4,
@@ -63,12 +64,13 @@ def build_tiny_model(
     init_range: float = 0.3,
     seed: int = 0,
 ) -> Path:
-    """A randomly initialised Qwen3 model and its tokenizer, saved to `out` (safetensors + tokenizer files)."""
+    """A randomly initialised Qwen3 model and its tokenizer (given, or trained on `corpus`), saved to `out`
+    (safetensors + tokenizer files)."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     out = Path(out)
-    tokenizer = train_tokenizer(corpus, vocab_size)
+    tokenizer = tokenizer or train_tokenizer(corpus, vocab_size)
     config = Qwen3Config(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,

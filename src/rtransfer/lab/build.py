@@ -1,0 +1,200 @@
+"""Build the lab's base model: a tokenizer trained on the lab corpus, then a tiny Qwen3 pre-trained on a mixture of
+all seven lab tasks in the concise house style, so that the base has real but partial skill in every group.
+
+A plain PyTorch loop (nanoGPT-style), not a trainer framework: the build must be small, deterministic and
+resumable, and nothing here is a method under study (the study's SFT and GRPO use TRL). Deterministic given the
+config: data order comes from the seed, the weights from torch's seeded RNG, and the thread count is fixed,
+since a different number of threads sums floating-point numbers in another order.
+"""
+
+import hashlib
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rtransfer.lab.generators import GENERATORS, LAB_VERSION
+from rtransfer.lab.splits import train_items
+from rtransfer.lab.teacher import REASONING, teacher_solution
+from rtransfer.lab.tiny import build_tiny_model, train_tokenizer
+from rtransfer.paths import cache_dir
+
+CHECKPOINT_EVERY = 50
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    seed: int = 0
+    vocab_size: int = 1024
+    hidden_size: int = 192
+    layers: int = 4
+    heads: int = 6
+    kv_heads: int = 2
+    train_per_task: int = 6000
+    steps: int = 700
+    batch_size: int = 48
+    lr: float = 3e-3
+    warmup: int = 30
+    threads: int = 2
+
+    def key(self) -> str:
+        text = json.dumps({"lab": LAB_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# Seconds, not minutes: for tests and smoke runs. Its scores are near chance; its code path is the full one.
+QUICK = BuildConfig(
+    vocab_size=400, hidden_size=64, layers=2, heads=4, kv_heads=2, train_per_task=150, steps=30, batch_size=16, warmup=5
+)
+
+
+def conversations(config: BuildConfig) -> list[tuple[str, str]]:
+    """(prompt, house-style answer) pairs of every task's train split, shuffled by the seed."""
+    pairs = [
+        (item.prompt, item.house)
+        for name in GENERATORS
+        for item in train_items(name, config.train_per_task, config.seed)
+    ]
+    random.Random(config.seed).shuffle(pairs)
+    return pairs
+
+
+def tokenizer_corpus(config: BuildConfig, pairs: list[tuple[str, str]]) -> list[str]:
+    # The teacher's voice is in the corpus too, so that the vocabulary does not penalise the SFT data later on.
+    teacher = [
+        teacher_solution(name, item, think=True, seed=config.seed)
+        for name in REASONING
+        for item in train_items(name, 200, config.seed)
+    ]
+    return [text for pair in pairs for text in pair] + teacher
+
+
+def build_base(
+    config: BuildConfig = BuildConfig(),
+    out: Path | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> Path:
+    """The base model directory for `config`: built once under the cache root, then reused."""
+    final = cache_dir("lab") / f"base-{config.key()}"
+    if not (final / "lab_build.json").exists():
+        _train(config, final, progress)
+    if out is not None:
+        out = Path(out)
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(final, out)
+        return out
+    return final
+
+
+def _train(config: BuildConfig, final: Path, progress) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    torch.set_num_threads(config.threads)
+    work = final.with_name(final.name + ".partial")
+    pairs = conversations(config)
+    if not (work / "model" / "config.json").exists():
+        tokenizer = train_tokenizer(tokenizer_corpus(config, pairs), config.vocab_size)
+        build_tiny_model(
+            work / "model",
+            tokenizer=tokenizer,
+            hidden_size=config.hidden_size,
+            layers=config.layers,
+            heads=config.heads,
+            kv_heads=config.kv_heads,
+            init_range=0.02,
+            seed=config.seed,
+        )
+    tokenizer = AutoTokenizer.from_pretrained(work / "model")
+    model = AutoModelForCausalLM.from_pretrained(work / "model", dtype=torch.float32)
+    examples = [_encode(tokenizer, prompt, answer) for prompt, answer in pairs]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
+    step, losses = 0, []
+    checkpoint = work / "checkpoint.pt"
+    if checkpoint.exists():  # resume: same weights, optimizer moments, schedule and data position
+        state = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        step, losses = state["step"], state["losses"]
+    model.train()
+    pad = tokenizer.pad_token_id
+    while step < config.steps:
+        batch = [examples[(step * config.batch_size + i) % len(examples)] for i in range(config.batch_size)]
+        ids, labels = _collate(batch, pad)
+        loss = model(input_ids=ids, attention_mask=(ids != pad).long(), labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        step += 1
+        losses.append(round(loss.item(), 4))
+        if progress:
+            progress(step, config.steps, losses[-1])
+        if step % CHECKPOINT_EVERY == 0 and step < config.steps:
+            tmp = checkpoint.with_suffix(".tmp")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "step": step,
+                    "losses": losses,
+                },
+                tmp,
+            )
+            tmp.replace(checkpoint)
+    model.eval()
+    model.save_pretrained(work / "model")
+    tokenizer.save_pretrained(work / "model")
+    report = {
+        "config": asdict(config),
+        "key": config.key(),
+        "lab_version": LAB_VERSION,
+        "examples": len(examples),
+        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    (work / "model" / "lab_build.json").write_text(json.dumps(report, indent=2) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    (work / "model").rename(final)
+    shutil.rmtree(work)
+
+
+def _lr_factor(step: int, config: BuildConfig) -> float:
+    import math
+
+    if step < config.warmup:
+        return (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _encode(tokenizer, prompt: str, answer: str) -> tuple[list[int], int]:
+    """Token ids of one chat turn pair, and where the answer starts (the loss covers only the answer)."""
+    head = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
+    head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    return head_ids + answer_ids, len(head_ids)
+
+
+def _collate(batch: list[tuple[list[int], int]], pad: int):
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    for row, (tokens, answer_at) in enumerate(batch):
+        ids[row, : len(tokens)] = torch.tensor(tokens)
+        labels[row, answer_at : len(tokens)] = torch.tensor(tokens[answer_at:])
+    return ids, labels

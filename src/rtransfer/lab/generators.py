@@ -1,0 +1,273 @@
+"""Procedural problems for the lab's seven benchmarks, two or three per group, each from a seeded RNG.
+
+Every generator returns an Item: the prompt, the gold answer, the answer written in the lab's concise house
+style (what the base model is pre-trained on) and the fields a grader or the teacher needs. Generators know
+nothing about models or graders. Difficulty is set so that a CPU-sized model reaches partial skill: chains of
+operations, several entities to keep apart, counting constraints.
+"""
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+LAB_VERSION = "1"  # bump when a generator, the house style or the training recipe changes
+
+LETTERS = "ABCD"
+NAMES = ("Ann", "Bob", "Cal", "Dia", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Leo", "Mia", "Ned", "Ola")
+THINGS = ("apples", "books", "coins", "cards", "shells", "stamps", "pens", "marbles")
+COLORS = ("red", "blue", "green", "black", "white", "yellow")
+OBJECTS = ("kite", "ball", "hat", "cup", "bike", "box")
+PLACES = ("Oslo", "Rome", "Lima", "Cairo", "Paris", "Tokyo", "Quito", "Dakar")
+PETS = ("cat", "dog", "fish", "bird", "frog", "horse")
+WORDS = (
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "green",
+    "music",
+    "light",
+    "ocean",
+    "tiger",
+    "bread",
+    "chair",
+    "dream",
+    "garden",
+    "winter",
+    "summer",
+    "forest",
+    "candle",
+    "silver",
+    "window",
+    "market",
+    "island",
+    "planet",
+    "rabbit",
+    "school",
+    "letter",
+    "bridge",
+    "castle",
+    "dragon",
+    "flower",
+    "mirror",
+    "pencil",
+    "rocket",
+    "saddle",
+    "tunnel",
+    "violin",
+    "wagon",
+    "yellow",
+    "zebra",
+    "honey",
+    "lemon",
+)
+
+
+@dataclass(frozen=True)
+class Item:
+    prompt: str
+    answer: str  # the gold answer, as its grader expects it (a number, a letter, a span, "Yes"/"No", ...)
+    house: str  # the answer in the base model's concise house style
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def arith(rng: random.Random) -> Item:
+    """Two steps of + and − on a stock of things (math)."""
+    name, thing = rng.choice(NAMES), rng.choice(THINGS)
+    total = rng.randint(3, 25)
+    steps, lines = [], [f"{name} has {total} {thing}."]
+    for _ in range(2):
+        if rng.random() < 0.5 or total < 4:
+            n = rng.randint(2, 15)
+            lines.append(rng.choice(("{n} more are added.", "{name} gets {n} more.", "{name} finds {n} more.")))
+            steps.append(f"{total} + {n} = {total + n}.")
+            total += n
+        else:
+            n = rng.randint(1, total - 1)
+            lines.append(rng.choice(("{name} gives away {n}.", "{name} loses {n}.", "{n} are sold.")))
+            steps.append(f"{total} - {n} = {total - n}.")
+            total -= n
+        lines[-1] = lines[-1].format(name=name, n=n)
+    prompt = " ".join(lines) + f" How many {thing} does {name} have now?"
+    return Item(prompt, str(total), " ".join(steps) + f" \\boxed{{{total}}}", {"steps": steps})
+
+
+def lineq(rng: random.Random) -> Item:
+    """A linear equation a·x + b = c (or a·x − b = c) with an integer solution (math)."""
+    a, x, b = rng.randint(2, 9), rng.randint(-6, 15), rng.randint(1, 30)
+    if rng.random() < 0.5:
+        c, lhs, step = a * x + b, f"{a}x + {b}", f"{a}x = {a * x + b} - {b} = {a * x}."
+    else:
+        c, lhs, step = a * x - b, f"{a}x - {b}", f"{a}x = {a * x - b} + {b} = {a * x}."
+    return Item(f"Solve for x: {lhs} = {c}.", str(x), f"{step} x = {x}. \\boxed{{{x}}}", {"a": a, "b": b, "c": c})
+
+
+def _options(rng: random.Random, correct: str, wrong: list[str]) -> tuple[list[str], str]:
+    options = [correct, *rng.sample(wrong, 3)]
+    rng.shuffle(options)
+    return options, LETTERS[options.index(correct)]
+
+
+def _choice_prompt(question: str, options: list[str]) -> str:
+    listed = " ".join(f"{letter}) {o}" for letter, o in zip(LETTERS, options, strict=True))
+    return f"{question}\nOptions: {listed}"
+
+
+def order(rng: random.Random) -> Item:
+    """Three people ordered by two shuffled comparisons; who is at a given rank (other reasoning)."""
+    people = rng.sample(NAMES, 4)
+    outsider, people = people[3], people[:3]  # from oldest to youngest; the outsider is a distractor option
+    facts = [f"{people[i]} is older than {people[i + 1]}." for i in range(2)]
+    rng.shuffle(facts)
+    rank, question = rng.choice(((0, "the oldest"), (2, "the youngest"), (1, "in the middle")))
+    options, letter = _options(rng, people[rank], [p for p in (*people, outsider) if p != people[rank]])
+    prompt = _choice_prompt(" ".join(facts) + f" Who is {question}?", options)
+    house = f"Order: {' > '.join(people)}. \\boxed{{{letter}}}"
+    return Item(prompt, letter, house, {"options": options, "order": people, "rank": rank})
+
+
+OPS = {"+": lambda v, n: v + n, "-": lambda v, n: v - n, "*": lambda v, n: v * n}
+
+
+def trace(rng: random.Random) -> Item:
+    """What a short program prints (other reasoning), as multiple choice."""
+    value = rng.randint(1, 9)
+    lines, values = [f"x = {value}"], [value]
+    for _ in range(2):
+        op = rng.choice("+-*") if value < 5 else rng.choice("+-")
+        n = 2 if op == "*" else rng.randint(1, 6)
+        lines.append(f"x = x {op} {n}")
+        values.append(OPS[op](values[-1], n))
+    result = values[-1]
+    wrong = sorted({str(v) for v in (*values[:-1], result + 1, result - 1, result + 2, -result)} - {str(result)})
+    options, letter = _options(rng, str(result), wrong)
+    prompt = _choice_prompt("What does this program print?\n" + "\n".join([*lines, "print(x)"]), options)
+    house = f"x = {', '.join(str(v) for v in values)}. \\boxed{{{letter}}}"
+    return Item(prompt, letter, house, {"options": options, "values": values})
+
+
+# IFEval-style constraints, written with IFEval's own instruction ids and kwargs so IFEval's checkers grade them.
+# (No language-detection instructions: langdetect is unreliable on a few words.)
+def _capitals(rng):
+    w = rng.sample(WORDS, 2)
+    return (
+        f"Write the words {w[0]} and {w[1]} in capital letters.",
+        f"{w[0].upper()} {w[1].upper()}",
+        ("change_case:capital_word_frequency", {"capital_relation": "at least", "capital_frequency": 2}),
+    )
+
+
+def _quoted(rng):
+    w = rng.choice(WORDS)
+    return (
+        f"Write a sentence about {w} and wrap your entire response in double quotation marks.",
+        f'"I like {w}."',
+        ("startend:quotation", {}),
+    )
+
+
+def _title(rng):
+    w = rng.sample(WORDS, 2)
+    title = f"{w[0]} {w[1]}".title()
+    return (
+        f"Give a title for a poem about {w[0]} and {w[1]}, wrapped in double angular brackets like <<title>>.",
+        f"<<{title}>>",
+        ("detectable_format:title", {}),
+    )
+
+
+def _words(rng):
+    n = rng.randint(3, 8)
+    topic = rng.choice(WORDS)
+    text = " ".join([topic, *rng.choices(WORDS, k=n - 1)])
+    return (
+        f"Write exactly {n} words about {topic}.",
+        text,
+        ("length_constraints:number_words", {"relation": "less than", "num_words": n + 1}),
+        ("length_constraints:number_words", {"relation": "at least", "num_words": n}),
+    )
+
+
+def _bullets(rng):
+    n = rng.randint(2, 5)
+    items = rng.sample(WORDS, n)
+    topic = rng.choice(WORDS)
+    return (
+        f"List exactly {n} words that go with {topic}, as markdown bullet points.",
+        "\n".join(f"* {w}" for w in items),
+        ("detectable_format:number_bullet_lists", {"num_bullets": n}),
+    )
+
+
+def _ending(rng):
+    w = rng.choice(WORDS)
+    phrase = rng.choice(("That is all.", "The end.", "Thank you."))
+    return (
+        f"Say one thing about {w} and end your response with the exact phrase '{phrase}'.",
+        f"I like {w}. {phrase}",
+        ("startend:end_checker", {"end_phrase": phrase}),
+    )
+
+
+FORMATS = (_capitals, _quoted, _title, _words, _bullets, _ending)
+
+
+def fmt(rng: random.Random) -> Item:
+    """One format-constrained instruction, checked IFEval-style (non-reasoning)."""
+    prompt, response, *instructions = rng.choice(FORMATS)(rng)
+    ids = [i for i, _ in instructions]
+    return Item(prompt, response, response, {"instruction_id_list": ids, "kwargs": [k for _, k in instructions]})
+
+
+def story(rng: random.Random) -> Item:
+    """Short-story question answering, scored by F1 (non-reasoning): two people, three attributes each."""
+    a, b = rng.sample(NAMES, 2)
+    facts = {}
+    sentences = []
+    for person in (a, b):
+        color, obj, place, pet = rng.choice(COLORS), rng.choice(OBJECTS), rng.choice(PLACES), rng.choice(PETS)
+        facts[person] = {"object": f"a {color} {obj}", "place": place, "pet": f"a {pet}"}
+        sentences += [f"{person} has a {color} {obj}.", f"{person} lives in {place}.", f"{person} owns a {pet}."]
+    rng.shuffle(sentences)
+    person, kind = rng.choice((a, b)), rng.choice(("object", "place", "pet"))
+    question = {
+        "object": f"What does {person} have?",
+        "place": f"Where does {person} live?",
+        "pet": f"What pet does {person} own?",
+    }[kind]
+    answer = facts[person][kind]
+    return Item(f"Story: {' '.join(sentences)}\nQuestion: {question}", answer, answer, {"person": person, "kind": kind})
+
+
+def support(rng: random.Random) -> Item:
+    """Is an answer supported by the passage? Yes/No (non-reasoning), half of them altered."""
+    person = rng.choice(NAMES)
+    place, pet, color = rng.choice(PLACES), rng.choice(PETS), rng.choice(COLORS)
+    passage = f"{person} lives in {place}. {person} has a {color} {pet}."
+    question, true, pool = rng.choice(
+        (
+            (f"Where does {person} live?", place, PLACES),
+            (f"What pet does {person} have?", pet, PETS),
+            (f"What color is {person}'s {pet}?", color, COLORS),
+        )
+    )
+    supported = rng.random() < 0.5
+    shown = true if supported else rng.choice([x for x in pool if x != true])
+    prompt = (
+        f"Passage: {passage}\nQuestion: {question}\nAnswer: {shown}\n"
+        "Is the answer supported by the passage? Answer Yes or No."
+    )
+    gold = "Yes" if supported else "No"
+    return Item(prompt, gold, gold, {"supported": supported, "true": true, "shown": shown})
+
+
+GENERATORS: dict[str, Callable[[random.Random], Item]] = {
+    "lab_arith": arith,
+    "lab_lineq": lineq,
+    "lab_order": order,
+    "lab_trace": trace,
+    "lab_format": fmt,
+    "lab_story": story,
+    "lab_support": support,
+}

@@ -1,0 +1,317 @@
+"""HaluEval: the real QA subset in shared/, hand-written dialogue and summarization records in the official schema,
+Yes/No reading, and the mean over the three tasks as a weighted mean of per-document grades."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from rtransfer.benchmarks.base import Doc
+from rtransfer.benchmarks.halueval import INSTRUCTIONS, TASK, TASKS, VARIANTS, HaluEval, hallucinated_draw
+from rtransfer.errors import DataError
+from rtransfer.grading.yesno import lm_eval_verdict, parse_yes_no
+from rtransfer.records import Record, doc_grades
+
+SHARED = Path(os.environ.get("RTRANSFER_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+# Records in the official schema (RUCAIBox/HaluEval data/{qa,dialogue,summarization}_data.json), written by hand.
+QA = [
+    {
+        "knowledge": "Paris is the capital of France.",
+        "question": "What is the capital of France?",
+        "right_answer": "Paris",
+        "hallucinated_answer": "Lyon is the capital of France.",
+    },
+    {
+        "knowledge": "Mount Everest is 8,849 metres high.",
+        "question": "How high is Mount Everest?",
+        "right_answer": "8,849 metres",
+        "hallucinated_answer": "About 9,500 metres.",
+    },
+]
+DIALOGUE = [
+    {
+        "knowledge": "Inception is directed by Christopher Nolan. Inception stars Leonardo DiCaprio.",
+        "dialogue_history": "[Human]: Do you know Inception? [Assistant]: Yes, a 2010 film. [Human]: Who directed it?",
+        "right_response": "Christopher Nolan directed it, and it stars Leonardo DiCaprio.",
+        "hallucinated_response": "Steven Spielberg directed it, and it stars Tom Hanks.",
+    },
+    {
+        "knowledge": "The Hobbit is written by J. R. R. Tolkien.",
+        "dialogue_history": "[Human]: I loved The Hobbit. Who wrote it?",
+        "right_response": "It was written by J. R. R. Tolkien.",
+        "hallucinated_response": "It was written by C. S. Lewis in 1950.",
+    },
+]
+SUMMARIZATION = [
+    {
+        "document": "The council approved a new bike lane on Main Street on Tuesday. Work starts in May.",
+        "right_summary": "A bike lane on Main Street was approved and work begins in May.",
+        "hallucinated_summary": "The council rejected a bike lane on Main Street after protests.",
+    },
+]
+
+
+def write(folder: Path, name: str, records: list[dict], eol: str = "\n") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("".join(json.dumps(r) + eol for r in records), encoding="utf-8")
+    return folder.parent
+
+
+@pytest.fixture
+def three_tasks(tmp_path) -> Path:
+    write(tmp_path / "halueval", "qa_data.json", QA)
+    write(tmp_path / "halueval", "dialogue_data.json", DIALOGUE, eol="\r\n")  # CRLF, as general_data.json
+    return write(tmp_path / "halueval", "summarization_data.json", SUMMARIZATION)
+
+
+@pytest.fixture(scope="module")
+def qa_docs() -> list[Doc]:
+    path = SHARED / "benchmarks"
+    assert (path / "halueval").is_dir(), f"shared benchmark data not found at {path} (set RTRANSFER_SHARED)"
+    return HaluEval().load(path)
+
+
+def records(task: HaluEval, docs: list[Doc], response_of) -> list[Record]:
+    out = []
+    for doc in docs:
+        response = response_of(doc)
+        g = task.grade(doc, response)
+        out.append(Record(doc.id, 0, None, response, g.extracted, g.score, weight=g.weight, grading=g.extra))
+    return out
+
+
+def right(doc: Doc) -> str:
+    return doc.data["label"].capitalize()
+
+
+# --- data -----------------------------------------------------------------------------------------------------------
+
+
+def test_the_shared_qa_subset_loads(qa_docs):
+    raw = [json.loads(line) for line in (SHARED / "benchmarks/halueval/qa_data.first1000.json").open()]
+    assert [d.id for d in qa_docs] == [f"qa/{i}" for i in range(1000)]
+    assert {d.data["task"] for d in qa_docs} == {"qa"}
+    assert all(d.data["size"] == 1000 and d.data["weight"] == pytest.approx(1e-3) for d in qa_docs)
+    for doc, rec in zip(qa_docs, raw, strict=True):
+        version = "hallucinated_answer" if doc.data["label"] == "yes" else "right_answer"
+        assert doc.data["judged"] == rec[version]
+        assert (doc.data["knowledge"], doc.data["question"]) == (rec["knowledge"], rec["question"])
+    assert 400 < sum(d.data["label"] == "yes" for d in qa_docs) < 600  # one coin per record
+
+
+def test_the_draw_is_fixed_by_seed_not_by_position(qa_docs):
+    again = HaluEval().load(SHARED / "benchmarks")
+    assert [d.data["label"] for d in again] == [d.data["label"] for d in qa_docs]
+    other_seed = HaluEval().load(SHARED / "benchmarks", seed=1)
+    assert [d.data["label"] for d in other_seed] != [d.data["label"] for d in qa_docs]
+    assert all((d.data["label"] == "yes") == hallucinated_draw(0, "qa", int(d.id.split("/")[1])) for d in qa_docs[:50])
+
+
+def test_the_three_tasks_in_the_official_schema(three_tasks):
+    docs = HaluEval().load(three_tasks)
+    assert [d.id for d in docs] == ["qa/0", "qa/1", "dialogue/0", "dialogue/1", "summarization/0"]
+    assert [d.data["weight"] for d in docs] == [0.5, 0.5, 0.5, 0.5, 1.0]
+    d = docs[2].data
+    assert d["dialogue_history"] == DIALOGUE[0]["dialogue_history"] and d["knowledge"] == DIALOGUE[0]["knowledge"]
+    assert d["judged"] == DIALOGUE[0]["hallucinated_response" if d["label"] == "yes" else "right_response"]
+    m = TASK.aggregate(docs, records(TASK, docs, right))
+    assert m["tasks"] == list(TASKS) and m["complete"] is True
+    assert m["sizes"] == {"qa": 2, "dialogue": 2, "summarization": 1}
+
+
+def test_both_versions_variant(three_tasks):
+    docs = VARIANTS["both"].load(three_tasks)
+    assert [d.id for d in docs[:2]] == ["qa/0/right", "qa/0/hallucinated"]
+    assert [(d.data["judged"], d.data["label"]) for d in docs[:2]] == [
+        (QA[0]["right_answer"], "no"),
+        (QA[0]["hallucinated_answer"], "yes"),
+    ]
+    assert len(docs) == 10 and docs[-1].data["weight"] == 0.5
+
+
+def test_paper_variant_reads_the_samples_rows(tmp_path):
+    rows = [  # pminervini/HaluEval qa_samples: one judged answer per record, labelled
+        {
+            **{k: QA[0][k] for k in ("knowledge", "question")},
+            "answer": QA[0]["hallucinated_answer"],
+            "hallucination": "yes",
+        },
+        {**{k: QA[1][k] for k in ("knowledge", "question")}, "answer": QA[1]["right_answer"], "hallucination": "no"},
+    ]
+    root = write(tmp_path / "halueval", "qa_samples.json", rows)
+    docs = VARIANTS["paper"].load(root)
+    assert [(d.id, d.data["judged"], d.data["label"]) for d in docs] == [
+        ("qa/0", QA[0]["hallucinated_answer"], "yes"),
+        ("qa/1", QA[1]["right_answer"], "no"),
+    ]
+    write(tmp_path / "halueval", "qa_samples.json", [{**rows[0], "hallucination": "maybe"}])
+    with pytest.raises(DataError, match=r"qa_samples\.json:1: hallucination is 'maybe'"):
+        VARIANTS["paper"].load(root)
+
+
+def test_missing_tasks(tmp_path):
+    root = write(tmp_path / "halueval", "dialogue_data.json", DIALOGUE)
+    docs = HaluEval().load(root)  # qa and summarization missing: scored, but marked
+    m = TASK.aggregate(docs, records(TASK, docs, right))
+    assert m["tasks"] == ["dialogue"] and m["complete"] is False and m["dialogue"] == 100.0
+    assert "qa" not in m and "summarization" not in m
+    with pytest.raises(DataError, match=r"no summarization file \(expected summarization_data\.json\)"):
+        VARIANTS["summarization"].load(root)  # asked for alone: must exist
+    assert len(VARIANTS["dialogue"].load(root)) == 2
+
+
+def test_no_task_file_is_an_error(tmp_path):
+    folder = tmp_path / "halueval"
+    folder.mkdir()
+    (folder / "general_data.json").write_bytes((SHARED / "benchmarks/halueval/general_data.json").read_bytes()[:2000])
+    with pytest.raises(DataError, match=r"no HaluEval task file .*qa_data\.json, qa_data\.first1000\.json"):
+        HaluEval().load(tmp_path)  # general_data.json is not one of the paper's tasks
+
+
+def test_malformed_files_name_file_and_line(tmp_path):
+    folder = tmp_path / "halueval"
+    folder.mkdir()
+    (folder / "qa_data.json").write_text(json.dumps(QA[0]) + "\n{not json\n")
+    with pytest.raises(DataError, match=r"qa_data\.json:2: not valid JSON"):
+        HaluEval().load(tmp_path)
+    write(folder, "qa_data.json", [QA[0], {k: v for k, v in QA[1].items() if k != "hallucinated_answer"}])
+    with pytest.raises(DataError, match=r"qa_data\.json:2: field\(s\) hallucinated_answer missing or not text"):
+        HaluEval().load(tmp_path)
+    write(folder, "qa_data.json", [{**QA[0], "knowledge": ["a", "list"]}])
+    with pytest.raises(DataError, match=r"qa_data\.json:1: field\(s\) knowledge"):
+        HaluEval().load(tmp_path)
+
+
+# --- prompts --------------------------------------------------------------------------------------------------------
+
+
+def test_prompts_are_the_authors(three_tasks):
+    docs = {d.data["task"]: d for d in HaluEval().load(three_tasks)}
+    for task, instruction in INSTRUCTIONS.items():
+        assert instruction.startswith("I want you act as a")
+        assert instruction.endswith('The answer you give MUST be "Yes" or "No"".')  # their quoting
+        assert instruction.count("#Your Judgement#:") == 1  # one worked example each
+        (message,) = TASK.prompt(docs[task])
+        assert message["role"] == "user"
+    qa, dialogue, summary = (docs[t].data for t in TASKS)
+    assert TASK.prompt(docs["qa"])[0]["content"] == (
+        f"{INSTRUCTIONS['qa']}\n\n#Knowledge: {qa['knowledge']}\n#Question#: {qa['question']}\n"
+        f"#Answer#: {qa['judged']}\n#Your Judgement#:"
+    )
+    assert TASK.prompt(docs["dialogue"])[0]["content"] == (
+        f"{INSTRUCTIONS['dialogue']}\n\n#Knowledge: {dialogue['knowledge']}\n"
+        f"#Dialogue History#: {dialogue['dialogue_history']}\n#Response#: {dialogue['judged']}\n#Your Judgement#:"
+    )
+    assert TASK.prompt(docs["summarization"])[0]["content"] == (
+        f"{INSTRUCTIONS['summarization']}\n\n#Document#: {summary['document']}\n#Summary#: {summary['judged']}\n"
+        "#Your Judgement#:"
+    )
+    assert "recommand movies similar to The Dark Knight" in INSTRUCTIONS["dialogue"]
+    assert 'Animal Welfare Act 2006." She added' in INSTRUCTIONS["summarization"]
+    s = TASK.settings
+    assert (s.samples, s.temperature, s.max_new_tokens, s.stop) == (1, 0.0, 32768, ())
+
+
+# --- reading the verdict -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("response", "verdict", "rule"),
+    [
+        ("Yes", "yes", "first_word"),
+        ("No.", "no", "first_word"),
+        ("**No**", "no", "first_word"),
+        ("YES", "yes", "first_word"),
+        ("No, the answer is supported by the knowledge.", "no", "first_word"),
+        ("<think>Is it yes? Or no? Yes and No...</think>\n\nNo", "no", "first_word"),
+        ("Okay, thinking.</think>Yes", "yes", "first_word"),  # the template opened <think>
+        ("#Your Judgement#: Yes", "yes", "statement"),
+        ("#Your Judgement#: No\nThe answer matches the knowledge. Yes, it does.", "no", "statement"),
+        ("The answer is correct, so my judgement is: No.", "no", "statement"),
+        ("Judgment - well. Final answer: yes", "yes", "statement"),
+        ("Hallucination: yes", "yes", "statement"),
+        ("Let me check. \\boxed{No}", "no", "boxed"),
+        ("\\boxed{\\text{Yes}} (answer: no, wait)", "yes", "boxed"),
+        ("The summary adds a date. Yes.", "yes", "only_verdict"),
+        ("Judgement: No hallucination", "no", "only_verdict"),
+        ("No hallucination detected.", "no", "only_verdict"),
+    ],
+)
+def test_verdicts(response, verdict, rule):
+    assert parse_yes_no(response) == (verdict, rule)
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "",
+        "Yes and No",  # both
+        "Yes and no",
+        "No hallucination, yes.",
+        "<think>The answer is Yes",  # thinking never finished: no answer
+        "I cannot determine that.",
+        "Nope",
+        "There is no evidence of fabrication.",  # lowercase prose is not a verdict
+        "The answer is no longer valid",
+        "Not sure.",
+    ],
+)
+def test_no_verdict(response):
+    assert parse_yes_no(response) == (None, "none")
+
+
+def test_the_authors_reading_for_comparison():
+    assert lm_eval_verdict("Yes") == "yes" and lm_eval_verdict("No") == "no"
+    assert lm_eval_verdict("Not sure.") == "no"  # their substring test reads "Not" as "No"
+    assert lm_eval_verdict("yes") is None  # and is case-sensitive
+    assert lm_eval_verdict("Well,\nYes") is None  # first line only
+    assert lm_eval_verdict("Yes, No") is None
+
+
+# --- grading and the aggregate --------------------------------------------------------------------------------------
+
+
+def test_grade_and_unparseable(three_tasks):
+    doc = HaluEval().load(three_tasks)[0]
+    gold = doc.data["label"]
+    g = TASK.grade(doc, f"<think>hmm</think>{gold.capitalize()}.")
+    assert (g.score, g.extracted, g.weight) == (1.0, gold, 0.5)
+    g = TASK.grade(doc, "I cannot tell.")
+    assert (g.score, g.extracted, g.extra["unparseable"]) == (0.0, None, True)
+    assert "unparseable" not in TASK.grade(doc, "No").extra
+
+
+def test_score_is_the_mean_of_task_accuracies(three_tasks):
+    docs = HaluEval().load(three_tasks)
+    wrong = {"qa/1", "dialogue/0", "dialogue/1"}  # qa 50 %, dialogue 0 %, summarization 100 %
+    unparseable = {"qa/1"}
+
+    def respond(doc: Doc) -> str:
+        if doc.id in unparseable:
+            return "Hard to say."
+        flip = {"yes": "no", "no": "yes"}
+        return (flip[doc.data["label"]] if doc.id in wrong else doc.data["label"]).capitalize()
+
+    recs = records(TASK, docs, respond)
+    m = TASK.aggregate(docs, recs)
+    assert (m["qa"], m["dialogue"], m["summarization"]) == (50.0, 0.0, 100.0)
+    assert m["score"] == pytest.approx(50.0)  # (50 + 0 + 100) / 3, not 2 right of 5 = 40
+    _, values, weights = doc_grades(recs)
+    assert m["score"] == pytest.approx(100 * (values * weights).sum() / weights.sum())  # the aggregate contract
+    assert m["n"] == 5 and m["unparseable"] == 1
+    assert m["lm_eval_parse"] == pytest.approx(50.0)  # plain "Yes"/"No" answers read the same both ways
+
+
+def test_aggregate_over_two_samples_and_real_qa(qa_docs):
+    recs = []
+    for doc in qa_docs[:10]:  # sample 0 right, sample 1 unparseable: avg@2 = 0.5 per document
+        for sample, response in enumerate((right(doc), "?")):
+            g = TASK.grade(doc, response)
+            recs.append(Record(doc.id, sample, None, response, g.extracted, g.score, weight=g.weight, grading=g.extra))
+    m = TASK.aggregate(qa_docs[:10], recs)
+    assert m["score"] == pytest.approx(50.0) and m["qa"] == pytest.approx(50.0)
+    assert m["unparseable"] == 10 and m["tasks"] == ["qa"] and m["complete"] is False
+    with pytest.raises(DataError, match="not among the loaded documents"):
+        TASK.aggregate(qa_docs[:5], recs)
