@@ -198,7 +198,8 @@ def make_run(tmp_path, name, grades: dict[str, list[float]], weights=None) -> Ru
 
 def test_run_dir_scores_come_from_records_with_weights(tmp_path):
     run = make_run(tmp_path, "m", {"math500": [1, 0, 1, 1], "ifeval": [1.0, 0.5]}, weights={"ifeval": [1.0, 2.0]})
-    row = load_run_dir(run.path)
+    row, notes = load_run_dir(run.path)
+    assert notes == []
     assert row.model == "m"
     assert row.scores["math500"] == 75.0
     assert row.scores["ifeval"] == pytest.approx(100 * (1 * 1 + 0.5 * 2) / 3)  # ratio metric: 2 of 3 instructions
@@ -292,3 +293,11 @@ def test_lm_eval_malformed_samples_line_is_named(tmp_path):
     (tmp_path / "samples_coqa_x.jsonl").write_text('{"doc_id": 0, "filter": "none"}\n')
     with pytest.raises(DataError, match=r"samples_coqa_x\.jsonl:1: not an lm-eval sample with 'f1'"):
         load_lm_eval(tmp_path)
+
+
+def test_incomplete_benchmarks_are_left_out_of_run_dirs(tmp_path):
+    run = make_run(tmp_path, "m", {"math500": [1, 0], "halueval": [1, 1]})
+    run.write_scores({"benchmarks": {"halueval": {"score": 100.0, "complete": False, "tasks": ["qa"]}}})
+    row, notes = load_run_dir(run.path)
+    assert "halueval" not in row.scores and "halueval" not in row.docs and row.scores["math500"] == 50.0
+    assert notes == ["halueval is incomplete in this run (['qa']); left out"]

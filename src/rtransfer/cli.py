@@ -8,8 +8,8 @@ import sys
 from rtransfer import __version__
 from rtransfer.errors import RtransferError
 
-# Subcommands built so far, in help order. Planned next: train, probe, report, study, lab.
-COMMANDS = ("eval", "grade", "ti")
+# Subcommands built so far, in help order. Planned next: train, probe, report, study.
+COMMANDS = ("eval", "grade", "lab", "ti")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -79,11 +79,12 @@ def _csv_row(path: Path, number: int, line: dict, columns: dict[str, str]) -> Mo
     )
 
 
-def load_run_dir(path: str | Path) -> ModelScores:
-    """Scores of an rtransfer run directory, with per-document grades for bootstrap CIs.
+def load_run_dir(path: str | Path) -> tuple[ModelScores, list[str]]:
+    """Scores of an rtransfer run directory, with per-document grades for bootstrap CIs, and notes.
 
     Scores come from the records (the source of truth, also after re-grading); a benchmark with no records
-    file falls back to scores.json.
+    file falls back to scores.json. A benchmark whose metrics say it is incomplete (HaluEval with a task file
+    missing) is not the benchmark the paper reports: it is left out, and a note says so.
     """
     run = RunDir(path)
     manifest = run.manifest()
@@ -93,19 +94,23 @@ def load_run_dir(path: str | Path) -> ModelScores:
         scores={},
         method=manifest.get("method") or "",
     )
+    stored = {canonical(b): entry for b, entry in run.scores().get("benchmarks", {}).items()}
+    incomplete = {b for b, entry in stored.items() if entry.get("complete") is False}
     for bench in run.benchmarks():
         name = canonical(bench)
         records = run.records(bench)
-        if not records:
+        if not records or name in incomplete:
             continue
         ids, values, weights = doc_grades(records)
         row.docs[name] = DocGrades(ids, values, weights)
         row.scores[name] = row.docs[name].score()
-    for bench, entry in run.scores().get("benchmarks", {}).items():
-        row.scores.setdefault(canonical(bench), float(entry["score"]))
+    for name, entry in stored.items():
+        if name not in incomplete:
+            row.scores.setdefault(name, float(entry["score"]))
     if not row.scores:
         raise DataError(f"{path}: the run has no graded records and no scores")
-    return row
+    notes = [f"{name} is incomplete in this run ({stored[name].get('tasks')}); left out" for name in sorted(incomplete)]
+    return row, notes
 
 
 # lm-evaluation-harness task names and metrics per benchmark: tasks tried in order (the first present is used),
@@ -270,7 +275,9 @@ def load_inputs(paths: Sequence[str | Path], base: str | None = None) -> tuple[l
         if p.suffix.lower() == ".csv":
             rows.extend(load_scores_csv(p))
         elif p.is_dir() and (p / "manifest.json").exists():
-            loose.append((p, load_run_dir(p)))
+            row, found = load_run_dir(p)
+            notes.extend(f"{p}: {n}" for n in found)
+            loose.append((p, row))
         elif p.suffix.lower() == ".json" or p.is_dir():
             row, found = load_lm_eval(p)
             notes.extend(f"{p}: {n}" for n in found)

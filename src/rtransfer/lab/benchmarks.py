@@ -17,7 +17,7 @@ from rtransfer.grading.math import grade_math
 from rtransfer.grading.overlap import coqa_scores
 from rtransfer.grading.yesno import parse_yes_no
 from rtransfer.lab.generators import LAB_VERSION
-from rtransfer.lab.splits import test_items
+from rtransfer.lab.splits import eval_items
 
 
 class LabTask(Task):
@@ -30,7 +30,7 @@ class LabTask(Task):
     def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
         return [
             Doc(f"{self.name}/{i}", {"prompt": item.prompt, "answer": item.answer, **item.data})
-            for i, item in enumerate(test_items(self.name))
+            for i, item in enumerate(eval_items(self.name))
         ]
 
     def prompt(self, doc: Doc) -> Messages:

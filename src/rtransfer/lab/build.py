@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rtransfer.lab.generators import GENERATORS, LAB_VERSION
-from rtransfer.lab.splits import train_items
+from rtransfer.lab.splits import training_items
 from rtransfer.lab.teacher import REASONING, teacher_solution
 from rtransfer.lab.tiny import build_tiny_model, train_tokenizer
 from rtransfer.paths import cache_dir
@@ -56,7 +56,7 @@ def conversations(config: BuildConfig) -> list[tuple[str, str]]:
     pairs = [
         (item.prompt, item.house)
         for name in GENERATORS
-        for item in train_items(name, config.train_per_task, config.seed)
+        for item in training_items(name, config.train_per_task, config.seed)
     ]
     random.Random(config.seed).shuffle(pairs)
     return pairs
@@ -67,7 +67,7 @@ def tokenizer_corpus(config: BuildConfig, pairs: list[tuple[str, str]]) -> list[
     teacher = [
         teacher_solution(name, item, think=True, seed=config.seed)
         for name in REASONING
-        for item in train_items(name, 200, config.seed)
+        for item in training_items(name, 200, config.seed)
     ]
     return [text for pair in pairs for text in pair] + teacher
 

@@ -27,10 +27,10 @@ def _draw(name: str, stream: str, n: int, exclude: frozenset[str], distinct: boo
 
 
 @cache
-def test_items(name: str) -> tuple[Item, ...]:
+def eval_items(name: str) -> tuple[Item, ...]:
     return tuple(_draw(name, "test", TEST_SIZE, frozenset(), distinct=True))
 
 
-def train_items(name: str, n: int, seed: int = 0) -> list[Item]:
+def training_items(name: str, n: int, seed: int = 0) -> list[Item]:
     """`n` training items; a small task (lab_format) repeats items, but none is a test item."""
-    return _draw(name, f"train:{seed}", n, frozenset(i.prompt for i in test_items(name)), distinct=False)
+    return _draw(name, f"train:{seed}", n, frozenset(i.prompt for i in eval_items(name)), distinct=False)

@@ -1,0 +1,46 @@
+"""`rtransfer lab`: the embedded lab. `lab build` pre-trains the tiny base model (cached under the cache root)."""
+
+import json
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("lab", help="the embedded lab: build the tiny base model", description=__doc__)
+    lab = p.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
+    b = lab.add_parser("build", help="pre-train the lab's base model (or reuse the cached one)")
+    b.add_argument("--out", type=Path, help="also copy the model directory here")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--quick", action="store_true", help="a seconds-long miniature, for tests and smoke runs")
+    b.add_argument("--json", action="store_true", help="print the build report as JSON")
+    b.set_defaults(run=build)
+
+
+def build(args) -> int:
+    from tqdm import tqdm
+
+    from rtransfer.lab.build import QUICK, BuildConfig, build_base
+
+    config = replace(QUICK if args.quick else BuildConfig(), seed=args.seed)
+    bar = None
+
+    def progress(step: int, total: int, loss: float) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=step - 1, desc="lab build", unit="step", file=sys.stderr)
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.3f}")
+
+    path = build_base(config, out=args.out, progress=progress)
+    if bar is not None:
+        bar.close()
+    report = json.loads((path / "lab_build.json").read_text())
+    report["path"] = str(path)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"lab base model: {path}")
+        print(f"  config {json.dumps(asdict(config))}")
+        print(f"  built in {report['seconds']} s, final training loss {report['final_loss']:.3f}")
+    return 0

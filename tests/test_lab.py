@@ -1,0 +1,201 @@
+"""The embedded lab: generators (answers re-derived independently), graders on lab items, splits, the teacher,
+and the base-model build (deterministic, cached, resumable)."""
+
+import re
+
+import pytest
+
+from rtransfer.benchmarks.registry import SUITES, get_task
+from rtransfer.lab import build as lab_build
+from rtransfer.lab.build import QUICK, build_base
+from rtransfer.lab.generators import LETTERS
+from rtransfer.lab.splits import TEST_SIZE, eval_items, training_items
+from rtransfer.lab.teacher import teacher_solution
+
+LAB = SUITES["lab"]
+
+
+def _option(item, letter: str) -> str:
+    return item.data["options"][LETTERS.index(letter)]
+
+
+def rederive_arith(item) -> str:
+    first, *steps, _question = re.split(r"(?<=[.?]) ", item.prompt)
+    total = int(re.search(r"has (\d+)", first).group(1))
+    for step in steps:
+        n = int(re.search(r"(\d+)", step).group(1))
+        total += n if "more" in step else -n
+    return str(total)
+
+
+def rederive_lineq(item) -> str:
+    a, sign, b, c = re.fullmatch(r"Solve for x: (\d+)x ([+-]) (\d+) = (-?\d+)\.", item.prompt).groups()
+    x = (int(c) - int(b) if sign == "+" else int(c) + int(b)) / int(a)
+    assert x == int(x)
+    return str(int(x))
+
+
+def rederive_order(item) -> str:
+    facts = re.findall(r"(\w+) is older than (\w+)\.", item.prompt)
+    people = {p for pair in facts for p in pair}
+    older = {p: sum(1 for _, y in facts if y == p) for p in people}  # how many are directly older
+    # Follow the "older than" links from the one nobody is older than.
+    top = next(p for p in people if older[p] == 0)
+    chain = [top]
+    while len(chain) < len(people):
+        chain.append(next(y for o, y in facts if o == chain[-1]))
+    rank = {"the oldest": 0, "in the middle": 1, "the youngest": len(chain) - 1}[
+        re.search(r"Who is (.+)\?", item.prompt).group(1)
+    ]
+    return chain[rank]
+
+
+def rederive_trace(item) -> str:
+    program = item.prompt.split("\n", 1)[1].split("\nOptions:")[0]
+    scope: dict = {}
+    exec(program.replace("print(x)", "result = x"), {}, scope)  # the generator's own program, no input
+    return str(scope["result"])
+
+
+def rederive_story(item) -> str:
+    person = item.data["person"]
+    pattern = {
+        "object": rf"{person} has (a \w+ \w+)\.",
+        "place": rf"{person} lives in (\w+)\.",
+        "pet": rf"{person} owns (a \w+)\.",
+    }[item.data["kind"]]
+    return re.search(pattern, item.prompt).group(1)
+
+
+def rederive_support(item) -> str:
+    passage = item.prompt.split("\n")[0]
+    shown = item.prompt.split("\nAnswer: ")[1].split("\n")[0]
+    return "Yes" if re.search(rf"\b{re.escape(shown)}\b", passage) else "No"
+
+
+@pytest.mark.parametrize("name", ["lab_arith", "lab_lineq", "lab_order", "lab_trace", "lab_story", "lab_support"])
+def test_generated_answers_are_right(name):
+    check = {
+        "lab_arith": rederive_arith,
+        "lab_lineq": rederive_lineq,
+        "lab_story": rederive_story,
+        "lab_support": rederive_support,
+    }
+    for item in eval_items(name)[:100] + tuple(training_items(name, 100, seed=3)):
+        if name in ("lab_order", "lab_trace"):
+            expected = {"lab_order": rederive_order, "lab_trace": rederive_trace}[name](item)
+            assert _option(item, item.answer) == expected, item.prompt
+            assert len(set(item.data["options"])) == 4
+        else:
+            assert check[name](item) == item.answer, item.prompt
+
+
+@pytest.mark.parametrize("name", LAB)
+def test_graders_accept_house_answers_and_reject_wrong_ones(name):
+    task = get_task(name)
+    docs = task.load(None)
+    assert len(docs) == TEST_SIZE and len({d.id for d in docs}) == TEST_SIZE
+    items = eval_items(name)
+    wrong = {
+        "lab_support": lambda i: "No" if i.answer == "Yes" else "Yes",
+        "lab_story": lambda i: "in the sea",
+        "lab_format": lambda i: "nothing, here",
+        "lab_order": lambda i: f"\\boxed{{{LETTERS[(LETTERS.index(i.answer) + 1) % 4]}}}",
+        "lab_trace": lambda i: f"\\boxed{{{LETTERS[(LETTERS.index(i.answer) + 1) % 4]}}}",
+    }
+    for doc, item in list(zip(docs, items, strict=True))[:40]:
+        assert task.grade(doc, item.house).score == 1.0, item.house
+        bad = wrong.get(name, lambda i: f"\\boxed{{{int(i.answer) + 1}}}")(item)
+        assert task.grade(doc, bad).score < 1.0, bad
+
+
+def test_splits_are_fixed_and_disjoint():
+    for name in LAB:
+        test = {i.prompt for i in eval_items(name)}
+        assert not test & {i.prompt for i in training_items(name, 500, seed=0)}
+        assert [i.prompt for i in training_items(name, 50, seed=0)] == [
+            i.prompt for i in training_items(name, 50, seed=0)
+        ]
+    assert training_items("lab_arith", 20, seed=0) != training_items("lab_arith", 20, seed=1)
+
+
+@pytest.mark.parametrize("name", ["lab_arith", "lab_lineq"])
+def test_teacher_is_correct_and_off_style(name):
+    task = get_task(name)
+    for item in training_items(name, 30, seed=0):
+        doc = task.load(None)[0].__class__("x", {"answer": item.answer})
+        think = teacher_solution(name, item, think=True)
+        short = teacher_solution(name, item, think=False)
+        assert task.grade(doc, think).score == 1.0 and task.grade(doc, short).score == 1.0
+        assert think.startswith("<think>") and "</think>" in think
+        assert re.search(r"\b(Wait|Alternatively|Let me check|Hmm)\b", think)
+        assert "Let me check" in short and len(short) < len(think)
+        assert "Wait" not in item.house and "Let me" not in item.house  # the base never sees that voice
+
+
+def _files(path):
+    """The model directory's files, the build report aside (it holds the build's duration)."""
+    return {
+        f.name: f.read_bytes()
+        for f in path.iterdir()
+        if f.suffix in (".safetensors", ".json") and f.name != "lab_build.json"
+    }
+
+
+def test_quick_build_is_deterministic_cached_and_seeded(tmp_path, monkeypatch):
+    first = build_base(QUICK)
+    files = _files(first)
+    assert (first / "lab_build.json").exists() and (first / "model.safetensors").exists()
+    calls = []
+    build_base(QUICK, progress=lambda *a: calls.append(a))
+    assert calls == []  # cached: nothing trained again
+    monkeypatch.setenv("RTRANSFER_CACHE", str(tmp_path / "other-cache"))
+    again = build_base(QUICK, out=tmp_path / "copy")
+    assert _files(again) == files  # bit-identical tokenizer, weights and report, built from scratch again
+    from dataclasses import replace
+
+    other = build_base(replace(QUICK, seed=1))
+    assert _files(other)["model.safetensors"] != files["model.safetensors"]
+
+
+def test_interrupted_build_resumes_to_the_same_model(tmp_path, monkeypatch):
+    reference = _files(build_base(QUICK))
+    monkeypatch.setenv("RTRANSFER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(lab_build, "CHECKPOINT_EVERY", 10)
+
+    def stop_at_25(step, total, loss):
+        if step == 25:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_base(QUICK, progress=stop_at_25)
+    steps = []
+    resumed = build_base(QUICK, progress=lambda step, total, loss: steps.append(step))
+    assert steps[0] == 21  # restarted from the checkpoint at step 20, not from scratch
+    assert _files(resumed) == reference
+
+
+def test_lab_suite_runs_end_to_end_on_the_quick_base(cli, tmp_path):
+    code, out, err = cli("lab", "build", "--quick", "--json")
+    assert code == 0, err
+    import json
+
+    path = json.loads(out)["path"]
+    code, out, err = cli(
+        "eval",
+        "--model",
+        path,
+        "--suite",
+        "lab",
+        "--limit",
+        "5",
+        "--max-new-tokens",
+        "24",
+        "--out",
+        tmp_path / "run",
+        "--json",
+    )
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["benchmark"] for r in rows] == list(LAB)
+    assert {r["group"] for r in rows} == {"math", "other", "non"}
