@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helpers import write_gpqa
+from helpers import PAIRS, SUM, TOP_K, write_gpqa, write_livecodebench
 from rtransfer.benchmarks.registry import IMPLEMENTED
 
 
@@ -13,9 +13,10 @@ def data_dir(tmp_path_factory, shared):
     """shared/benchmarks plus a GPQA-Diamond folder of hand-written items in the official CSV schema."""
     root = tmp_path_factory.mktemp("data")
     for folder in (shared / "benchmarks").iterdir():
-        if folder.is_dir() and folder.name != "gpqa_diamond":
+        if folder.is_dir() and folder.name not in ("gpqa_diamond", "livecodebench"):
             (root / folder.name).symlink_to(folder)
     write_gpqa(root)
+    write_livecodebench(root, [SUM, TOP_K, PAIRS])
     return root
 
 

@@ -160,7 +160,7 @@ def test_quick_build_is_deterministic_cached_and_seeded(tmp_path, monkeypatch):
 
 def test_interrupted_build_resumes_to_the_same_model(tmp_path, monkeypatch):
     reference = _files(build_base(QUICK))
-    monkeypatch.setenv("RTRANSFER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RTRANSFER_CACHE", str(tmp_path / "resume-cache"))
     monkeypatch.setattr(lab_build, "CHECKPOINT_EVERY", 10)
 
     def stop_at_25(step, total, loss):

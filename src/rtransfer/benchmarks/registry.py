@@ -14,6 +14,7 @@ IMPLEMENTED = {
     "aime25": "aime25",
     "olympiadbench": "olympiadbench",
     "gpqa_diamond": "gpqa_diamond",
+    "livecodebench": "livecodebench",
     "acpbench": "acpbench",
     "headqa": "headqa",
     "mctaco": "mctaco",
