@@ -56,6 +56,7 @@ from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
 from rtransfer.errors import DataError
 from rtransfer.grading.sandbox import Job, Limits, RunResult, run_many
 from rtransfer.grading.text import strip_thinking
+from rtransfer.jsonl import iter_objects
 from rtransfer.records import Record, doc_grades
 
 # Releases are cumulative: each adds one file (the hub dataset's loading script, code_generation_lite.py).
@@ -233,7 +234,7 @@ class LiveCodeBench(Task):
         files = self._hub_files() if data_dir is None else self._local_files(self.folder(data_dir))
         docs, seen = [], set()
         for path in files:
-            for number, row in _rows(path):
+            for number, row in iter_objects(path):
                 doc = self._doc(row, f"{path}:{number}")
                 if doc.id in seen:
                     raise DataError(f"{path}:{number}: duplicate question_id {doc.id!r}")
@@ -391,26 +392,6 @@ def _verdict(result: RunResult, expected: str, functional: bool) -> tuple[str | 
     if stdout_matches(result.stdout, expected):
         return None, ""
     return "wrong_answer", f"expected {expected.strip()[:100]!r}, got {result.stdout.strip()[:100]!r}"
-
-
-def _rows(path: Path):
-    """(line number, object) for each non-empty line, read as a stream: the official files are large."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as err:
-                    raise DataError(f"{path}:{number}: not valid JSON ({err})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{number}: expected a JSON object")
-                yield number, row
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err.reason})") from None
 
 
 class LiveCodeBenchEvalchemy(LiveCodeBench):
