@@ -6,7 +6,7 @@ records alone, so an interrupted run, a resumed run and a re-graded run all scor
 """
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,11 +97,12 @@ def run_benchmark(
             progress(done, len(docs) * samples)
         for start in range(0, len(pending), plan.chunk):
             batch = pending[start : start + plan.chunk]
+            # Each record is written as its answer arrives: a crash loses only the answers still in flight.
             for record in _answer(engine, task, batch, params, plan.seed):
                 writer.write(record)
-            done += len(batch)
-            if progress:
-                progress(done, len(docs) * samples)
+                done += 1
+                if progress:
+                    progress(done, len(docs) * samples)
     return score(task, docs, run.records(task.name))
 
 
@@ -110,30 +111,23 @@ def load_docs(task: Task, plan: EvalPlan) -> list[Doc]:
     return docs[: plan.limit] if plan.limit else docs
 
 
-def _answer(engine: Engine, task: Task, batch, params: SamplingParams, seed: int) -> list[Record]:
+def _answer(engine: Engine, task: Task, batch, params: SamplingParams, seed: int) -> Iterator[Record]:
     if task.kind == "loglik":
         requests = [task.choices(doc) for doc, _ in batch]
         all_logprobs = engine.loglikelihood(requests)
-        return [
-            _record(doc, 0, request[0], None, task.grade_choices(doc, logprobs), task, None, {"logprobs": logprobs})
-            for (doc, _), request, logprobs in zip(batch, requests, all_logprobs, strict=True)
-        ]
+        for (doc, _), request, logprobs in zip(batch, requests, all_logprobs, strict=True):
+            grade = task.grade_choices(doc, logprobs)
+            yield _record(doc, 0, request[0], None, grade, task, None, {"logprobs": logprobs})
+        return
     prompts = [task.prompt(doc) for doc, _ in batch]
     seeds = [sample_seed(seed, task.name, doc.id, s) for doc, s in batch]
-    generations = engine.generate(prompts, params, seeds)
-    return [
-        _record(
-            doc,
-            s,
-            prompt,
-            gen.text,
-            task.grade(doc, gen.text),
-            task,
-            seed_,
-            {"tokens": gen.tokens, "finish_reason": gen.finish_reason, "sampler_seed": gen.seed, **gen.extra},
-        )
-        for (doc, s), prompt, gen, seed_ in zip(batch, prompts, generations, seeds, strict=True)
-    ]
+    # Engines that answer out of order (servers) yield (index, generation) as each answer arrives.
+    stream = getattr(engine, "generate_stream", None)
+    answers = stream(prompts, params, seeds) if stream else enumerate(engine.generate(prompts, params, seeds))
+    for i, gen in answers:
+        (doc, s), prompt, seed_ = batch[i], prompts[i], seeds[i]
+        extra = {"tokens": gen.tokens, "finish_reason": gen.finish_reason, "sampler_seed": gen.seed, **gen.extra}
+        yield _record(doc, s, prompt, gen.text, task.grade(doc, gen.text), task, seed_, extra)
 
 
 def _record(doc: Doc, sample: int, prompt, response, grade: Grade, task: Task, seed, extra: dict) -> Record:

@@ -10,6 +10,7 @@ from rtransfer.report.tables import fmt, fmt_ci, render
 EPILOG = """examples:
   rtransfer eval --model Qwen/Qwen3-14B-Base --suite paper --out runs/base
   rtransfer eval --model ./my-model --benchmarks math500,headqa --data-dir ../shared/benchmarks --limit 50 --out runs/m
+  rtransfer eval --engine openai --base-url http://127.0.0.1:8000/v1 --model Qwen/Qwen3-14B --suite paper --out runs/q
 An interrupted run resumes where it stopped when run again with the same --out and settings."""
 
 
@@ -21,7 +22,7 @@ def register(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="hub id or local model directory")
+    p.add_argument("--model", required=True, help="hub id or local model directory (openai: the server's model name)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--benchmarks", help="comma-separated benchmark names")
     which.add_argument("--suite", help="a named suite: paper")
@@ -34,11 +35,24 @@ def register(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, help="generation budget (default: the paper's, 32768)")
     p.add_argument("--thinking", choices=("on", "off"), help="enable_thinking for templates that support it")
     p.add_argument("--no-chat", action="store_true", help="base-model mode: plain prompts, no chat template")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
+    p.add_argument("--engine", choices=("hf", "openai"), default="hf", help="in-process transformers, or servers")
+    p.add_argument("--batch-size", type=int, default=8, help="hf: prompts per forward pass")
+    p.add_argument("--dtype", default="auto", help="hf: auto, float32, bfloat16 or float16")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--device-map", help="e.g. auto: spread a large model over the GPUs (accelerate)")
     p.add_argument("--revision", help="model revision on the hub")
+    srv = p.add_argument_group("servers (--engine openai; see docs/scale-out.md)")
+    srv.add_argument(
+        "--base-url",
+        action="append",
+        help="an OpenAI-compatible server, e.g. http://host:8000/v1; "
+        "repeat (or comma-separate) to spread the run over several",
+    )
+    srv.add_argument("--api-key-env", help="environment variable holding the servers' API key")
+    srv.add_argument("--concurrency", type=int, default=16, help="requests in flight per server")
+    srv.add_argument("--request-timeout", type=float, default=3600.0, help="seconds one request may take")
+    srv.add_argument("--max-attempts", type=int, default=8, help="tries per request before the run stops")
+    srv.add_argument("--tokenizer", help="local tokenizer for the chat template (default: --model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="the model's label in tables (default: the model path's name)")
     p.add_argument("--base", help="the label of the base model this one is compared with (for rtransfer ti)")
@@ -53,7 +67,7 @@ def run(args) -> int:
     from rtransfer.evaluate import EvalPlan, Overrides, evaluate
     from rtransfer.runs import RunDir
 
-    for flag in ("limit", "samples", "max_new_tokens", "batch_size"):
+    for flag in ("limit", "samples", "max_new_tokens", "batch_size", "concurrency", "max_attempts"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise DataError(f"--{flag.replace('_', '-')} must be at least 1, not {value}")
@@ -73,19 +87,47 @@ def run(args) -> int:
     )
     for task in tasks:  # fail on missing data before loading a model
         task.load(args.data_dir, args.seed)
-    engine = HFEngine(
-        args.model,
-        revision=args.revision,
-        dtype=args.dtype,
-        device=args.device,
-        device_map=args.device_map,
-        batch_size=args.batch_size,
-        chat=False if args.no_chat else None,
-        thinking=None if args.thinking is None else args.thinking == "on",
-    )
+    thinking = None if args.thinking is None else args.thinking == "on"
+    if args.engine == "openai":
+        engine = _server_engine(args, thinking)
+        # A chunk is what the runner hands the engine at once: enough to keep every server busy.
+        plan.chunk = max(plan.chunk, 2 * args.concurrency * len(engine.base_urls))
+    elif args.base_url:
+        raise DataError("--base-url needs --engine openai")
+    else:
+        engine = HFEngine(
+            args.model,
+            revision=args.revision,
+            dtype=args.dtype,
+            device=args.device,
+            device_map=args.device_map,
+            batch_size=args.batch_size,
+            chat=False if args.no_chat else None,
+            thinking=thinking,
+        )
     results = evaluate(engine, plan, RunDir(args.out), name=args.name, base=args.base, progress=_progress_bar)
     print_scores(results, args.json, title=f"{args.name or Path(args.model).name} — {args.out}")
     return 0
+
+
+def _server_engine(args, thinking: bool | None):
+    from rtransfer.engines.openai import OpenAIEngine, RetryPolicy, api_key_from_env
+
+    engine = OpenAIEngine(
+        args.model,
+        args.base_url or [],
+        api_key=api_key_from_env(args.api_key_env),
+        chat=not args.no_chat,
+        thinking=thinking,
+        concurrency=args.concurrency,
+        timeout=args.request_timeout,
+        retry=RetryPolicy(max_attempts=args.max_attempts),
+        tokenizer=args.tokenizer,
+        revision=args.revision,
+    )
+    if engine.note:
+        print(f"rtransfer: note: {engine.note}", file=sys.stderr)
+    return engine
 
 
 def _progress_bar(benchmark: str):
