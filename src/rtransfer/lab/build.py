@@ -27,17 +27,18 @@ CHECKPOINT_EVERY = 50
 
 @dataclass(frozen=True)
 class BuildConfig:
+    # Sized for the 4-minute budget on 2 CPU cores (bench/lab_build.py): about 0.7 M parameters, 800 steps.
     seed: int = 0
     vocab_size: int = 1024
-    hidden_size: int = 192
+    hidden_size: int = 128
     layers: int = 4
-    heads: int = 6
+    heads: int = 4
     kv_heads: int = 2
-    train_per_task: int = 6000
-    steps: int = 700
-    batch_size: int = 48
-    lr: float = 3e-3
-    warmup: int = 30
+    train_per_task: int = 4000
+    steps: int = 800
+    batch_size: int = 32
+    lr: float = 1e-2
+    warmup: int = 50
     threads: int = 2
 
     def key(self) -> str:
@@ -128,7 +129,7 @@ def _train(config: BuildConfig, final: Path, progress) -> None:
     while step < config.steps:
         batch = [examples[(step * config.batch_size + i) % len(examples)] for i in range(config.batch_size)]
         ids, labels = _collate(batch, pad)
-        loss = model(input_ids=ids, attention_mask=(ids != pad).long(), labels=labels).loss
+        loss = _per_example_loss(model(input_ids=ids, attention_mask=(ids != pad).long()).logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -186,6 +187,19 @@ def _encode(tokenizer, prompt: str, answer: str) -> tuple[list[int], int]:
     head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
     return head_ids + answer_ids, len(head_ids)
+
+
+def _per_example_loss(logits, labels):
+    """Mean over examples of each example's mean token loss: a two-token Yes/No answer weighs as much as a
+    twenty-token worked sum (a plain token mean would let the long answers drown the short ones)."""
+    import torch
+
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]
+    mask = labels != -100
+    losses = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.clamp(min=0).reshape(-1), reduction="none"
+    ).view(labels.shape)
+    return ((losses * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
 
 
 def _collate(batch: list[tuple[list[int], int]], pad: int):

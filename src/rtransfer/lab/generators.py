@@ -75,11 +75,11 @@ class Item:
 def arith(rng: random.Random) -> Item:
     """Two steps of + and − on a stock of things (math)."""
     name, thing = rng.choice(NAMES), rng.choice(THINGS)
-    total = rng.randint(3, 25)
+    total = rng.randint(3, 15)
     steps, lines = [], [f"{name} has {total} {thing}."]
     for _ in range(2):
         if rng.random() < 0.5 or total < 4:
-            n = rng.randint(2, 15)
+            n = rng.randint(2, 9)
             lines.append(rng.choice(("{n} more are added.", "{name} gets {n} more.", "{name} finds {n} more.")))
             steps.append(f"{total} + {n} = {total + n}.")
             total += n
@@ -95,7 +95,7 @@ def arith(rng: random.Random) -> Item:
 
 def lineq(rng: random.Random) -> Item:
     """A linear equation a·x + b = c (or a·x − b = c) with an integer solution (math)."""
-    a, x, b = rng.randint(2, 9), rng.randint(-6, 15), rng.randint(1, 30)
+    a, x, b = rng.randint(2, 5), rng.randint(0, 10), rng.randint(1, 15)
     if rng.random() < 0.5:
         c, lhs, step = a * x + b, f"{a}x + {b}", f"{a}x = {a * x + b} - {b} = {a * x}."
     else:
