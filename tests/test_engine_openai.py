@@ -150,7 +150,9 @@ def test_benchmarks_end_to_end_match_the_in_process_engine(up, cli, tiny_model, 
         local = sorted(read_records(tmp_path / "hf" / "records" / f"{bench}.jsonl"), key=lambda r: r.key)
         remote = sorted(read_records(tmp_path / "srv" / "records" / f"{bench}.jsonl"), key=lambda r: r.key)
         assert [r.key for r in local] == [r.key for r in remote]
-        assert [r.response.strip() for r in local] == [r.response for r in remote]
+        # A random model may emit <think> tags anywhere; the server moves what it reads as reasoning into
+        # `reasoning_content`, which the engine puts back in front. What graders read (the answer part) is equal.
+        assert [strip_thinking(r.response) for r in local] == [strip_thinking(r.response) for r in remote]
         assert [(r.extracted, r.grade) for r in local] == [(r.extracted, r.grade) for r in remote]
     manifest_hf = json.loads((tmp_path / "hf" / "manifest.json").read_text())
     manifest_srv = json.loads((tmp_path / "srv" / "manifest.json").read_text())
