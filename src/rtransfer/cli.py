@@ -8,8 +8,8 @@ import sys
 from rtransfer import __version__
 from rtransfer.errors import RtransferError
 
-# Subcommands built so far, in help order. Planned next: train, probe, report, study.
-COMMANDS = ("eval", "grade", "lab", "ti")
+# Subcommands built so far, in help order. Planned next: train, report, study.
+COMMANDS = ("eval", "grade", "lab", "probe", "ti")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,41 @@
+"""Loading a probe's models, and the bf16-rounded copy that serves as the probes' noise floor."""
+
+import copy
+from typing import Any
+
+from rtransfer.errors import DataError
+
+# The probe CLI's short names, mapped to the engine's dtype names.
+DTYPE_ALIASES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}
+
+
+def load_engine(model: str, *, dtype: str = "auto", device: str | None = None, device_map: str | None = None):
+    """An HFEngine (model, tokenizer, chat template, device placement), so probes load models as `eval` does."""
+    from rtransfer.engines.hf import HFEngine
+
+    return HFEngine(model, dtype=DTYPE_ALIASES.get(dtype, dtype), device=device, device_map=device_map)
+
+
+def rounded_copy(model: Any) -> tuple[Any, str]:
+    """A copy of `model` with every weight rounded to bfloat16 (kept in the model's dtype): the smallest change
+    a checkpoint conversion makes, so a probe's value for (model, copy) is what numerics alone produce.
+
+    A model already held in a 16-bit dtype is its own bf16 rounding; the note says so (the floor is then 0).
+    """
+    import torch
+
+    if model.dtype in (torch.bfloat16, torch.float16):
+        held = str(model.dtype).removeprefix("torch.")
+        note = f"weights already {held}: the rounded copy is identical (floor 0); use --dtype fp32"
+        return model, note
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.copy_(p.to(torch.bfloat16).to(p.dtype))
+    return twin, "base vs its copy with weights rounded to bfloat16"
+
+
+def same_vocabulary(a: Any, b: Any) -> None:
+    """Token probes compare distributions token by token: both tokenizers must map ids to the same strings."""
+    if a.get_vocab() != b.get_vocab():
+        raise DataError("base and tuned tokenizers differ; token probes need the same vocabulary")

@@ -1,0 +1,162 @@
+"""Token-level drift between a base and a tuned model on the tuned model's answers (BRIEF §5, Fig. 4).
+
+Both models score the same answer by teacher forcing on the same prompt. Per answer position t (token y_t):
+  * kl        exact KL(π_tuned ‖ π_base) over the full vocabulary at that prefix;
+  * logratio  log p_tuned(y_t) − log p_base(y_t), the authors' sampled-token estimator (`kl_sampled`);
+  * rank      the rank of y_t under the base (1 = the base's argmax; ties count in y_t's favour).
+Memory stays bounded for long answers: each model runs its backbone once, and the vocabulary projection and
+log-softmax are computed a chunk of positions at a time, so two full (positions × vocabulary) tensors never exist.
+"""
+
+import itertools
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rtransfer.errors import DataError
+
+POSITION_BINS = (0, 16, 64, 256, 1024)  # answer-position bins for rank shift by position: [0,16), [16,64), ...
+
+
+@dataclass
+class AnswerScores:
+    tokens: list[int]  # the answer's token ids
+    kl: np.ndarray  # per position, exact KL(tuned ‖ base)
+    logratio: np.ndarray  # per position, log p_tuned(y_t) − log p_base(y_t)
+    rank: np.ndarray  # per position, y_t's rank under the base (1 = top)
+
+
+def _final_hidden(model: Any, ids: list[int], start: int) -> Any:
+    """The last hidden state (after the final norm) at positions start.. of `ids`: the backbone alone, so the
+    vocabulary projection can be done in chunks."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        out = model.base_model(input_ids=torch.tensor([ids], device=device))
+    return out.last_hidden_state[0, start:]
+
+
+def score_answer(
+    tuned: Any, base: Any, prompt_ids: Sequence[int], answer_ids: Sequence[int], chunk: int = 256
+) -> AnswerScores:
+    """Per-position KL, log-ratio and base rank of one answer (see the module docstring)."""
+    import torch
+
+    if not answer_ids:
+        empty = np.zeros(0)
+        return AnswerScores([], empty, empty, np.zeros(0, dtype=np.int64))
+    ids = list(prompt_ids) + list(answer_ids)
+    start = len(prompt_ids) - 1  # position p predicts token p + 1
+    h_t = _final_hidden(tuned, ids, start)[: len(answer_ids)]
+    h_b = _final_hidden(base, ids, start)[: len(answer_ids)]
+    head_t, head_b = tuned.get_output_embeddings(), base.get_output_embeddings()
+    kls, ratios, ranks = [], [], []
+    with torch.inference_mode():
+        for s in range(0, len(answer_ids), chunk):
+            lt = torch.log_softmax(head_t(h_t[s : s + chunk].to(head_t.weight.device)).float(), dim=-1).cpu()
+            lb = torch.log_softmax(head_b(h_b[s : s + chunk].to(head_b.weight.device)).float(), dim=-1).cpu()
+            if lt.shape != lb.shape:
+                raise DataError(f"base and tuned vocabulary sizes differ ({lb.shape[-1]} vs {lt.shape[-1]})")
+            y = torch.tensor(answer_ids[s : s + chunk]).unsqueeze(-1)
+            kls.append((lt.exp() * (lt - lb)).sum(-1).clamp(min=0))  # clamp: rounding can dip a zero below it
+            lb_y = lb.gather(-1, y)
+            ratios.append((lt.gather(-1, y) - lb_y).squeeze(-1))
+            ranks.append((lb > lb_y).sum(-1) + 1)
+    return AnswerScores(
+        list(answer_ids),
+        torch.cat(kls).double().numpy(),
+        torch.cat(ratios).double().numpy(),
+        torch.cat(ranks).numpy(),
+    )
+
+
+def summarize(scores: Sequence[AnswerScores], decode: Callable[[int], str], top: int = 20) -> dict[str, Any]:
+    """Aggregates over answers (answers with no tokens are left out).
+
+    kl_exact     mean over answers of the per-position mean KL (positions first, then prompts, as the paper);
+    kl_sampled   mean over answers of |mean log-ratio| — the authors' estimator, abs() per answer;
+    mean_rank_shift  mean over all answer positions (pooled) of rank − 1: 0 when the base's top choice is the
+                 answer token everywhere;
+    unshifted / marginal / shifted  shares of positions with rank 1 / 2–3 / >3;
+    top_shifted_tokens  the tokens most often at rank > 3, with counts;
+    rank_shift_by_position  mean rank − 1 per bin of answer positions (POSITION_BINS).
+    """
+    scores = [s for s in scores if len(s.tokens)]
+    if not scores:
+        raise DataError("no answer has any token to score")
+    rank = np.concatenate([s.rank for s in scores])
+    shifted_tokens = Counter(decode(t) for s in scores for t, r in zip(s.tokens, s.rank, strict=True) if r > 3)
+    position = np.concatenate([np.arange(len(s.tokens)) for s in scores])
+    edges = [*POSITION_BINS, np.inf]
+    by_position = []
+    for lo, hi in itertools.pairwise(edges):
+        sel = (position >= lo) & (position < hi)
+        if sel.any():
+            label = f"{lo}-{int(hi) - 1}" if np.isfinite(hi) else f"{lo}+"
+            shift = float((rank[sel] - 1).mean())
+            by_position.append({"positions": label, "n": int(sel.sum()), "mean_rank_shift": shift})
+    return {
+        "kl_exact": float(np.mean([s.kl.mean() for s in scores])),
+        "kl_sampled": float(np.mean([abs(s.logratio.mean()) for s in scores])),
+        "mean_rank_shift": float((rank - 1).mean()),
+        "unshifted": float((rank == 1).mean()),
+        "marginal": float(((rank >= 2) & (rank <= 3)).mean()),
+        "shifted": float((rank > 3).mean()),
+        "top_shifted_tokens": [[tok, n] for tok, n in shifted_tokens.most_common(top)],
+        "rank_shift_by_position": by_position,
+        "answers": len(scores),
+        "positions": int(rank.size),
+    }
+
+
+def answer_ids(engine: Any, prompt_text: str, answer: str) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered prompt and of the answer after it. As the HF engine scores continuations:
+    tokenize prompt+answer together and split at the prompt's length, so merges across the seam match running
+    text; fall back to tokenizing the answer alone when the prompt's tokens change."""
+    prompt_ids = engine.encode(prompt_text)
+    whole = engine.encode(prompt_text + answer)
+    if whole[: len(prompt_ids)] != prompt_ids:
+        return prompt_ids, engine.tokenizer(answer, add_special_tokens=False)["input_ids"]
+    return prompt_ids, whole[len(prompt_ids) :]
+
+
+def greedy_answers(
+    engine: Any, prompt_texts: Sequence[str], max_new_tokens: int, batch_size: int = 8
+) -> list[list[int]]:
+    """The model's greedy answers as token ids, cut before the first end-of-turn token. Ids, not text: a
+    decode/encode round trip can change tokens, and the probe must score exactly what the model produced."""
+    import torch
+
+    model, tok = engine.model, engine.tokenizer
+    encoded = [engine.encode(t) for t in prompt_texts]
+    eos = set(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id}
+    pad = tok.pad_token_id
+    out: list[list[int]] = []
+    for s in range(0, len(encoded), max(1, batch_size)):
+        batch = encoded[s : s + batch_size]
+        width = max(len(ids) for ids in batch)
+        ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch], device=engine.device)  # left padding
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch], device=engine.device)
+        with torch.inference_mode():
+            gen = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad,
+            )
+        for row in gen[:, width:].tolist():
+            end = next((j for j, t in enumerate(row) if t in eos), len(row))
+            out.append(row[:end])
+    return out
+
+
+def _as_list(x: Any) -> list:
+    return [] if x is None else list(x) if isinstance(x, list | tuple) else [x]
