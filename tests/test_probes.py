@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rtransfer.commands import probe as probe_command
+from rtransfer.lab.build import QUICK, build_base
 from rtransfer.lab.splits import training_items
 from rtransfer.lab.tiny import build_tiny_model
 from rtransfer.probes.latent import linear_cka, pca_shift, pooled_states
@@ -157,10 +158,12 @@ def test_cli_two_models_with_files_and_responses(tiny_model, other_model, tmp_pa
 
 
 # --- the lab: a few fine-tuning steps on math, measured above the noise floor ------------------------------------
-def test_math_fine_tuning_drifts_above_the_noise_floor(tiny_model, tmp_path):
+def test_math_fine_tuning_drifts_above_the_noise_floor(tmp_path):
+    """The lab's (quick) base against a copy fine-tuned on the lab's math train split."""
+    lab_base = build_base(QUICK)
     torch.manual_seed(0)
-    model, tok = _load(tiny_model)
-    base, _ = _load(tiny_model)
+    model, tok = _load(lab_base)
+    base, _ = _load(lab_base)
     pairs = [(i.prompt, i.house) for name in ("lab_arith", "lab_lineq") for i in training_items(name, 48)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
@@ -187,7 +190,7 @@ def test_math_fine_tuning_drifts_above_the_noise_floor(tiny_model, tmp_path):
     null = pca_shift(base_states, pooled_states(twin, tok, texts))
     assert latent["d"] > 10 * null["d"] > 0
 
-    engine = load_engine(str(tiny_model), dtype="fp32")
+    engine = load_engine(str(lab_base), dtype="fp32")
     items = [answer_ids(engine, engine.render([{"role": "user", "content": p}]), a) for p, a in pairs[-4:]]
     tuned_kl = summarize([score_answer(model, base, p, a) for p, a in items], str)["kl_exact"]
     null_kl = summarize([score_answer(twin, base, p, a) for p, a in items], str)["kl_exact"]
