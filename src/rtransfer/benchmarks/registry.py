@@ -25,7 +25,7 @@ IMPLEMENTED = {
 }
 
 SUITES = {
-    "paper": PAPER_BENCHMARKS,  # BRIEF §2; `rtransfer eval` names those not implemented yet
+    "paper": PAPER_BENCHMARKS,  # BRIEF §2
     "lab": LAB_BENCHMARKS,  # the embedded lab: a miniature of the three groups that a CPU model can learn
 }
 

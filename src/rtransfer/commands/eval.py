@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from rtransfer.commands import add_benchmark_args, add_placement_args
 from rtransfer.report.tables import fmt, fmt_ci, render
 
 EPILOG = """examples:
@@ -23,11 +24,8 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="hub id or local model directory (openai: the server's model name)")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--benchmarks", help="comma-separated benchmark names")
-    which.add_argument("--suite", help="a named suite: paper")
+    add_benchmark_args(p)
     p.add_argument("--out", required=True, type=Path, help="run directory (created, or resumed)")
-    p.add_argument("--data-dir", type=Path, help="local data in the layout of shared/benchmarks (default: the hub)")
     p.add_argument("--limit", type=int, help="only the first N documents of each benchmark")
     p.add_argument("--samples", type=int, help="samples per prompt (default: the paper's per benchmark)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the paper's; 0 = greedy)")
@@ -38,8 +36,7 @@ def register(sub) -> None:
     p.add_argument("--engine", choices=("hf", "openai"), default="hf", help="in-process transformers, or servers")
     p.add_argument("--batch-size", type=int, default=8, help="hf: prompts per forward pass")
     p.add_argument("--dtype", default="auto", help="hf: auto, float32, bfloat16 or float16")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    p.add_argument("--device-map", help="e.g. auto: spread a large model over the GPUs (accelerate)")
+    add_placement_args(p)
     p.add_argument("--revision", help="model revision on the hub")
     srv = p.add_argument_group("servers (--engine openai; see docs/scale-out.md)")
     srv.add_argument(
@@ -61,7 +58,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from rtransfer.benchmarks.registry import IMPLEMENTED, get_task, resolve
+    from rtransfer.benchmarks.registry import get_task, resolve
     from rtransfer.engines.hf import HFEngine
     from rtransfer.errors import DataError
     from rtransfer.evaluate import EvalPlan, Overrides, evaluate
@@ -72,11 +69,6 @@ def run(args) -> int:
         if value is not None and value < 1:
             raise DataError(f"--{flag.replace('_', '-')} must be at least 1, not {value}")
     names = resolve(args.benchmarks, args.suite)
-    if args.suite:
-        missing = [n for n in names if n not in IMPLEMENTED]
-        if missing:
-            print(f"rtransfer: note: not implemented yet, skipped: {', '.join(missing)}", file=sys.stderr)
-        names = [n for n in names if n in IMPLEMENTED]
     tasks = [get_task(n) for n in names]
     plan = EvalPlan(
         tasks=tasks,

@@ -4,9 +4,10 @@ for the base against its own bf16-rounded copy (see docs/probes.md)."""
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from rtransfer.commands import add_benchmark_args, add_placement_args
 
 EPILOG = """examples:
   rtransfer probe latent --base Qwen/Qwen3-14B-Base --tuned ./sft --benchmarks math500,coqa \
@@ -47,31 +48,22 @@ def register(sub) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", required=True, help="the base model (hub id or local directory)")
     p.add_argument("--tuned", required=True, help="the tuned model")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--benchmarks", help="comma-separated benchmark names")
-    which.add_argument("--suite", help="a named suite: paper, lab")
-    p.add_argument("--data-dir", type=Path, help="local data in the layout of shared/benchmarks (default: the hub)")
+    add_benchmark_args(p)
     p.add_argument("--out", type=Path, help="write the JSON (and plots) here")
     p.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' dtype (fp32 gives a meaningful floor)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    p.add_argument("--device-map", help="e.g. auto: spread a large model over the GPUs (accelerate)")
+    add_placement_args(p)
     p.add_argument("--no-noise-floor", action="store_true", help="skip the base vs bf16-rounded-base null pair")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per benchmark")
 
 
 def _tasks(args) -> dict[str, Any]:
-    from rtransfer.benchmarks.registry import IMPLEMENTED, get_task, resolve
+    from rtransfer.benchmarks.registry import get_task, resolve
     from rtransfer.errors import DataError
 
     if args.samples < 1:
         raise DataError(f"--samples must be at least 1, not {args.samples}")
     names = resolve(args.benchmarks, args.suite)
-    if args.suite:
-        missing = [n for n in names if n not in IMPLEMENTED]
-        if missing:
-            print(f"rtransfer: note: not implemented yet, skipped: {', '.join(missing)}", file=sys.stderr)
-        names = [n for n in names if n in IMPLEMENTED]
     return {n: get_task(n) for n in names}
 
 
