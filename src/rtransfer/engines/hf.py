@@ -100,6 +100,17 @@ class HFEngine:
         return out  # type: ignore[return-value]
 
     def _generate_batch(self, batch: list[list[int]], params: SamplingParams) -> list[Generation]:
+        results = []
+        for tokens, ended in self.generate_ids(batch, params):
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            text, cut = _cut_at_stop(text, params.stop)
+            finish = "stop" if ended or cut else "length"
+            results.append(Generation(text=text, tokens=len(tokens), finish_reason=finish))
+        return results
+
+    def generate_ids(self, batch: list[list[int]], params: SamplingParams) -> list[tuple[list[int], bool]]:
+        """One left-padded batch of prompts (token ids): each answer's token ids, cut before the end-of-turn token,
+        and whether it ended there. Ids matter to the token probes, which must score exactly what was produced."""
         import torch
 
         width = max(len(ids) for ids in batch)
@@ -117,15 +128,11 @@ class HFEngine:
         with torch.inference_mode():
             output = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
-        results = []
+        answers = []
         for row in output[:, width:].tolist():
             ended = next((j for j, t in enumerate(row) if t in eos), None)
-            tokens = row if ended is None else row[:ended]
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            text, cut = _cut_at_stop(text, params.stop)
-            finish = "stop" if ended is not None or cut else "length"
-            results.append(Generation(text=text, tokens=len(tokens), finish_reason=finish))
-        return results
+            answers.append((row if ended is None else row[:ended], ended is not None))
+        return answers
 
     # --- log-likelihood ----------------------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[tuple[Messages, Sequence[str]]]) -> list[list[float]]:

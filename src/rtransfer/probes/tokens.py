@@ -129,34 +129,9 @@ def greedy_answers(
 ) -> list[list[int]]:
     """The model's greedy answers as token ids, cut before the first end-of-turn token. Ids, not text: a
     decode/encode round trip can change tokens, and the probe must score exactly what the model produced."""
-    import torch
+    from rtransfer.engines.base import SamplingParams
 
-    model, tok = engine.model, engine.tokenizer
     encoded = [engine.encode(t) for t in prompt_texts]
-    eos = set(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id}
-    pad = tok.pad_token_id
-    out: list[list[int]] = []
-    for s in range(0, len(encoded), max(1, batch_size)):
-        batch = encoded[s : s + batch_size]
-        width = max(len(ids) for ids in batch)
-        ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch], device=engine.device)  # left padding
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch], device=engine.device)
-        with torch.inference_mode():
-            gen = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=pad,
-            )
-        for row in gen[:, width:].tolist():
-            end = next((j for j, t in enumerate(row) if t in eos), len(row))
-            out.append(row[:end])
-    return out
-
-
-def _as_list(x: Any) -> list:
-    return [] if x is None else list(x) if isinstance(x, list | tuple) else [x]
+    params = SamplingParams(max_new_tokens=max_new_tokens)
+    step = max(1, batch_size)
+    return [ids for s in range(0, len(encoded), step) for ids, _ in engine.generate_ids(encoded[s : s + step], params)]
