@@ -23,7 +23,11 @@ $(VENV)/.installed-%: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$*]"
 	@touch $@
 
+# The embedded default: the lab's base model (shipped with rtransfer, so no training here), scored on the lab
+# suite (a resumable run under runs/demo), then the paper's Transferability Index, reported vs recomputed.
 demo: $(VENV)/.installed-models
+	$(BIN)/rtransfer lab build
+	$(BIN)/rtransfer eval --model "$$($(BIN)/rtransfer lab build --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["path"])')" --suite lab --out runs/demo/lab-base
 	$(BIN)/rtransfer ti --paper
 
 test: $(VENV)/.installed-test

@@ -1,4 +1,5 @@
-"""`rtransfer lab`: the embedded lab. `lab build` pre-trains the tiny base model (cached under the cache root)."""
+"""`rtransfer lab`: the embedded lab. `lab build` gives the tiny base model: the one shipped with rtransfer for the
+default settings, else (or with --rebuild) pre-trained here; either way cached under the cache root."""
 
 import json
 import sys
@@ -13,6 +14,11 @@ def register(sub) -> None:
     b.add_argument("--out", type=Path, help="also copy the model directory here")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--quick", action="store_true", help="a seconds-long miniature, for tests and smoke runs")
+    b.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="train from scratch even where the cache or the package already holds this base",
+    )
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
     b.set_defaults(run=build)
 
@@ -32,7 +38,7 @@ def build(args) -> int:
         bar.update(step - bar.n)
         bar.set_postfix(loss=f"{loss:.3f}")
 
-    path = build_base(config, out=args.out, progress=progress)
+    path = build_base(config, out=args.out, progress=progress, rebuild=args.rebuild)
     if bar is not None:
         bar.close()
     report = json.loads((path / "lab_build.json").read_text())
@@ -42,5 +48,6 @@ def build(args) -> int:
     else:
         print(f"lab base model: {path}")
         print(f"  config {json.dumps(asdict(config))}")
-        print(f"  built in {report['seconds']} s, final training loss {report['final_loss']:.3f}")
+        origin = "shipped with rtransfer, " if report.get("shipped") else ""
+        print(f"  {origin}built in {report['seconds']} s, final training loss {report['final_loss']:.3f}")
     return 0

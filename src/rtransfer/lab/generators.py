@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-LAB_VERSION = "1"  # bump when a generator, the house style or the training recipe changes
+LAB_VERSION = "2"  # bump when a generator, the house style or the training recipe changes
 
 LETTERS = "ABCD"
 NAMES = ("Ann", "Bob", "Cal", "Dia", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Leo", "Mia", "Ned", "Ola")
@@ -103,27 +103,27 @@ def lineq(rng: random.Random) -> Item:
     return Item(f"Solve for x: {lhs} = {c}.", str(x), f"{step} x = {x}. \\boxed{{{x}}}", {"a": a, "b": b, "c": c})
 
 
-def _options(rng: random.Random, correct: str, wrong: list[str]) -> tuple[list[str], str]:
-    options = [correct, *rng.sample(wrong, 3)]
-    rng.shuffle(options)
-    return options, LETTERS[options.index(correct)]
-
-
 def _choice_prompt(question: str, options: list[str]) -> str:
     listed = " ".join(f"{letter}) {o}" for letter, o in zip(LETTERS, options, strict=True))
     return f"{question}\nOptions: {listed}"
 
 
+# Why the options of the two multiple-choice tasks are in a fixed order (counts, consecutive values): a base this
+# small does not learn, within the lab's budget, to look the letter of its answer up in a shuffled list (measured:
+# chance at 2400 steps, with the letter before or after the option, while it solved the reasoning itself). With
+# ordered options the letter follows from the answer, and the score measures the reasoning.
+
+
 def order(rng: random.Random) -> Item:
-    """Three people ordered by two shuffled comparisons; who is at a given rank (other reasoning)."""
-    people = rng.sample(NAMES, 4)
-    outsider, people = people[3], people[:3]  # from oldest to youngest; the outsider is a distractor option
+    """Three people ordered by two shuffled "older than" facts; how many of them are older than a given one
+    (other reasoning)."""
+    people = rng.sample(NAMES, 3)  # from oldest to youngest
     facts = [f"{people[i]} is older than {people[i + 1]}." for i in range(2)]
     rng.shuffle(facts)
-    rank, question = rng.choice(((0, "the oldest"), (2, "the youngest"), (1, "in the middle")))
-    options, letter = _options(rng, people[rank], [p for p in (*people, outsider) if p != people[rank]])
-    prompt = _choice_prompt(" ".join(facts) + f" Who is {question}?", options)
-    house = f"Order: {' > '.join(people)}. \\boxed{{{letter}}}"
+    rank = rng.randrange(3)
+    person, options, letter = people[rank], ["0", "1", "2", "3"], LETTERS[rank]
+    prompt = _choice_prompt(" ".join(facts) + f" How many people are older than {person}?", options)
+    house = f"Order: {' > '.join(people)}. Older than {person}: {rank}. \\boxed{{{letter}}}"
     return Item(prompt, letter, house, {"options": options, "order": people, "rank": rank})
 
 
@@ -131,19 +131,20 @@ OPS = {"+": lambda v, n: v + n, "-": lambda v, n: v - n, "*": lambda v, n: v * n
 
 
 def trace(rng: random.Random) -> Item:
-    """What a short program prints (other reasoning), as multiple choice."""
-    value = rng.randint(1, 9)
-    lines, values = [f"x = {value}"], [value]
+    """What a short program prints (other reasoning), as multiple choice. Every value stays a single digit, so
+    the program is about following the updates, not about long arithmetic."""
+    values = [rng.randint(0, 9)]
+    lines = [f"x = {values[0]}"]
     for _ in range(2):
-        op = rng.choice("+-*") if value < 5 else rng.choice("+-")
-        n = 2 if op == "*" else rng.randint(1, 6)
+        op = rng.choice([o for o in "+-*" if 0 <= OPS[o](values[-1], 2) <= 9])
+        n = 2 if op == "*" else rng.choice([n for n in range(1, 7) if 0 <= OPS[op](values[-1], n) <= 9])
         lines.append(f"x = x {op} {n}")
         values.append(OPS[op](values[-1], n))
     result = values[-1]
-    wrong = sorted({str(v) for v in (*values[:-1], result + 1, result - 1, result + 2, -result)} - {str(result)})
-    options, letter = _options(rng, str(result), wrong)
+    first = rng.randint(max(0, result - 3), min(result, 6))  # four consecutive values around the result
+    options, letter = [str(v) for v in range(first, first + 4)], LETTERS[result - first]
     prompt = _choice_prompt("What does this program print?\n" + "\n".join([*lines, "print(x)"]), options)
-    house = f"x = {', '.join(str(v) for v in values)}. \\boxed{{{letter}}}"
+    house = f"x = {', '.join(str(v) for v in values)}. Prints {result}. \\boxed{{{letter}}}"
     return Item(prompt, letter, house, {"options": options, "values": values})
 
 
@@ -210,7 +211,27 @@ def _ending(rng):
     )
 
 
-FORMATS = (_capitals, _quoted, _title, _words, _bullets, _ending)
+def _frequency(rng):
+    w, n = rng.choice(WORDS), rng.randint(2, 6)
+    return (
+        f"Write a line that uses the word {w} exactly {n} times.",
+        " ".join([w] * n),
+        ("keywords:frequency", {"keyword": w, "frequency": n, "relation": "at least"}),
+        ("keywords:frequency", {"keyword": w, "frequency": n + 1, "relation": "less than"}),
+    )
+
+
+def _paragraphs(rng):
+    n, w = rng.randint(2, 5), rng.choice(WORDS)
+    return (
+        f"Write {n} paragraphs about {w}, separated by the markdown divider ***.",
+        "\n***\n".join(f"I like {w}." for _ in range(n)),
+        ("length_constraints:number_paragraphs", {"num_paragraphs": n}),
+    )
+
+
+# Counting instructions (words, bullets, repeats, paragraphs) keep the base below the 90 % ceiling.
+FORMATS = (_capitals, _quoted, _title, _words, _bullets, _ending, _frequency, _paragraphs)
 
 
 def fmt(rng: random.Random) -> Item:
@@ -259,7 +280,8 @@ def support(rng: random.Random) -> Item:
         "Is the answer supported by the passage? Answer Yes or No."
     )
     gold = "Yes" if supported else "No"
-    return Item(prompt, gold, gold, {"supported": supported, "true": true, "shown": shown})
+    # The passage's own value first, then the verdict: the comparison is then between two nearby words.
+    return Item(prompt, gold, f"{true}. {gold}", {"supported": supported, "true": true, "shown": shown})
 
 
 GENERATORS: dict[str, Callable[[random.Random], Item]] = {
