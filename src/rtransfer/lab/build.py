@@ -235,7 +235,7 @@ def _per_example_loss(logits, labels, is_answer, prompt_weight: float = 0.0):
     """Mean over examples of each example's mean answer-token loss: a two-token Yes/No answer weighs as much as a
     twenty-token worked sum (a plain token mean would let the long answers drown the short ones). With
     `prompt_weight`, each example's mean prompt-token loss is added at that weight (pre-training on the prompts
-    too: in the lab's runs a quarter raised the math and story scores)."""
+    too: in three paired runs a quarter raised the math scores)."""
     import torch
 
     logits, labels, is_answer = logits[:, :-1].float(), labels[:, 1:], is_answer[:, 1:]
