@@ -14,8 +14,6 @@ import tempfile
 import time
 from dataclasses import replace
 
-SHIPPED_FILES = ("model.safetensors", "tokenizer.json", "config.json")
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,7 +27,7 @@ def main() -> None:
     from rtransfer.engines.hf import HFEngine
     from rtransfer.evaluate import EvalPlan, evaluate
     from rtransfer.lab.benchmarks import blind_guess
-    from rtransfer.lab.build import QUICK, BuildConfig, build_base, shipped_base
+    from rtransfer.lab.build import QUICK, BuildConfig, build_base, defining_files, shipped_base
     from rtransfer.runs import RunDir
 
     config = replace(QUICK if args.quick else BuildConfig(), seed=args.seed)
@@ -42,8 +40,7 @@ def main() -> None:
     built = time.perf_counter() - start
     print(f"lab build from scratch: {built:.1f} s ({built / 60:.2f} min), config {config}")
     if shipped := shipped_base(config):
-        same = all((path / f).read_bytes() == (shipped / f).read_bytes() for f in SHIPPED_FILES)
-        print(f"rebuilt base is bit-identical to the shipped one: {same}")
+        print(f"rebuilt base is bit-identical to the shipped one: {defining_files(path) == defining_files(shipped)}")
     start = time.perf_counter()
     plan = EvalPlan([get_task(n) for n in SUITES["lab"]], limit=args.limit)
     results = evaluate(HFEngine(str(path), batch_size=64, device="cpu"), plan, RunDir(tempfile.mkdtemp()))

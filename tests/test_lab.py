@@ -10,7 +10,7 @@ import pytest
 from rtransfer.benchmarks.registry import SUITES, get_task
 from rtransfer.lab import build as lab_build
 from rtransfer.lab.benchmarks import blind_guess
-from rtransfer.lab.build import QUICK, build_base
+from rtransfer.lab.build import QUICK, build_base, defining_files
 from rtransfer.lab.generators import LETTERS
 from rtransfer.lab.splits import TEST_SIZE, eval_items, training_items
 from rtransfer.lab.teacher import teacher_solution
@@ -47,9 +47,14 @@ def _chain(facts: list[tuple[str, str]]) -> list[str]:
     return chain
 
 
-def rederive_order(item) -> str:
+def _order_question(item) -> tuple[list[str], str]:
+    """The chain re-derived from the facts, and the person asked about."""
     chain = _chain(re.findall(r"(\w+) is older than (\w+)\.", item.prompt))
-    person = re.search(r"older than (\w+)\?", item.prompt).group(1)
+    return chain, re.search(r"older than (\w+)\?", item.prompt).group(1)
+
+
+def rederive_order(item) -> str:
+    chain, person = _order_question(item)
     return str(chain.index(person))
 
 
@@ -96,8 +101,7 @@ def test_generated_answers_are_right(name):
 def test_house_style_reasoning_is_right():
     """The base is pre-trained on the house answers, so their worked steps must be right too, not only the box."""
     for item in eval_items("lab_order")[:50]:
-        chain = _chain(re.findall(r"(\w+) is older than (\w+)\.", item.prompt))
-        person = re.search(r"older than (\w+)\?", item.prompt).group(1)
+        chain, person = _order_question(item)
         assert item.house.startswith(f"Order: {' > '.join(chain)}. "), item.house
         assert f"Older than {person}: {rederive_order(item)}. \\boxed{{{item.answer}}}" in item.house, item.house
     for item in eval_items("lab_trace")[:50]:
@@ -154,33 +158,24 @@ def test_teacher_is_correct_and_off_style(name):
         assert "Wait" not in item.house and "Let me" not in item.house  # the base never sees that voice
 
 
-def _files(path):
-    """The model directory's files, the build report aside (it holds the build's duration)."""
-    return {
-        f.name: f.read_bytes()
-        for f in path.iterdir()
-        if f.suffix in (".safetensors", ".json") and f.name != "lab_build.json"
-    }
-
-
 def test_quick_build_is_deterministic_cached_and_seeded(tmp_path, monkeypatch):
     first = build_base(QUICK)
-    files = _files(first)
+    files = defining_files(first)
     assert (first / "lab_build.json").exists() and (first / "model.safetensors").exists()
     calls = []
     build_base(QUICK, progress=lambda *a: calls.append(a))
     assert calls == []  # cached: nothing trained again
     monkeypatch.setenv("RTRANSFER_CACHE", str(tmp_path / "other-cache"))
     again = build_base(QUICK, out=tmp_path / "copy")
-    assert _files(again) == files  # bit-identical tokenizer, weights and report, built from scratch again
+    assert defining_files(again) == files  # bit-identical tokenizer, weights and configs, built from scratch again
     from dataclasses import replace
 
     other = build_base(replace(QUICK, seed=1))
-    assert _files(other)["model.safetensors"] != files["model.safetensors"]
+    assert defining_files(other)["model.safetensors"] != files["model.safetensors"]
 
 
 def test_interrupted_build_resumes_to_the_same_model(tmp_path, monkeypatch):
-    reference = _files(build_base(QUICK))
+    reference = defining_files(build_base(QUICK))
     monkeypatch.setenv("RTRANSFER_CACHE", str(tmp_path / "resume-cache"))
     monkeypatch.setattr(lab_build, "CHECKPOINT_EVERY", 10)
 
@@ -193,7 +188,7 @@ def test_interrupted_build_resumes_to_the_same_model(tmp_path, monkeypatch):
     steps = []
     resumed = build_base(QUICK, progress=lambda step, total, loss: steps.append(step))
     assert steps[0] == 21  # restarted from the checkpoint at step 20, not from scratch
-    assert _files(resumed) == reference
+    assert defining_files(resumed) == reference
 
 
 def test_lab_suite_runs_end_to_end_on_the_quick_base(cli, tmp_path):
@@ -227,7 +222,7 @@ def test_lab_build_copies_the_shipped_base_for_the_default_settings(cli):
     assert code == 0, err
     report = json.loads(out)
     assert report["shipped"] is True and report["key"] == lab_build.BuildConfig().key()
-    assert _files(Path(report["path"])) == _files(shipped)
+    assert defining_files(Path(report["path"])) == defining_files(shipped)
     assert "shipped with rtransfer" in cli("lab", "build")[1]
 
 

@@ -106,7 +106,7 @@ class LabTrace(LabChoice):
 def blind_guess(name: str, n: int | None = None) -> float:
     """The score (%) of always giving the commonest gold answer on the first `n` test items: the level a
     multiple-choice or Yes/No lab score must beat for the skill to be real. 0 for free-form tasks."""
-    if name not in ("lab_order", "lab_trace", "lab_support"):
+    if not isinstance(TASKS[name], LabChoice | LabSupport):
         return 0.0
     answers = [item.answer for item in eval_items(name)[:n]]
     return 100 * max(map(answers.count, set(answers))) / len(answers)

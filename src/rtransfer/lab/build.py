@@ -87,6 +87,16 @@ def shipped_base(config: BuildConfig) -> Path | None:
     return None
 
 
+def defining_files(path: Path) -> dict[str, bytes]:
+    """The files that define a built base: weights, tokenizer, configs (lab_build.json aside: it holds the
+    build's duration). Two builds are the same model when these are byte for byte equal."""
+    return {
+        f.name: f.read_bytes()
+        for f in Path(path).iterdir()
+        if f.suffix in (".safetensors", ".json") and f.name != "lab_build.json"
+    }
+
+
 def build_base(
     config: BuildConfig = BuildConfig(),
     out: Path | None = None,

@@ -230,7 +230,8 @@ def _paragraphs(rng):
     )
 
 
-# Counting instructions (words, bullets, repeats, paragraphs) keep the base below the 90 % ceiling.
+# Counting instructions (words, bullets, repeats, paragraphs) are there to keep the base below the 90 % ceiling;
+# the shipped base still scores 93.9 (docs/lab.md).
 FORMATS = (_capitals, _quoted, _title, _words, _bullets, _ending, _frequency, _paragraphs)
 
 
