@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-LAB_VERSION = "2"  # bump when a generator, the house style or the training recipe changes
+LAB_VERSION = "3"  # bump when a generator, the house style or the training recipe changes
 
 LETTERS = "ABCD"
 NAMES = ("Ann", "Bob", "Cal", "Dia", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Leo", "Mia", "Ned", "Ola")
@@ -115,15 +115,19 @@ def _choice_prompt(question: str, options: list[str]) -> str:
 
 
 def order(rng: random.Random) -> Item:
-    """Three people ordered by two shuffled "older than" facts; how many of them are older than a given one
+    """Four people ordered by three shuffled "older than" facts; how many of them are older than a given one
     (other reasoning)."""
-    people = rng.sample(NAMES, 3)  # from oldest to youngest
-    facts = [f"{people[i]} is older than {people[i + 1]}." for i in range(2)]
+    people = rng.sample(NAMES, 4)  # from oldest to youngest
+    facts = [f"{people[i]} is older than {people[i + 1]}." for i in range(3)]
     rng.shuffle(facts)
-    rank = rng.randrange(3)
+    rank = rng.randrange(4)
     person, options, letter = people[rank], ["0", "1", "2", "3"], LETTERS[rank]
     prompt = _choice_prompt(" ".join(facts) + f" How many people are older than {person}?", options)
-    house = f"Order: {' > '.join(people)}. Older than {person}: {rank}. \\boxed{{{letter}}}"
+    # The house answer finds the person in the chain by comparing names one by one, counting as it goes. A base
+    # this small learns to compare two names, not to look a name's position up in a list (measured: chance at
+    # "Older than X: n" after a correct chain, in every run).
+    checks = ", ".join(f"{i} {p} {'yes' if p == person else 'no'}" for i, p in enumerate(people[: rank + 1]))
+    house = f"Order: {' > '.join(people)}. Find {person}: {checks}. \\boxed{{{letter}}}"
     return Item(prompt, letter, house, {"options": options, "order": people, "rank": rank})
 
 
@@ -179,7 +183,7 @@ def _title(rng):
 
 
 def _words(rng):
-    n = rng.randint(3, 8)
+    n = rng.randint(3, 12)
     topic = rng.choice(WORDS)
     text = " ".join([topic, *rng.choices(WORDS, k=n - 1)])
     return (
@@ -191,7 +195,7 @@ def _words(rng):
 
 
 def _bullets(rng):
-    n = rng.randint(2, 5)
+    n = rng.randint(2, 7)
     items = rng.sample(WORDS, n)
     topic = rng.choice(WORDS)
     return (
@@ -212,7 +216,7 @@ def _ending(rng):
 
 
 def _frequency(rng):
-    w, n = rng.choice(WORDS), rng.randint(2, 6)
+    w, n = rng.choice(WORDS), rng.randint(2, 8)
     return (
         f"Write a line that uses the word {w} exactly {n} times.",
         " ".join([w] * n),
@@ -222,7 +226,7 @@ def _frequency(rng):
 
 
 def _paragraphs(rng):
-    n, w = rng.randint(2, 5), rng.choice(WORDS)
+    n, w = rng.randint(2, 7), rng.choice(WORDS)
     return (
         f"Write {n} paragraphs about {w}, separated by the markdown divider ***.",
         "\n***\n".join(f"I like {w}." for _ in range(n)),
@@ -231,7 +235,7 @@ def _paragraphs(rng):
 
 
 # Counting instructions (words, bullets, repeats, paragraphs) are there to keep the base below the 90 % ceiling;
-# the shipped base still scores 93.9 (docs/lab.md).
+# the shipped base still scores 93.5 (docs/lab.md).
 FORMATS = (_capitals, _quoted, _title, _words, _bullets, _ending, _frequency, _paragraphs)
 
 
@@ -263,26 +267,34 @@ def story(rng: random.Random) -> Item:
 
 
 def support(rng: random.Random) -> Item:
-    """Is an answer supported by the passage? Yes/No (non-reasoning), half of them altered."""
-    person = rng.choice(NAMES)
-    place, pet, color = rng.choice(PLACES), rng.choice(PETS), rng.choice(COLORS)
-    passage = f"{person} lives in {place}. {person} has a {color} {pet}."
-    question, true, pool = rng.choice(
+    """Is an answer supported by the passage? Yes/No (non-reasoning). The passage tells about two people; half
+    of the answers are altered to a value the passage does not hold."""
+    a, b = rng.sample(NAMES, 2)
+    sentences, facts = [], {}
+    for person in (a, b):
+        place, pet, color = rng.choice(PLACES), rng.choice(PETS), rng.choice(COLORS)
+        facts[person] = {"place": place, "pet": pet, "color": color}
+        sentences += [f"{person} lives in {place}.", f"{person} has a {color} {pet}."]
+    person = rng.choice((a, b))
+    kind, question = rng.choice(
         (
-            (f"Where does {person} live?", place, PLACES),
-            (f"What pet does {person} have?", pet, PETS),
-            (f"What color is {person}'s {pet}?", color, COLORS),
+            ("place", f"Where does {person} live?"),
+            ("pet", f"What pet does {person} have?"),
+            ("color", f"What color is {person}'s pet?"),
         )
     )
+    true, pool = facts[person][kind], {"place": PLACES, "pet": PETS, "color": COLORS}[kind]
     supported = rng.random() < 0.5
-    shown = true if supported else rng.choice([x for x in pool if x != true])
+    shown = true if supported else rng.choice([x for x in pool if x not in (facts[a][kind], facts[b][kind])])
     prompt = (
-        f"Passage: {passage}\nQuestion: {question}\nAnswer: {shown}\n"
+        f"Passage: {' '.join(sentences)}\nQuestion: {question}\nAnswer: {shown}\n"
         "Is the answer supported by the passage? Answer Yes or No."
     )
     gold = "Yes" if supported else "No"
-    # The passage's own value first, then the verdict: the comparison is then between two nearby words.
-    return Item(prompt, gold, f"{true}. {gold}", {"supported": supported, "true": true, "shown": shown})
+    # The answer under judgement, then the passage's own value, then the verdict: the comparison is between two
+    # nearby words.
+    house = f"{shown} / {true}. {gold}"
+    return Item(prompt, gold, house, {"supported": supported, "true": true, "shown": shown, "person": person})
 
 
 GENERATORS: dict[str, Callable[[random.Random], Item]] = {

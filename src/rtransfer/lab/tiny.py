@@ -64,6 +64,7 @@ def build_tiny_model(
     layers: int = 2,
     heads: int = 4,
     kv_heads: int = 2,
+    head_dim: int | None = None,
     init_range: float = 0.3,
     seed: int = 0,
 ) -> Path:
@@ -81,7 +82,7 @@ def build_tiny_model(
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
-        head_dim=hidden_size // heads,
+        head_dim=head_dim or hidden_size // heads,
         max_position_embeddings=4096,
         tie_word_embeddings=True,
         initializer_range=init_range,  # wider than the usual 0.02, so that a random model's outputs vary
