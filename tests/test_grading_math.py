@@ -188,6 +188,7 @@ m.grade_math(r"\\boxed{1}", "1")
 print(" ".join(str(w.process.pid) for w in m._pool().live), flush=True)
 if sys.argv[1] == "hang":
     m.grade_math(sys.argv[2], "5", timeout=1000)
+sys.stdin.read()  # "exit": stay until the test has seen the worker alive, then exit normally
 """
 
 
@@ -209,12 +210,14 @@ def _wait_gone(pids: list[int]) -> bool:
 def test_no_worker_outlives_its_parent(how):
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": src, "RTRANSFER_MATH_WORKERS": "1"}
-    child = subprocess.Popen([sys.executable, "-c", SCRIPT, how, TOWER], stdout=subprocess.PIPE, text=True, env=env)
+    command = [sys.executable, "-c", SCRIPT, how, TOWER]
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     pids = [int(p) for p in child.stdout.readline().split()]
     assert pids and all(_alive(p) for p in pids)
     if how == "hang":  # killed while its worker is stuck in sympy: the kernel takes the worker too
         time.sleep(0.3)
         child.kill()
+    child.stdin.close()  # "exit": lets the child finish its script
     child.wait(timeout=30)
     child.stdout.close()
     assert _wait_gone(pids)
