@@ -144,6 +144,17 @@ def test_graders_accept_house_answers_and_reject_wrong_ones(name):
         assert task.grade(doc, bad).score < 1.0, bad
 
 
+def test_format_pairs_are_held_out_of_every_train_split():
+    """lab_format's test split: half single instructions the base learned on other prompts, half pairs of them,
+    interleaved; no train split holds a pair, so the base is never trained on combining instructions."""
+    items = eval_items("lab_format")
+    counts = [len(set(i.data["instruction_id_list"])) for i in items]
+    assert counts[::2] == [1] * (TEST_SIZE // 2) and counts[1::2] == [2] * (TEST_SIZE // 2)
+    trained = {i.prompt for i in training_items("lab_format", 5000, seed=0)}
+    assert all(len(set(i.data["instruction_id_list"])) == 1 for i in training_items("lab_format", 500, seed=0))
+    assert not trained & {i.prompt for i in items}
+
+
 def test_splits_are_fixed_and_disjoint():
     for name in LAB:
         test = {i.prompt for i in eval_items(name)}
@@ -248,19 +259,7 @@ def shipped_scores(tmp_path_factory):
     return evaluate(engine, plan, RunDir(tmp_path_factory.mktemp("shipped-run")))
 
 
-# Where the shipped base misses the issue's bar (measured on all 200 items; docs/lab.md). Strict: when a rebuilt
-# base clears the bar, these tests fail until the entry is removed.
-KNOWN_GAPS = {
-    "lab_format": "93.5 on 200 items: above the 90 ceiling",
-}
-
-
-def _with_known_gaps(names):
-    marks = {n: pytest.mark.xfail(strict=True, reason=why) for n, why in KNOWN_GAPS.items()}
-    return [pytest.param(n, marks=marks[n]) if n in marks else n for n in names]
-
-
-@pytest.mark.parametrize("name", _with_known_gaps(LAB))
+@pytest.mark.parametrize("name", LAB)
 def test_shipped_base_has_real_partial_skill(name, shipped_scores):
     """The issue's bar: between 10 % and 90 % (gains and losses both measurable), and above a blind guess."""
     score, (low, _) = shipped_scores[name]["score"], shipped_scores[name]["ci"]

@@ -17,13 +17,13 @@ from rtransfer.grading.math import grade_math
 from rtransfer.grading.overlap import coqa_scores
 from rtransfer.grading.yesno import parse_yes_no
 from rtransfer.lab.generators import LAB_VERSION
-from rtransfer.lab.splits import eval_items
+from rtransfer.lab.splits import SPLITS_VERSION, eval_items
 
 
 class LabTask(Task):
     """A generated benchmark: the same 200 test items for every model and seed, no files, no hub."""
 
-    version: ClassVar[str] = LAB_VERSION
+    version: ClassVar[str] = f"{LAB_VERSION}.{SPLITS_VERSION}"
     # Lab answers are short; a budget well above the house style leaves room for a tuned model's longer style.
     settings: ClassVar[Settings] = Settings(samples=1, temperature=0.0, max_new_tokens=160)
 

@@ -7,6 +7,7 @@ operations, several entities to keep apart, counting constraints.
 """
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,6 +153,9 @@ def trace(rng: random.Random) -> Item:
     return Item(prompt, letter, house, {"options": options, "values": values})
 
 
+ENDINGS = ("That is all.", "The end.", "Thank you.")
+
+
 # IFEval-style constraints, written with IFEval's own instruction ids and kwargs so IFEval's checkers grade them.
 # (No language-detection instructions: langdetect is unreliable on a few words.)
 def _capitals(rng):
@@ -182,6 +186,13 @@ def _title(rng):
     )
 
 
+def _exactly(instruction: str, count: str, n: int, relation: str = "relation", **kwargs) -> tuple:
+    """IFEval has no "exactly n": it is the pair of checks "at least n" and "less than n + 1"."""
+    return tuple(
+        (instruction, {**kwargs, relation: rel, count: k}) for rel, k in (("at least", n), ("less than", n + 1))
+    )
+
+
 def _words(rng):
     n = rng.randint(3, 12)
     topic = rng.choice(WORDS)
@@ -189,8 +200,7 @@ def _words(rng):
     return (
         f"Write exactly {n} words about {topic}.",
         text,
-        ("length_constraints:number_words", {"relation": "less than", "num_words": n + 1}),
-        ("length_constraints:number_words", {"relation": "at least", "num_words": n}),
+        *_exactly("length_constraints:number_words", "num_words", n),
     )
 
 
@@ -207,7 +217,7 @@ def _bullets(rng):
 
 def _ending(rng):
     w = rng.choice(WORDS)
-    phrase = rng.choice(("That is all.", "The end.", "Thank you."))
+    phrase = rng.choice(ENDINGS)
     return (
         f"Say one thing about {w} and end your response with the exact phrase '{phrase}'.",
         f"I like {w}. {phrase}",
@@ -220,8 +230,7 @@ def _frequency(rng):
     return (
         f"Write a line that uses the word {w} exactly {n} times.",
         " ".join([w] * n),
-        ("keywords:frequency", {"keyword": w, "frequency": n, "relation": "at least"}),
-        ("keywords:frequency", {"keyword": w, "frequency": n + 1, "relation": "less than"}),
+        *_exactly("keywords:frequency", "frequency", n, keyword=w),
     )
 
 
@@ -234,16 +243,63 @@ def _paragraphs(rng):
     )
 
 
-# Counting instructions (words, bullets, repeats, paragraphs) are there to keep the base below the 90 % ceiling;
-# the shipped base still scores 93.5 (docs/lab.md).
+# The base is pre-trained on one instruction per prompt (fmt); lab_format's test split also holds pairs
+# (fmt_pair), which no split trains on: IFEval's prompts carry one to three instructions.
 FORMATS = (_capitals, _quoted, _title, _words, _bullets, _ending, _frequency, _paragraphs)
+
+
+def _in_quotes(rng, response):
+    return " and wrap your entire response in double quotation marks", f'"{response}"', ("startend:quotation", {})
+
+
+def _with_ending(rng, response):
+    phrase = rng.choice(ENDINGS)
+    check = ("startend:end_checker", {"end_phrase": phrase})
+    return f", and end your response with the exact phrase '{phrase}'", f"{response} {phrase}", check
+
+
+def _in_capitals(rng, response):
+    # Only after instructions that fix the number of words, so that the check can ask for that many.
+    n = len(re.findall(r"\w+", response))
+    check = ("change_case:capital_word_frequency", {"capital_relation": "at least", "capital_frequency": n})
+    return " in capital letters", response.upper(), check
+
+
+# An instruction and a second one on the whole response, in the words of the single instructions; only pairs
+# that one answer can satisfy (an end phrase would break an exact word count, for one).
+PAIRS = (
+    (_words, _in_quotes),
+    (_words, _in_capitals),
+    (_bullets, _with_ending),
+    (_bullets, _in_capitals),
+    (_frequency, _in_quotes),
+    (_frequency, _in_capitals),
+    (_paragraphs, _with_ending),
+    (_paragraphs, _in_quotes),
+    (_title, _with_ending),
+    (_capitals, _in_quotes),
+    (_capitals, _with_ending),
+    (_ending, _in_quotes),
+)
+
+
+def _format_item(prompt: str, response: str, instructions) -> Item:
+    ids = [i for i, _ in instructions]
+    return Item(prompt, response, response, {"instruction_id_list": ids, "kwargs": [k for _, k in instructions]})
 
 
 def fmt(rng: random.Random) -> Item:
     """One format-constrained instruction, checked IFEval-style (non-reasoning)."""
     prompt, response, *instructions = rng.choice(FORMATS)(rng)
-    ids = [i for i, _ in instructions]
-    return Item(prompt, response, response, {"instruction_id_list": ids, "kwargs": [k for _, k in instructions]})
+    return _format_item(prompt, response, instructions)
+
+
+def fmt_pair(rng: random.Random) -> Item:
+    """Two format-constrained instructions in one prompt."""
+    single, second = rng.choice(PAIRS)
+    prompt, response, *instructions = single(rng)
+    clause, response, instruction = second(rng, response)
+    return _format_item(prompt.removesuffix(".") + clause + ".", response, [*instructions, instruction])
 
 
 def story(rng: random.Random) -> Item:
@@ -306,3 +362,6 @@ GENERATORS: dict[str, Callable[[random.Random], Item]] = {
     "lab_story": story,
     "lab_support": support,
 }
+
+# Test-only items: drawn into a task's test split beside GENERATORS' items, held out of every train split.
+HELD_OUT: dict[str, Callable[[random.Random], Item]] = {"lab_format": fmt_pair}
