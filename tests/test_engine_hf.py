@@ -1,5 +1,7 @@
 """The in-process transformers engine on a tiny local Qwen3 model."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -33,6 +35,26 @@ def test_log_likelihood_shares_the_context_and_matches_full_sequences(engine):
             expected = sum(logprobs[j - 1, ids[j]].item() for j in range(len(context_ids), len(ids)))
             assert value == pytest.approx(expected, abs=1e-4)
     assert got[0][0] != pytest.approx(got[0][1])
+
+
+class _OlderCacheNaming(torch.nn.Module):
+    """A model as transformers before the `cache` rename (5.17, say) shows it: the KV cache is `past_key_values`
+    in forward() and in its output."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, input_ids, attention_mask=None, use_cache=None, past_key_values=None):
+        out = self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache, cache=past_key_values)
+        return SimpleNamespace(logits=out.logits, past_key_values=out.cache)
+
+
+def test_log_likelihood_works_with_the_older_cache_naming(engine, monkeypatch):
+    requests = [([{"role": "user", "content": "Is this plausible?"}], [" yes", " no", " maybe not"])]
+    expected = engine.loglikelihood(requests)
+    monkeypatch.setattr(engine, "model", _OlderCacheNaming(engine.model))
+    assert engine.loglikelihood(requests) == expected
 
 
 def test_greedy_generation_does_not_depend_on_batching(engine):

@@ -6,6 +6,7 @@ continuations from the cached keys/values (multiple-choice contexts are long, th
 """
 
 import hashlib
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,12 @@ class HFEngine:
             for context, choices in requests
         ]
 
+    @property
+    def _cache_name(self) -> str:
+        """The KV cache's name in the model's forward() and its output: `cache` in recent transformers 5 releases,
+        `past_key_values` before (5.17 has only that; 5.24 still takes it, deprecated until 5.40)."""
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+
     def _score_choices(self, context: str, continuations: Sequence[str]) -> list[float]:
         import torch
 
@@ -156,7 +163,7 @@ class HFEngine:
         with torch.inference_mode():
             ctx = torch.tensor([context_ids], device=self.device)
             first = self.model(input_ids=ctx, use_cache=True)
-            cache = first.cache  # transformers 5 names it `cache` (formerly past_key_values)
+            cache = getattr(first, self._cache_name)
             last_logprobs = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
             n, width = len(conts), max(len(c) for c in conts)
             cache.batch_repeat_interleave(n)
@@ -165,7 +172,7 @@ class HFEngine:
             mask = torch.tensor(
                 [[1] * len(context_ids) + [1] * len(c) + [0] * (width - len(c)) for c in conts], device=self.device
             )
-            logits = self.model(input_ids=ids, attention_mask=mask, cache=cache).logits.float()
+            logits = self.model(input_ids=ids, attention_mask=mask, **{self._cache_name: cache}).logits.float()
             logprobs = torch.log_softmax(logits, dim=-1)
         scores = []
         for i, c in enumerate(conts):
