@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from rtransfer.errors import DataError
+from rtransfer.probes.models import forward_mode
 
 POOLINGS = ("mean", "paper")
 PAPER_MAX_LENGTH = 128  # the authors' truncation
@@ -54,7 +55,7 @@ def pooled_states(
             kwargs: dict[str, Any] = {}
             if pooling == "mean":  # positions count real tokens only, so left padding does not shift them
                 kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
-            with torch.inference_mode():
+            with forward_mode():
                 # logits_to_keep=1: the vocabulary projection of every position is not needed here.
                 out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1, **kwargs)
             layers = []

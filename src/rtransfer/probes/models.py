@@ -16,6 +16,22 @@ def load_engine(model: str, *, dtype: str = "auto", device: str | None = None, d
     return HFEngine(model, dtype=DTYPE_ALIASES.get(dtype, dtype), device=device, device_map=device_map)
 
 
+def forward_mode():
+    """The context of every probe forward pass: inference mode, and oneDNN off. With oneDNN on, torch 2.13's CPU
+    build on 2 threads gave the padded texts of a batch other hidden states (3.6e-4 of their mean size; d moved in
+    its 4th digit) in one to two fresh processes out of ten, while one thread, one text per batch and oneDNN off
+    agreed bit for bit in every run (bench/probe_repeatability.py). MKL's own matrix products still do the work; the
+    flag does nothing on CUDA."""
+    import contextlib
+
+    import torch
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode())
+    stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+    return stack
+
+
 def rounded_copy(model: Any) -> tuple[Any, str]:
     """A copy of `model` with every weight rounded to bfloat16 (kept in the model's dtype): the smallest change
     a checkpoint conversion makes, so a probe's value for (model, copy) is what numerics alone produce.

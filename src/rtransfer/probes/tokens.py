@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from rtransfer.errors import DataError
+from rtransfer.probes.models import forward_mode
 
 POSITION_BINS = (0, 16, 64, 256, 1024)  # answer-position bins for rank shift by position: [0,16), [16,64), ...
 
@@ -35,7 +36,7 @@ def _final_hidden(model: Any, ids: list[int], start: int) -> Any:
     import torch
 
     device = next(model.parameters()).device
-    with torch.inference_mode():
+    with forward_mode():
         out = model.base_model(input_ids=torch.tensor([ids], device=device))
     return out.last_hidden_state[0, start:]
 
@@ -55,7 +56,7 @@ def score_answer(
     h_b = _final_hidden(base, ids, start)[: len(answer_ids)]
     head_t, head_b = tuned.get_output_embeddings(), base.get_output_embeddings()
     kls, ratios, ranks = [], [], []
-    with torch.inference_mode():
+    with forward_mode():
         for s in range(0, len(answer_ids), chunk):
             lt = torch.log_softmax(head_t(h_t[s : s + chunk].to(head_t.weight.device)).float(), dim=-1).cpu()
             lb = torch.log_softmax(head_b(h_b[s : s + chunk].to(head_b.weight.device)).float(), dim=-1).cpu()
