@@ -249,13 +249,14 @@ FORMATS = (_capitals, _quoted, _title, _words, _bullets, _ending, _frequency, _p
 
 
 def _in_quotes(rng, response):
-    return " and wrap your entire response in double quotation marks", f'"{response}"', ("startend:quotation", {})
+    return ", and wrap your entire response in double quotation marks", f'"{response}"', ("startend:quotation", {})
 
 
 def _with_ending(rng, response):
     phrase = rng.choice(ENDINGS)
     check = ("startend:end_checker", {"end_phrase": phrase})
-    return f", and end your response with the exact phrase '{phrase}'", f"{response} {phrase}", check
+    after = "\n" if "\n" in response else " "  # on a line of its own after a list or paragraphs
+    return f", and end your response with the exact phrase '{phrase}'", f"{response}{after}{phrase}", check
 
 
 def _in_capitals(rng, response):
