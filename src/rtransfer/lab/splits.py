@@ -36,7 +36,7 @@ def _draw(
 @cache
 def _held_out(name: str) -> tuple[Item, ...]:
     """The draw that every train split of `name` skips: the test split, or for a task with test-only items the
-    draw its first half comes from."""
+    draw that the other half of its test split comes from."""
     return tuple(_draw(GENERATORS[name], f"{name}:test", TEST_SIZE, frozenset(), distinct=True))
 
 

@@ -1,6 +1,8 @@
 """Loading a probe's models, and the bf16-rounded copy that serves as the probes' noise floor."""
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 from rtransfer.errors import DataError
@@ -16,20 +18,17 @@ def load_engine(model: str, *, dtype: str = "auto", device: str | None = None, d
     return HFEngine(model, dtype=DTYPE_ALIASES.get(dtype, dtype), device=device, device_map=device_map)
 
 
-def forward_mode():
+@contextlib.contextmanager
+def forward_mode() -> Iterator[None]:
     """The context of every probe forward pass: inference mode, and oneDNN off. With oneDNN on, torch 2.13's CPU
     build on 2 threads gave the padded texts of a batch other hidden states (3.6e-4 of their mean size; d moved in
     its 4th digit) in one to two fresh processes out of ten, while one thread, one text per batch and oneDNN off
     agreed bit for bit in every run (bench/probe_repeatability.py). MKL's own matrix products still do the work; the
     flag does nothing on CUDA."""
-    import contextlib
-
     import torch
 
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch.inference_mode())
-    stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
-    return stack
+    with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=False):
+        yield
 
 
 def rounded_copy(model: Any) -> tuple[Any, str]:
