@@ -150,9 +150,9 @@ def test_format_pairs_are_held_out_of_every_train_split():
     items = eval_items("lab_format")
     counts = [len(set(i.data["instruction_id_list"])) for i in items]
     assert counts[::2] == [1] * (TEST_SIZE // 2) and counts[1::2] == [2] * (TEST_SIZE // 2)
-    trained = {i.prompt for i in training_items("lab_format", 5000, seed=0)}
-    assert all(len(set(i.data["instruction_id_list"])) == 1 for i in training_items("lab_format", 500, seed=0))
-    assert not trained & {i.prompt for i in items}
+    trained = training_items("lab_format", 5000, seed=0)
+    assert all(len(set(i.data["instruction_id_list"])) == 1 for i in trained)
+    assert not {i.prompt for i in trained} & {i.prompt for i in items}
 
 
 def test_splits_are_fixed_and_disjoint():

@@ -163,7 +163,8 @@ class HFEngine:
         with torch.inference_mode():
             ctx = torch.tensor([context_ids], device=self.device)
             first = self.model(input_ids=ctx, use_cache=True)
-            cache = getattr(first, self._cache_name)
+            cache_name = self._cache_name  # one signature lookup per request, not two
+            cache = getattr(first, cache_name)
             last_logprobs = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
             n, width = len(conts), max(len(c) for c in conts)
             cache.batch_repeat_interleave(n)
@@ -172,7 +173,7 @@ class HFEngine:
             mask = torch.tensor(
                 [[1] * len(context_ids) + [1] * len(c) + [0] * (width - len(c)) for c in conts], device=self.device
             )
-            logits = self.model(input_ids=ids, attention_mask=mask, **{self._cache_name: cache}).logits.float()
+            logits = self.model(input_ids=ids, attention_mask=mask, **{cache_name: cache}).logits.float()
             logprobs = torch.log_softmax(logits, dim=-1)
         scores = []
         for i, c in enumerate(conts):
