@@ -1,6 +1,7 @@
-"""HaluEval: the real QA subset in shared/, hand-written dialogue and summarization records in the official schema,
-Yes/No reading, and the mean over the three tasks as a weighted mean of per-document grades."""
+"""HaluEval: the complete official data in shared/ (three tasks, 10,000 records each), hand-written records in the
+official schema, Yes/No reading, and the mean over the three tasks as a weighted mean of per-document grades."""
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -8,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from rtransfer.benchmarks.base import Doc
-from rtransfer.benchmarks.halueval import INSTRUCTIONS, TASK, TASKS, VARIANTS, HaluEval, hallucinated_draw
+from rtransfer.benchmarks.halueval import (
+    CONTEXT,
+    INSTRUCTIONS,
+    TASK,
+    TASKS,
+    VARIANTS,
+    VERSIONS,
+    HaluEval,
+    hallucinated_draw,
+)
 from rtransfer.errors import DataError
 from rtransfer.grading.yesno import lm_eval_verdict, parse_yes_no
 from rtransfer.records import Record, doc_grades
@@ -67,10 +77,14 @@ def three_tasks(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def qa_docs() -> list[Doc]:
+def shared_docs() -> list[Doc]:
     path = SHARED / "benchmarks"
     assert (path / "halueval").is_dir(), f"shared benchmark data not found at {path} (set RTRANSFER_SHARED)"
     return HaluEval().load(path)
+
+
+def raw_records(task: str) -> list[dict]:
+    return [json.loads(line) for line in (SHARED / f"benchmarks/halueval/{task}_data.json").open(encoding="utf-8")]
 
 
 def records(task: HaluEval, docs: list[Doc], response_of) -> list[Record]:
@@ -89,24 +103,74 @@ def right(doc: Doc) -> str:
 # --- data -----------------------------------------------------------------------------------------------------------
 
 
-def test_the_shared_qa_subset_loads(qa_docs):
-    raw = [json.loads(line) for line in (SHARED / "benchmarks/halueval/qa_data.first1000.json").open()]
-    assert [d.id for d in qa_docs] == [f"qa/{i}" for i in range(1000)]
-    assert {d.data["task"] for d in qa_docs} == {"qa"}
-    assert all(d.data["size"] == 1000 and d.data["weight"] == pytest.approx(1e-3) for d in qa_docs)
-    for doc, rec in zip(qa_docs, raw, strict=True):
-        version = "hallucinated_answer" if doc.data["label"] == "yes" else "right_answer"
-        assert doc.data["judged"] == rec[version]
-        assert (doc.data["knowledge"], doc.data["question"]) == (rec["knowledge"], rec["question"])
-    assert 400 < sum(d.data["label"] == "yes" for d in qa_docs) < 600  # one coin per record
+# The official files (RUCAIBox/HaluEval data/*.json at b7253db, as SOURCE.md in the shared folder says): git blob id,
+# and a field of the first record, so that a truncated or edited copy is caught before anything is scored on it.
+OFFICIAL = {
+    "qa": (
+        "981d8944c2a74937a9556d50dd12ffb493d95c27",
+        "question",
+        "Which magazine was started first Arthur's Magazine or First for Women?",
+    ),
+    "dialogue": (
+        "271c2e99c1eee5f87d45cd7470ab8fc7393ea98f",
+        "right_response",
+        "I like crime fiction! Didn't know RDJ was in there. Jake Gyllenhaal starred as well.",
+    ),
+    "summarization": (
+        "15b0622c60d1991e2742bf1beac50c24f45c2717",
+        "document",
+        "Marseille, France (CNN)The French prosecutor leading an investigation into the crash of Germanwings",
+    ),
+}
 
 
-def test_the_draw_is_fixed_by_seed_not_by_position(qa_docs):
+def git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_shared_files_are_the_complete_official_ones(task):
+    blob, field, first = OFFICIAL[task]
+    data = (SHARED / f"benchmarks/halueval/{task}_data.json").read_bytes()
+    assert data.count(b"\n") == 10000
+    assert git_blob_id(data) == blob
+    assert json.loads(data.split(b"\n", 1)[0])[field].startswith(first)
+
+
+def test_the_shared_data_loads_all_three_tasks(shared_docs):
+    assert [d.id for d in shared_docs] == [f"{t}/{i}" for t in TASKS for i in range(10000)]  # file order
+    assert all(d.data["size"] == 10000 and d.data["weight"] == pytest.approx(1e-4) for d in shared_docs)
+    for k, task in enumerate(TASKS):
+        docs = shared_docs[10000 * k : 10000 * (k + 1)]
+        assert {d.data["task"] for d in docs} == {task}
+        right, hallucinated = VERSIONS[task]
+        for doc, rec in zip(docs, raw_records(task), strict=True):
+            assert doc.data["judged"] == rec[hallucinated if doc.data["label"] == "yes" else right]
+            assert all(doc.data[f] == rec[f] for f in CONTEXT[task])
+            assert (doc.data["label"] == "yes") == hallucinated_draw(0, task, doc.data["record"])
+        assert 4800 < sum(d.data["label"] == "yes" for d in docs) < 5200  # one fair coin per record (sd 50)
+
+
+def test_the_first1000_qa_subset_still_stands_in_for_qa(tmp_path):
+    subset = raw_records("qa")[:3]
+    root = write(tmp_path / "halueval", "qa_data.first1000.json", subset)
+    docs = HaluEval().load(root)
+    assert [d.id for d in docs] == ["qa/0", "qa/1", "qa/2"] and all(d.data["size"] == 3 for d in docs)
+    assert [d.data["question"] for d in docs] == [r["question"] for r in subset]
+    m = TASK.aggregate(docs, records(TASK, docs, right))  # a subset is not HaluEval, even with the other tasks
+    assert m["complete"] is False and "qa is the 3-record subset qa_data.first1000.json" in m["incomplete"]
+    write(tmp_path / "halueval", "qa_data.json", QA)  # the full file wins when both are there
+    assert [d.data["question"] for d in HaluEval().load(root)] == [r["question"] for r in QA]
+
+
+def test_the_draw_is_fixed_by_seed_not_by_position(shared_docs):
     again = HaluEval().load(SHARED / "benchmarks")
-    assert [d.data["label"] for d in again] == [d.data["label"] for d in qa_docs]
+    assert [d.data["label"] for d in again] == [d.data["label"] for d in shared_docs]
     other_seed = HaluEval().load(SHARED / "benchmarks", seed=1)
-    assert [d.data["label"] for d in other_seed] != [d.data["label"] for d in qa_docs]
-    assert all((d.data["label"] == "yes") == hallucinated_draw(0, "qa", int(d.id.split("/")[1])) for d in qa_docs[:50])
+    assert [d.data["label"] for d in other_seed] != [d.data["label"] for d in shared_docs]
+    assert all(
+        (d.data["label"] == "yes") == hallucinated_draw(0, "qa", int(d.id.split("/")[1])) for d in shared_docs[:50]
+    )
 
 
 def test_the_three_tasks_in_the_official_schema(three_tasks):
@@ -117,8 +181,9 @@ def test_the_three_tasks_in_the_official_schema(three_tasks):
     assert d["dialogue_history"] == DIALOGUE[0]["dialogue_history"] and d["knowledge"] == DIALOGUE[0]["knowledge"]
     assert d["judged"] == DIALOGUE[0]["hallucinated_response" if d["label"] == "yes" else "right_response"]
     m = TASK.aggregate(docs, records(TASK, docs, right))
-    assert m["tasks"] == list(TASKS) and m["complete"] is True
-    assert m["sizes"] == {"qa": 2, "dialogue": 2, "summarization": 1}
+    assert m["tasks"] == list(TASKS) and m["sizes"] == {"qa": 2, "dialogue": 2, "summarization": 1}
+    assert m["complete"] is False  # three tasks, but not the official 10,000 records each
+    assert m["incomplete"] == "; ".join(f"{t} has {n} records, not the official 10000" for t, n in m["sizes"].items())
 
 
 def test_both_versions_variant(three_tasks):
@@ -304,14 +369,81 @@ def test_score_is_the_mean_of_task_accuracies(three_tasks):
     assert m["lm_eval_parse"] == pytest.approx(50.0)  # plain "Yes"/"No" answers read the same both ways
 
 
-def test_aggregate_over_two_samples_and_real_qa(qa_docs):
+def test_aggregate_over_two_samples_and_real_qa(shared_docs):
     recs = []
-    for doc in qa_docs[:10]:  # sample 0 right, sample 1 unparseable: avg@2 = 0.5 per document
+    for doc in shared_docs[:10]:  # sample 0 right, sample 1 unparseable: avg@2 = 0.5 per document
         for sample, response in enumerate((right(doc), "?")):
             g = TASK.grade(doc, response)
             recs.append(Record(doc.id, sample, None, response, g.extracted, g.score, weight=g.weight, grading=g.extra))
-    m = TASK.aggregate(qa_docs[:10], recs)
+    m = TASK.aggregate(shared_docs[:10], recs)
     assert m["score"] == pytest.approx(50.0) and m["qa"] == pytest.approx(50.0)
     assert m["unparseable"] == 10 and m["tasks"] == ["qa"] and m["complete"] is False
     with pytest.raises(DataError, match="not among the loaded documents"):
-        TASK.aggregate(qa_docs[:5], recs)
+        TASK.aggregate(shared_docs[:5], recs)
+
+
+# --- the whole benchmark: 30,000 documents through `rtransfer grade` and `rtransfer ti` ---------------------------
+
+
+def graded_answer(doc: Doc) -> str:
+    """Right on qa, wrong on every fourth dialogue record, unreadable on every fifth summary: known accuracies."""
+    record, task = doc.data["record"], doc.data["task"]
+    if task == "summarization" and record % 5 == 0:
+        return "I cannot tell."
+    if task == "dialogue" and record % 4 == 0:
+        return {"yes": "No", "no": "Yes"}[doc.data["label"]]
+    return right(doc)
+
+
+def test_grade_reports_the_complete_benchmark(cli, shared_docs, tmp_path):
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text(
+        "".join(json.dumps({"doc_id": d.id, "response": graded_answer(d)}) + "\n" for d in shared_docs)
+    )
+    code, out, err = cli("grade", "halueval", responses, "--data-dir", SHARED / "benchmarks", "--json")
+    assert code == 0, err
+    m = json.loads(out)
+    assert m["complete"] is True and m["tasks"] == list(TASKS) and m["n"] == 30000
+    assert m["sizes"] == {"qa": 10000, "dialogue": 10000, "summarization": 10000}
+    assert (m["qa"], m["dialogue"], m["summarization"]) == (100.0, 75.0, 80.0)
+    assert m["score"] == pytest.approx(85.0) and m["unparseable"] == 2000
+    assert m["ci_low"] < 85.0 < m["ci_high"]
+
+
+def test_a_cut_of_the_complete_data_is_not_complete(shared_docs):
+    docs = shared_docs[:25000]  # what --limit 25000 loads: qa and dialogue whole, half of summarization
+    m = TASK.aggregate(docs, records(TASK, docs, right))
+    assert m["tasks"] == list(TASKS) and m["complete"] is False
+    assert m["incomplete"] == "summarization: 5000 of 10000 documents"
+
+
+def test_ti_keeps_the_complete_benchmark_in_the_non_group(cli, shared_docs, tmp_path):
+    from rtransfer.evaluate import score
+    from rtransfer.runs import RunDir, new_manifest
+
+    def run_dir(name: str, answer, math: list[float]) -> Path:
+        run = RunDir(tmp_path / name)
+        benchmarks = {"math500": {"version": "1", "grader_version": "1"}, "headqa": {"version": "1"}}
+        run.start(new_manifest(name, name=name, base=None if name == "base" else "base", seed=0, benchmarks=benchmarks))
+        with run.writer("math500") as w:
+            for i, g in enumerate(math):
+                w.write(Record(f"m{i}", 0, prompt="q", response="a", grade=g))
+        with run.writer("headqa") as w:
+            for i in range(4):
+                w.write(Record(f"h{i}", 0, prompt="q", response=None, grade=float(i % 2)))
+        halu = records(TASK, shared_docs, answer)
+        with run.writer("halueval") as w:
+            for r in halu:
+                w.write(r)
+        run.write_scores({"benchmarks": {"halueval": score(TASK, shared_docs, halu)}})
+        return run.path
+
+    base = run_dir("base", graded_answer, [1, 0, 0, 0])
+    tuned = run_dir("tuned", right, [1, 1, 1, 0])
+    # v1: with one tuned model and one benchmark per group, v2's pooled σ of a group is 0 (README, undefined cases)
+    code, out, err = cli("ti", base, tuned, "--base", base, "--index", "v1", "--bootstrap", "0", "--json")
+    assert code == 0, err
+    assert "halueval" not in err  # no "incomplete ... left out" note
+    (row,) = json.loads(out)
+    assert row["benchmarks"]["non"] == ["halueval"]
+    assert row["dR_non"] == pytest.approx((100 - 85) / 85) and row["TI_non"] == pytest.approx(100 * (15 / 85) / 2)

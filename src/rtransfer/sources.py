@@ -109,7 +109,10 @@ def load_run_dir(path: str | Path) -> tuple[ModelScores, list[str]]:
             row.scores.setdefault(name, float(entry["score"]))
     if not row.scores:
         raise DataError(f"{path}: the run has no graded records and no scores")
-    notes = [f"{name} is incomplete in this run ({stored[name].get('tasks')}); left out" for name in sorted(incomplete)]
+    notes = [
+        f"{name} is incomplete in this run ({stored[name].get('incomplete') or stored[name].get('tasks')}); left out"
+        for name in sorted(incomplete)
+    ]
     return row, notes
 
 

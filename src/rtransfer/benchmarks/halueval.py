@@ -30,10 +30,11 @@ Score: each document weighs 1/(number of documents of its task), so `score` (the
 contract asks for) equals the mean of the task accuracies once every document is graded; `qa`, `dialogue` and
 `summarization` are those accuracies. lm-eval's group weights by size, which is the same with 10,000 records each.
 
-Data: `<data-dir>/halueval/{task}_data.json` (JSON Lines, the official files; `qa_data.first1000.json`, the shared
-subset, stands in for qa_data.json). A task whose file is missing is left out: the metrics name the tasks scored
-(`tasks`), their sizes (`sizes`) and `complete` (all three present); a score with `complete: false` is not the
-paper's HaluEval and should not be reported as such. No task file at all is a DataError, as is a missing file for a
+Data: `<data-dir>/halueval/{task}_data.json` (JSON Lines, the official files, 10,000 records each;
+`qa_data.first1000.json`, a 1,000-record subset some copies have, stands in for qa_data.json). A task whose file is
+missing is left out: the metrics name the tasks scored (`tasks`), their sizes (`sizes`) and `complete`: all three
+tasks, each from a file of the official 10,000 records (not the subset), every document graded. A score with
+`complete: false` is not the paper's HaluEval and should not be reported as such; `incomplete` says why. No task file at all is a DataError, as is a missing file for a
 single-task variant. `general_data.json` (human-labelled ChatGPT answers) is not one of the paper's tasks: unused.
 Hub: pminervini/HaluEval, configs qa, dialogue, summarization (split data).
 """
@@ -50,8 +51,10 @@ from rtransfer.jsonl import read_objects
 from rtransfer.records import Record, doc_grades
 
 TASKS = ("qa", "dialogue", "summarization")
+OFFICIAL_RECORDS = 10000  # per task file in RUCAIBox/HaluEval data/ and in pminervini/HaluEval's configs
+SUBSET = "qa_data.first1000.json"  # a 1,000-record QA subset: stands in for qa_data.json, never complete
 FILES = {
-    "qa": ("qa_data.json", "qa_data.first1000.json"),  # the first that exists
+    "qa": ("qa_data.json", SUBSET),  # the first that exists
     "dialogue": ("dialogue_data.json",),
     "summarization": ("summarization_data.json",),
 }
@@ -204,6 +207,13 @@ class HaluEval(Task):
         context = [{f: row[f] for f in CONTEXT[task]} for _, row in rows]
         per_row = 2 if self.items == "both" else 1
         size = len(items)
+        # What keeps a score from being the paper's HaluEval, whatever the model answers (None: nothing).
+        if where.endswith(SUBSET):
+            short = f"{task} is the {len(rows)}-record subset {SUBSET}"
+        elif len(rows) != OFFICIAL_RECORDS:
+            short = f"{task} has {len(rows)} records, not the official {OFFICIAL_RECORDS}"
+        else:
+            short = None
         return [
             Doc(
                 id=doc_id,
@@ -215,6 +225,7 @@ class HaluEval(Task):
                     "label": label,
                     "size": size,  # documents of this task: each weighs 1/size
                     "weight": 1.0 / size,
+                    "short": short,
                 },
             )
             for k, (doc_id, text, label) in enumerate(items)
@@ -252,11 +263,21 @@ class HaluEval(Task):
             ok = r.response is not None and lm_eval_verdict(r.response) == by_id[r.doc_id].data["label"]
             lm_eval.setdefault(r.doc_id, []).append(float(ok))
         lm_values = [sum(lm_eval[i]) / len(lm_eval[i]) for i in ids]
-        present = [t for t in TASKS if any(d.data["task"] == t for d in docs)]
+        first = {d.data["task"]: d for d in reversed(docs)}
+        present = [t for t in TASKS if t in first]
+        counts = {t: sum(d.data["task"] == t for d in docs) for t in present}
+        incomplete = [f"{t} is not scored" for t in TASKS if t not in first]
+        incomplete += [first[t].data["short"] for t in present if first[t].data.get("short")]
+        incomplete += [
+            f"{t}: {counts[t]} of {first[t].data['size']} documents"
+            for t in present
+            if counts[t] < first[t].data["size"]
+        ]
         result.update(
             tasks=present,
-            sizes={t: next(d.data["size"] for d in docs if d.data["task"] == t) for t in present},
-            complete=present == list(TASKS),
+            sizes={t: first[t].data["size"] for t in present},
+            complete=not incomplete,
+            **({"incomplete": "; ".join(incomplete)} if incomplete else {}),
             unparseable=sum(r.extracted is None for r in records),
             lm_eval_parse=float(100.0 * (weights @ lm_values) / weights.sum()) if ids else 0.0,
         )
