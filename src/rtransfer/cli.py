@@ -8,8 +8,8 @@ import sys
 from rtransfer import __version__
 from rtransfer.errors import RtransferError
 
-# Subcommands built so far, in help order. Planned next: train, report, study.
-COMMANDS = ("eval", "grade", "lab", "probe", "ti")
+# Subcommands built so far, in help order. Planned next: report, study.
+COMMANDS = ("eval", "grade", "lab", "probe", "ti", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

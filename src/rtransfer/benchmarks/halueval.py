@@ -34,8 +34,9 @@ Data: `<data-dir>/halueval/{task}_data.json` (JSON Lines, the official files, 10
 `qa_data.first1000.json`, a 1,000-record subset some copies have, stands in for qa_data.json). A task whose file is
 missing is left out: the metrics name the tasks scored (`tasks`), their sizes (`sizes`) and `complete`: all three
 tasks, each from a file of the official 10,000 records (not the subset), every document graded. A score with
-`complete: false` is not the paper's HaluEval and should not be reported as such; `incomplete` says why. No task file at all is a DataError, as is a missing file for a
-single-task variant. `general_data.json` (human-labelled ChatGPT answers) is not one of the paper's tasks: unused.
+`complete: false` is not the paper's HaluEval and should not be reported as such; `incomplete` says why. No task
+file at all is a DataError, as is a missing file for a single-task variant. `general_data.json` (human-labelled
+ChatGPT answers) is not one of the paper's tasks: unused.
 Hub: pminervini/HaluEval, configs qa, dialogue, summarization (split data).
 """
 

@@ -32,6 +32,16 @@ def register(sub) -> None:
     p.add_argument("--top-p", type=float, help="nucleus sampling (default: the paper's)")
     p.add_argument("--max-new-tokens", type=int, help="generation budget (default: the paper's, 32768)")
     p.add_argument("--thinking", choices=("on", "off"), help="enable_thinking for templates that support it")
+    add_engine_arguments(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="the model's label in tables (default: the model path's name)")
+    p.add_argument("--base", help="the label of the base model this one is compared with (for rtransfer ti)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per benchmark")
+    p.set_defaults(run=run)
+
+
+def add_engine_arguments(p) -> None:
+    """The flags that choose and configure an engine (eval, and the teacher of `train teacher`)."""
     p.add_argument("--no-chat", action="store_true", help="base-model mode: plain prompts, no chat template")
     p.add_argument("--engine", choices=("hf", "openai"), default="hf", help="in-process transformers, or servers")
     p.add_argument("--batch-size", type=int, default=8, help="hf: prompts per forward pass")
@@ -50,16 +60,10 @@ def register(sub) -> None:
     srv.add_argument("--request-timeout", type=float, default=3600.0, help="seconds one request may take")
     srv.add_argument("--max-attempts", type=int, default=8, help="tries per request before the run stops")
     srv.add_argument("--tokenizer", help="local tokenizer for the chat template (default: --model)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", help="the model's label in tables (default: the model path's name)")
-    p.add_argument("--base", help="the label of the base model this one is compared with (for rtransfer ti)")
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per benchmark")
-    p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from rtransfer.benchmarks.registry import get_task, resolve
-    from rtransfer.engines.hf import HFEngine
     from rtransfer.errors import DataError
     from rtransfer.evaluate import EvalPlan, Overrides, evaluate
     from rtransfer.runs import RunDir
@@ -79,27 +83,34 @@ def run(args) -> int:
     )
     for task in tasks:  # fail on missing data before loading a model
         task.load(args.data_dir, args.seed)
-    thinking = None if args.thinking is None else args.thinking == "on"
+    engine = make_engine(args, None if args.thinking is None else args.thinking == "on")
     if args.engine == "openai":
-        engine = _server_engine(args, thinking)
         # A chunk is what the runner hands the engine at once: enough to keep every server busy.
         plan.chunk = max(plan.chunk, 2 * args.concurrency * len(engine.base_urls))
-    elif args.base_url:
-        raise DataError("--base-url needs --engine openai")
-    else:
-        engine = HFEngine(
-            args.model,
-            revision=args.revision,
-            dtype=args.dtype,
-            device=args.device,
-            device_map=args.device_map,
-            batch_size=args.batch_size,
-            chat=False if args.no_chat else None,
-            thinking=thinking,
-        )
     results = evaluate(engine, plan, RunDir(args.out), name=args.name, base=args.base, progress=_progress_bar)
     print_scores(results, args.json, title=f"{args.name or Path(args.model).name} — {args.out}")
     return 0
+
+
+def make_engine(args, thinking: bool | None):
+    """The engine the flags of add_engine_arguments ask for, serving `args.model`."""
+    from rtransfer.engines.hf import HFEngine
+    from rtransfer.errors import DataError
+
+    if args.engine == "openai":
+        return _server_engine(args, thinking)
+    if args.base_url:
+        raise DataError("--base-url needs --engine openai")
+    return HFEngine(
+        args.model,
+        revision=args.revision,
+        dtype=args.dtype,
+        device=args.device,
+        device_map=args.device_map,
+        batch_size=args.batch_size,
+        chat=False if args.no_chat else None,
+        thinking=thinking,
+    )
 
 
 def _server_engine(args, thinking: bool | None):

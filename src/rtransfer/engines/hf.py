@@ -62,10 +62,22 @@ class HFEngine:
         if device_map is None:
             self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.eval()
+        self._setup(chat, thinking)
+
+    @classmethod
+    def from_loaded(cls, model, tokenizer, *, model_id: str, batch_size: int = 8, chat=None, thinking=None):
+        """An engine over a model already in memory (on-policy training samples from the weights it trains)."""
+        self = cls.__new__(cls)
+        self.model_id, self.revision, self.batch_size = model_id, None, max(1, batch_size)
+        self.model, self.tokenizer = model, tokenizer
+        self._setup(chat, thinking)
+        return self
+
+    def _setup(self, chat: bool | None, thinking: bool | None) -> None:
         self.device = next(self.model.parameters()).device
         self.chat = bool(self.tokenizer.chat_template) if chat is None else chat
         if self.chat and not self.tokenizer.chat_template:
-            raise ModelLoadError(f"model {model!r} has no chat template; use base-model mode (--no-chat)")
+            raise ModelLoadError(f"model {self.model_id!r} has no chat template; use base-model mode (--no-chat)")
         self.thinking = thinking
         if self.tokenizer.pad_token_id is None:  # many base models ship without one; padding is masked anyway
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -1,0 +1,219 @@
+"""Training recipes: one dataclass per method, every knob named and documented (TRL's style).
+
+A recipe is loaded from a TOML or YAML file (`[sft]`/`[onpolicy]`/`[grpo]` table, or the fields at top level),
+then overridden on the command line with `--set FIELD=VALUE`. Unknown fields and values of the wrong type are
+one-line errors before anything loads a model. The defaults are the lab recipes; the paper's Qwen3-14B-Base and a
+small real-model recipe ship under rtransfer/data/recipes/.
+"""
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from rtransfer.errors import RtransferError
+
+
+class RecipeError(RtransferError):
+    pass
+
+
+@dataclass
+class Recipe:
+    """What every method shares: the optimiser, the schedule, checkpoints, the seed."""
+
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
+    scheduler: str = field(
+        default="cosine", metadata={"help": "transformers lr_scheduler_type: cosine, linear, constant"}
+    )
+    warmup: float = field(default=0.1, metadata={"help": "warm-up: a ratio of the steps if < 1, else a step count"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
+    batch_size: int = field(default=16, metadata={"help": "sequences per device per optimiser step"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    max_steps: int = field(
+        default=-1, metadata={"help": "optimiser steps; -1: from epochs (SFT) or rounds (on-policy)"}
+    )
+    save_every: int = field(default=50, metadata={"help": "a checkpoint every N steps (a killed run resumes there)"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
+    log_every: int = field(default=5, metadata={"help": "a log.jsonl line every N steps"})
+    seed: int = field(default=0, metadata={"help": "data order, sampling and initial RNG state"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPUs); the CPU trains in fp32"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory (large models)"})
+    thinking: str = field(
+        default="default",
+        metadata={"help": "the chat template's enable_thinking: on, off, or default (the template's own)"},
+    )
+    max_queries: int = field(default=0, metadata={"help": "use the first N training queries (0: all)"})
+
+
+@dataclass
+class SFTRecipe(Recipe):
+    """Off-policy SFT on teacher traces: TRL's SFTTrainer, loss on the completion tokens only."""
+
+    epochs: float = field(default=1.0, metadata={"help": "passes over the traces (when max_steps is -1)"})
+    max_length: int = field(default=1024, metadata={"help": "prompt + completion tokens; longer ones are cut"})
+    teacher_samples: int = field(default=1, metadata={"help": "traces drawn per query when the teacher runs first"})
+
+
+@dataclass
+class OnPolicyRecipe(Recipe):
+    """On-policy SFT: rounds of (the current weights sample, the grader keeps correct finished answers, SFT steps)."""
+
+    rounds: int = field(default=4, metadata={"help": "sample-then-train rounds"})
+    queries_per_round: int = field(default=64, metadata={"help": "training queries sampled per round"})
+    samples_per_query: int = field(default=4, metadata={"help": "answers sampled per query"})
+    steps_per_round: int = field(default=25, metadata={"help": "optimiser steps on each round's kept answers"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling"})
+    max_new_tokens: int = field(default=160, metadata={"help": "answer budget; an unfinished answer is never kept"})
+    max_length: int = field(default=1024, metadata={"help": "prompt + answer tokens in training"})
+    generation_batch_size: int = field(default=64, metadata={"help": "prompts per generate() call"})
+
+
+@dataclass
+class GRPORecipe(Recipe):
+    """GRPO with the grader's correctness as the reward: TRL's GRPOTrainer."""
+
+    batch_size: int = field(default=64, metadata={"help": "completions per device per step (prompts × rollouts)"})
+    max_steps: int = field(default=60, metadata={"help": "optimiser steps"})
+    rollouts: int = field(default=8, metadata={"help": "completions per prompt (num_generations)"})
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0 loads no reference model"})
+    epsilon: float = field(default=0.2, metadata={"help": "lower clip range ε"})
+    epsilon_high: float = field(default=0.28, metadata={"help": "upper clip range ε_high (DAPO's clip-higher)"})
+    loss_type: str = field(
+        default="dapo", metadata={"help": "loss aggregation: dapo (token mean), grpo, dr_grpo, bnpo"}
+    )
+    scale_rewards: str = field(default="group", metadata={"help": "advantage scaling: group, batch or none"})
+    num_iterations: int = field(default=1, metadata={"help": "policy updates per generation batch (μ)"})
+    steps_per_generation: int = field(default=1, metadata={"help": "optimiser steps per generation batch"})
+    temperature: float = field(default=1.0, metadata={"help": "rollout temperature"})
+    top_p: float = field(default=1.0, metadata={"help": "rollout nucleus sampling"})
+    max_completion_length: int = field(default=160, metadata={"help": "rollout budget in tokens"})
+    mask_truncated_completions: bool = field(default=False, metadata={"help": "drop unfinished rollouts from the loss"})
+    use_vllm: bool = field(default=False, metadata={"help": "rollouts on vLLM (GPU): see docs/training.md"})
+    vllm_mode: str = field(default="colocate", metadata={"help": "vLLM mode: colocate or server"})
+    vllm_server_base_url: str = field(default="", metadata={"help": "server mode: the trl vllm-serve URL"})
+
+
+RECIPES: dict[str, type[Recipe]] = {"sft": SFTRecipe, "onpolicy": OnPolicyRecipe, "grpo": GRPORecipe}
+THINKING = {"on": True, "off": False, "default": None}
+
+
+def recipe_path(name: str) -> Path:
+    """A shipped recipe file by name (lab, qwen3-0.6b, unireason), or the given path."""
+    shipped = Path(str(files("rtransfer") / "data" / "recipes" / f"{name}.toml"))
+    if shipped.exists():
+        return shipped
+    path = Path(name)
+    if not path.exists():
+        known = sorted(p.stem for p in shipped.parent.glob("*.toml"))
+        raise RecipeError(f"recipe {name!r} is neither a file nor a shipped recipe ({', '.join(known)})")
+    return path
+
+
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    """The raw tables of a TOML or YAML recipe file."""
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(path.read_text()) or {}
+        else:
+            data = tomllib.loads(path.read_text())
+    except Exception as err:  # a syntax error, whatever the parser: one line naming the file
+        raise RecipeError(f"{path}: cannot read the recipe: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe file is a table of fields")
+    return data
+
+
+def load_recipe(method: str, path: Path | None = None, overrides: list[str] = ()) -> Recipe:
+    """The recipe of `method`: its defaults, then the file's `[method]` table, then `--set` overrides."""
+    cls = RECIPES[method]
+    values: dict[str, Any] = {}
+    if path is not None:
+        data = read_recipe_file(path)
+        table = data.get(method, {k: v for k, v in data.items() if not isinstance(v, dict)})
+        values.update(_checked(cls, table, str(path)))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise RecipeError(f"--set {item!r}: expected FIELD=VALUE")
+        values.update(_checked(cls, {key.strip(): _parse_value(text)}, "--set"))
+    recipe = cls(**values)
+    validate(recipe)
+    return recipe
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _checked(cls: type[Recipe], table: dict[str, Any], where: str) -> dict[str, Any]:
+    known = {f.name: f for f in fields(cls)}
+    out = {}
+    for key, value in table.items():
+        if key not in known:
+            raise RecipeError(f"{where}: unknown {cls.__name__} field {key!r} (known: {', '.join(sorted(known))})")
+        kind = typing.get_type_hints(cls)[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        allowed = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise RecipeError(f"{where}: {key} = {value!r} is not a {kind.__name__}")
+        out[key] = value
+    return out
+
+
+def validate(recipe: Recipe) -> None:
+    """Values that cannot train, caught before a model loads."""
+    positive = [f.name for f in fields(recipe) if f.name in POSITIVE and getattr(recipe, f.name) <= 0]
+    if positive:
+        raise RecipeError(f"{type(recipe).__name__}: {', '.join(positive)} must be > 0")
+    if recipe.thinking not in THINKING:
+        raise RecipeError(f"thinking = {recipe.thinking!r}: choose on, off or default")
+    if isinstance(recipe, GRPORecipe):
+        if recipe.rollouts < 2:
+            raise RecipeError("GRPO needs rollouts >= 2: a group of one has no advantage")
+        if recipe.batch_size % recipe.rollouts:
+            raise RecipeError(f"batch_size {recipe.batch_size} is not a multiple of rollouts {recipe.rollouts}")
+        if recipe.loss_type not in ("dapo", "grpo", "dr_grpo", "bnpo", "cispo"):
+            raise RecipeError(f"loss_type {recipe.loss_type!r}: choose dapo, grpo, dr_grpo, bnpo or cispo")
+        if recipe.vllm_mode not in ("colocate", "server"):
+            raise RecipeError(f"vllm_mode {recipe.vllm_mode!r}: choose colocate or server")
+
+
+POSITIVE = {
+    "lr",
+    "batch_size",
+    "grad_accum",
+    "save_every",
+    "keep_checkpoints",
+    "log_every",
+    "epochs",
+    "max_length",
+    "teacher_samples",
+    "rounds",
+    "queries_per_round",
+    "samples_per_query",
+    "steps_per_round",
+    "max_new_tokens",
+    "generation_batch_size",
+    "rollouts",
+    "num_iterations",
+    "steps_per_generation",
+    "max_completion_length",
+}
+
+
+def describe(recipe: Recipe) -> dict[str, Any]:
+    return {"method": next(k for k, v in RECIPES.items() if v is type(recipe)), **dataclasses.asdict(recipe)}

@@ -1,0 +1,183 @@
+"""The training directory every method writes, and what the methods share around TRL.
+
+DIR/                      a normal HF model directory (the final weights and tokenizer): every command takes
+                          it as --model
+DIR/train.json            recipe, base model and fingerprint, data hash, seed, library versions, times
+DIR/log.jsonl             one line per logged step: loss, lr, grad norm, rewards, lengths, KL, wall time
+DIR/checkpoints/          checkpoint-<step>/ folders; a killed run resumes from the newest
+"""
+
+import importlib.metadata
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rtransfer import __version__
+from rtransfer.errors import RunMismatchError
+from rtransfer.records import now
+from rtransfer.runs import fingerprint
+from rtransfer.train.config import THINKING, Recipe, describe
+
+# TRL's log names → ours (TRL prefixes some by mode; `train_` summaries at the end are skipped).
+LOG_KEYS = {
+    "loss": "loss",
+    "learning_rate": "lr",
+    "grad_norm": "grad_norm",
+    "reward": "reward_mean",
+    "reward_std": "reward_std",
+    "frac_reward_zero_std": "zero_std_groups",
+    "completions/mean_length": "completion_length",
+    "mean_token_accuracy": "token_accuracy",
+    "kl": "kl",
+    "entropy": "entropy",
+}
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"rtransfer": __version__}
+    for name in ("torch", "transformers", "trl", "accelerate", "math-verify"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+@dataclass
+class TrainDir:
+    path: Path
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self):
+        self.path = Path(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.jsonl"
+
+    def last_checkpoint(self) -> Path | None:
+        found = [p for p in self.checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+        return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+    def info(self) -> dict[str, Any] | None:
+        path = self.path / "train.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def done(self) -> bool:
+        return (self.info() or {}).get("finished") is not None
+
+    def start(self, recipe: Recipe, base: str, data: dict[str, Any]) -> int | None:
+        """Record what this run is; returns the step it resumes from (0: a fresh start), or None when this very
+        run has already finished (nothing to do). The log keeps only the lines up to the resumed step, so a
+        resumed run's log reads as an uninterrupted one's."""
+        stored = self.info()
+        if stored and (stored["recipe"], stored["base"], stored["data"]) != (describe(recipe), base, data):
+            raise RunMismatchError(
+                f"{self.path} holds a training run with another recipe, base or data; choose another --out or delete it"
+            )
+        if stored and stored.get("finished"):
+            return None
+        checkpoint = self.last_checkpoint()
+        step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
+        if self.log_path.exists():
+            kept = [line for line in self.log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            self.log_path.write_text("".join(line + "\n" for line in kept))
+        base_path = Path(base)
+        info = {
+            "recipe": describe(recipe),
+            "base": base,
+            "base_fingerprint": fingerprint(base_path) if base_path.exists() else None,
+            "data": data,
+            "seed": recipe.seed,
+            "versions": versions(),
+            "started": now(),
+            "resumed_from_step": step or None,
+            "finished": None,
+        }
+        (self.path / "train.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        return step
+
+    def log(self, step: int, values: dict[str, Any]) -> None:
+        line = {"step": step, **values, "wall_s": round(time.time() - self.started, 3)}
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+
+    def finish(self, model, tokenizer, extra: dict[str, Any] | None = None) -> Path:
+        model.save_pretrained(self.path)
+        tokenizer.save_pretrained(self.path)
+        info = self.info() or {}
+        info.update(finished=now(), **(extra or {}))
+        (self.path / "train.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        return self.path
+
+
+def chat_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """The chat template's switches: enable_thinking only when the recipe sets it, as `eval --thinking` does."""
+    thinking = THINKING[recipe.thinking]
+    return {} if thinking is None else {"enable_thinking": thinking}
+
+
+def trainer_arguments(recipe: Recipe, out: TrainDir, max_steps: int) -> dict[str, Any]:
+    """The transformers TrainingArguments that every TRL method shares."""
+    import torch
+
+    return {
+        "output_dir": str(out.checkpoints),
+        "learning_rate": recipe.lr,
+        "lr_scheduler_type": recipe.scheduler,
+        "warmup_steps": recipe.warmup,  # transformers 5: a float < 1 is a ratio (warmup_ratio is gone)
+        "weight_decay": recipe.weight_decay,
+        "max_grad_norm": recipe.max_grad_norm,
+        "per_device_train_batch_size": recipe.batch_size,
+        "gradient_accumulation_steps": recipe.grad_accum,
+        "max_steps": max_steps,
+        "save_steps": recipe.save_every,
+        "save_total_limit": recipe.keep_checkpoints,
+        "logging_steps": recipe.log_every,
+        "seed": recipe.seed,
+        "data_seed": recipe.seed,
+        "bf16": recipe.bf16,
+        "use_cpu": not torch.cuda.is_available(),
+        "gradient_checkpointing": recipe.gradient_checkpointing,
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+        "save_only_model": False,  # optimizer, scheduler and RNG states: a resumed run continues exactly
+    }
+
+
+def log_callback(out: TrainDir):
+    """A TrainerCallback that copies TRL's logs into log.jsonl under our names."""
+    from transformers import TrainerCallback
+
+    class LogToTrainDir(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            values = {ours: logs[theirs] for theirs, ours in LOG_KEYS.items() if logs and theirs in logs}
+            if values:
+                out.log(state.global_step, values)
+
+    return LogToTrainDir()
+
+
+def load_model(base: str, recipe: Recipe):
+    """Model and tokenizer of `base` for training, in fp32 on the CPU (bf16 only as mixed precision)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rtransfer.engines.hf import ModelLoadError
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"cannot load model {base!r}: {first}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer

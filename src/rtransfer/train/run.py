@@ -1,0 +1,123 @@
+"""The training stage as one library call: `train(TrainJob(...))`, which `rtransfer train` and the study share.
+
+Given a lab base and no data, each method runs the lab recipe on the lab's math train split; off-policy SFT then
+first runs the lab teacher (think or no-think) into DIR/traces.jsonl.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rtransfer.errors import DataError
+from rtransfer.train.config import Recipe, load_recipe, recipe_path
+
+
+@dataclass
+class TrainJob:
+    method: str  # sft, onpolicy or grpo
+    model: str  # a model dir or hub id; "lab" (or "lab:quick") for the lab's base
+    out: Path
+    config: str | None = None  # a recipe file or a shipped recipe name
+    data: str | None = None  # queries (onpolicy, grpo) or traces (sft); None on a lab base: the lab's split
+    seed: int | None = None  # overrides the recipe's
+    overrides: list[str] = field(default_factory=list)  # FIELD=VALUE
+    thinking: str = "on"  # sft on the lab: the teacher's variant (think or no-think traces)
+    eval_every: int = 0  # evaluate every N steps' checkpoint into DIR/evals/ (0: never)
+    eval_suite: str = "lab"
+
+
+def resolve_base(model: str) -> tuple[str, bool]:
+    """(model path or id, whether it is a lab base)."""
+    if model in ("lab", "lab:quick"):
+        from rtransfer.lab.build import QUICK, BuildConfig, build_base
+
+        return str(build_base(QUICK if model == "lab:quick" else BuildConfig())), True
+    return model, (Path(model) / "lab_build.json").exists()
+
+
+def job_recipe(job: TrainJob) -> Recipe:
+    overrides = [*job.overrides, *([f"seed={job.seed}"] if job.seed is not None else [])]
+    return load_recipe(job.method, recipe_path(job.config) if job.config else None, overrides)
+
+
+def train(job: TrainJob, callbacks=()) -> Path:
+    """Run one training job to its end (or resume it); returns the training directory."""
+    recipe = job_recipe(job)  # validated before any model loads
+    if job.eval_every and job.eval_every % recipe.save_every:
+        raise DataError(f"--eval-every {job.eval_every} is not a multiple of save_every {recipe.save_every}")
+    base, lab = resolve_base(job.model)
+    if job.data is None and not lab:
+        raise DataError(f"{job.model} is not a lab base: give the training data with --data")
+    out = Path(job.out)
+    callbacks = [*callbacks, *([checkpoint_evaluator(out, job)] if job.eval_every else [])]
+    if job.method == "sft":
+        from rtransfer.train.sft import train_sft
+
+        result = train_sft(base, sft_traces(job, recipe, out), recipe, out, callbacks)
+    else:
+        from rtransfer.train.data import load_queries
+
+        queries = load_queries(job.data, recipe.seed, recipe.max_queries)
+        if job.method == "onpolicy":
+            from rtransfer.train.onpolicy import train_onpolicy
+
+            result = train_onpolicy(base, queries, recipe, out, callbacks)
+        else:
+            from rtransfer.train.grpo import train_grpo
+
+            result = train_grpo(base, queries, recipe, out, callbacks)
+    if job.eval_every:
+        evaluate_model(result, out / "evals" / "final", job.eval_suite)
+    return result
+
+
+def sft_traces(job: TrainJob, recipe, out: Path):
+    from rtransfer.train.data import read_traces
+
+    if job.data is not None:
+        return read_traces(Path(job.data))
+    from rtransfer.train.data import load_queries
+    from rtransfer.train.teacher import LabTeacher, run_teacher
+
+    queries = load_queries(None, recipe.seed, recipe.max_queries)
+    think = {"on": True, "off": False}[job.thinking]
+    result = run_teacher(
+        LabTeacher(queries, think), queries, out / "traces.jsonl", samples=recipe.teacher_samples, seed=recipe.seed
+    )
+    return read_traces(result.traces)
+
+
+def evaluate_model(model_dir: Path, run_dir: Path, suite: str) -> dict:
+    from rtransfer.benchmarks.registry import get_task, resolve
+    from rtransfer.engines.hf import HFEngine
+    from rtransfer.evaluate import EvalPlan, evaluate
+    from rtransfer.runs import RunDir
+
+    engine = HFEngine(str(model_dir), batch_size=64)
+    plan = EvalPlan([get_task(name) for name in resolve(suite=suite)])
+    return evaluate(engine, plan, RunDir(run_dir), name=run_dir.name)
+
+
+def checkpoint_evaluator(out: Path, job: TrainJob):
+    """A callback evaluating each checkpoint whose step is a multiple of eval_every, into DIR/evals/step-<N>:
+    the TI can then be plotted against training steps. A TrainerCallback for TRL, a plain call for on-policy."""
+    from transformers import TrainerCallback
+
+    def evaluate_step(step: int) -> None:
+        checkpoint = out / "checkpoints" / f"checkpoint-{step}"
+        if step % job.eval_every == 0 and checkpoint.exists():
+            evaluate_model(checkpoint, out / "evals" / f"step-{step}", job.eval_suite)
+
+    class EvaluateCheckpoints(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            evaluate_step(state.global_step)
+
+        def __call__(self, step: int) -> None:
+            evaluate_step(step)
+
+    return EvaluateCheckpoints()
+
+
+def read_log(out: Path) -> list[dict]:
+    path = Path(out) / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
