@@ -76,6 +76,14 @@ def test_fingerprint_follows_content(tmp_path):
     assert fingerprint(tmp_path) != first
 
 
+def test_fingerprint_ignores_subfolders(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    first = fingerprint(tmp_path)
+    (tmp_path / "evals" / "final").mkdir(parents=True)  # a training directory's evaluations, checkpoints, ...
+    (tmp_path / "evals" / "final" / "scores.json").write_text("{}")
+    assert fingerprint(tmp_path) == first
+
+
 def test_cache_root_follows_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("RTRANSFER_CACHE", str(tmp_path / "c"))
     assert cache_root() == tmp_path / "c"

@@ -33,10 +33,12 @@ def fingerprint(path: str | Path) -> str:
     """A content fingerprint of a local model directory (or file).
 
     Small files (configs, tokenizer, a tiny model's weights) are hashed in full; large weight shards by name
-    and size only, so that fingerprinting a 30 GB checkpoint stays instant.
+    and size only, so that fingerprinting a 30 GB checkpoint stays instant. Only the directory's own files count:
+    a model directory is flat, and what lies in subfolders (a training directory's checkpoints/ and evals/) does
+    not define the model.
     """
     root = Path(path)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    files = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.is_file())
     digest = hashlib.sha256()
     for f in files:
         size = f.stat().st_size

@@ -10,6 +10,7 @@ from its newest checkpoint. Recipes: docs/training.md; shipped: lab, qwen3-0.6b,
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -65,11 +66,12 @@ def register(sub) -> None:
             )
         m.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps' checkpoint")
         m.add_argument("--eval-suite", default="lab", help="the suite evaluated at checkpoints")
+        m.add_argument("--dry-run", action="store_true", help="validate the recipe and data, print them, train nothing")
         m.set_defaults(run=run_trainer)
 
 
 def run_trainer(args) -> int:
-    from rtransfer.train.run import TrainJob, read_log, train
+    from rtransfer.train.run import TrainJob, check, read_log, train
 
     job = TrainJob(
         method=args.method,
@@ -83,6 +85,9 @@ def run_trainer(args) -> int:
         eval_every=args.eval_every,
         eval_suite=args.eval_suite,
     )
+    if args.dry_run:
+        print(json.dumps(check(job), indent=2))
+        return 0
     out = train(job)
     log = read_log(out)
     last = log[-1] if log else {}

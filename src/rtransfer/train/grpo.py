@@ -30,14 +30,11 @@ def grpo_dataset(queries: Sequence[Query]):
     return Dataset.from_list([{"prompt": [{"role": "user", "content": q.prompt}], "answer": q.answer} for q in queries])
 
 
-def train_grpo(base: str, queries: Sequence[Query], recipe: GRPORecipe, out: Path, callbacks: Sequence = ()) -> Path:
+def grpo_trainer(base: str, queries: Sequence[Query], recipe: GRPORecipe, target: TrainDir, callbacks: Sequence = ()):
+    """TRL's GRPOTrainer on `queries` with the correctness reward, writing checkpoints and logs into `target`."""
     from trl import GRPOConfig, GRPOTrainer
 
-    target = TrainDir(out)
     model, tokenizer = load_model(base, recipe)
-    step = target.start(recipe, base, {"queries": len(queries), "hash": data_hash(q.__dict__ for q in queries)})
-    if step is None:  # this run has finished before
-        return target.path
     vllm = {"use_vllm": recipe.use_vllm, "vllm_mode": recipe.vllm_mode}
     if recipe.vllm_server_base_url:
         vllm["vllm_server_base_url"] = recipe.vllm_server_base_url
@@ -58,7 +55,7 @@ def train_grpo(base: str, queries: Sequence[Query], recipe: GRPORecipe, out: Pat
         chat_template_kwargs=chat_kwargs(recipe),
         **vllm,
     )
-    trainer = GRPOTrainer(
+    return GRPOTrainer(
         model=model,
         reward_funcs=correctness_reward,
         args=args,
@@ -66,5 +63,14 @@ def train_grpo(base: str, queries: Sequence[Query], recipe: GRPORecipe, out: Pat
         processing_class=tokenizer,
         callbacks=[log_callback(target), *callbacks],
     )
+
+
+def train_grpo(base: str, queries: Sequence[Query], recipe: GRPORecipe, out: Path, callbacks: Sequence = ()) -> Path:
+    """Train `base` with GRPO on `queries` into the training directory `out`; resumes from its newest checkpoint."""
+    target = TrainDir(out)
+    step = target.start(recipe, base, {"queries": len(queries), "hash": data_hash(q.__dict__ for q in queries)})
+    if step is None:  # this run has finished before
+        return target.path
+    trainer = grpo_trainer(base, queries, recipe, target, callbacks)
     trainer.train(resume_from_checkpoint=str(target.last_checkpoint()) if step else None)
-    return target.finish(trainer.model, tokenizer, {"steps": trainer.state.global_step})
+    return target.finish(trainer.model, trainer.processing_class, {"steps": trainer.state.global_step})

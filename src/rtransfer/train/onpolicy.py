@@ -99,13 +99,15 @@ def _batch(examples: list[tuple[list[int], int]], pad: int):
     return ids, mask, labels
 
 
-def _save(target: TrainDir, model, optimizer, scheduler, step: int, keep: int) -> None:
+def _save(target: TrainDir, model, tokenizer, optimizer, scheduler, step: int, keep: int) -> None:
+    """A checkpoint that is also a model directory (weights and tokenizer), written whole or not at all."""
     import torch
 
     folder = target.checkpoints / f"checkpoint-{step}"
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({"global_step": step}))
@@ -141,15 +143,15 @@ def train_onpolicy(
     from rtransfer.engines.hf import HFEngine
 
     target = TrainDir(out)
+    step = target.start(recipe, base, {"queries": len(queries), "hash": data_hash(q.__dict__ for q in queries)})
+    if step is None:  # this run has finished before
+        return target.path
     model, tokenizer = load_model(base, recipe)
     torch.manual_seed(recipe.seed)
     total = total_steps(recipe)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     warmup = round(recipe.warmup * total) if recipe.warmup < 1 else int(recipe.warmup)
     scheduler = get_scheduler(recipe.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total)
-    step = target.start(recipe, base, {"queries": len(queries), "hash": data_hash(q.__dict__ for q in queries)})
-    if step is None:  # this run has finished before
-        return target.path
     if step:
         _restore(target.last_checkpoint(), model, optimizer, scheduler)
     engine = HFEngine.from_loaded(
@@ -187,7 +189,7 @@ def train_onpolicy(
             if done % recipe.log_every == 0 or done == total:
                 target.log(done, values)
             if done % recipe.save_every == 0 and done < total:
-                _save(target, model, optimizer, scheduler, done, recipe.keep_checkpoints)
+                _save(target, model, tokenizer, optimizer, scheduler, done, recipe.keep_checkpoints)
             for callback in callbacks:
                 callback(done)
         step = done

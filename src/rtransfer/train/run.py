@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtransfer.errors import DataError
-from rtransfer.train.config import Recipe, load_recipe, recipe_path
+from rtransfer.train.config import Recipe, describe, load_recipe, recipe_path
 
 
 @dataclass
@@ -40,14 +40,29 @@ def job_recipe(job: TrainJob) -> Recipe:
     return load_recipe(job.method, recipe_path(job.config) if job.config else None, overrides)
 
 
-def train(job: TrainJob, callbacks=()) -> Path:
-    """Run one training job to its end (or resume it); returns the training directory."""
-    recipe = job_recipe(job)  # validated before any model loads
+def check(job: TrainJob) -> dict:
+    """What a job would run, validated without loading a model or touching the hub: the recipe, the base, the data.
+    Local data files are read (so a malformed one fails here); hub ids are only named."""
+    recipe = job_recipe(job)
     if job.eval_every and job.eval_every % recipe.save_every:
         raise DataError(f"--eval-every {job.eval_every} is not a multiple of save_every {recipe.save_every}")
-    base, lab = resolve_base(job.model)
+    lab = job.model in ("lab", "lab:quick") or (Path(job.model) / "lab_build.json").exists()
     if job.data is None and not lab:
         raise DataError(f"{job.model} is not a lab base: give the training data with --data")
+    data: dict = {"source": job.data or "lab"}
+    if job.data is not None and Path(job.data).exists():
+        from rtransfer.train.data import load_queries, read_traces
+
+        rows = read_traces(Path(job.data)) if job.method == "sft" else load_queries(job.data, recipe.seed)
+        data["rows"] = len(rows)
+    return {"method": job.method, "base": job.model, "lab": lab, "data": data, "recipe": describe(recipe)}
+
+
+def train(job: TrainJob, callbacks=()) -> Path:
+    """Run one training job to its end (or resume it); returns the training directory."""
+    check(job)  # recipe and data validated before any model loads
+    recipe = job_recipe(job)
+    base, _ = resolve_base(job.model)
     out = Path(job.out)
     callbacks = [*callbacks, *([checkpoint_evaluator(out, job)] if job.eval_every else [])]
     if job.method == "sft":
@@ -88,13 +103,14 @@ def sft_traces(job: TrainJob, recipe, out: Path):
 
 
 def evaluate_model(model_dir: Path, run_dir: Path, suite: str) -> dict:
-    from rtransfer.benchmarks.registry import get_task, resolve
+    from rtransfer.benchmarks.registry import SUITES, get_task, resolve
     from rtransfer.engines.hf import HFEngine
     from rtransfer.evaluate import EvalPlan, evaluate
     from rtransfer.runs import RunDir
 
     engine = HFEngine(str(model_dir), batch_size=64)
-    plan = EvalPlan([get_task(name) for name in resolve(suite=suite)])
+    names = resolve(suite=suite) if suite in SUITES else resolve(benchmarks=suite)  # a suite, or benchmark names
+    plan = EvalPlan([get_task(name) for name in names])
     return evaluate(engine, plan, RunDir(run_dir), name=run_dir.name)
 
 

@@ -28,30 +28,33 @@ def sft_dataset(tokenizer, traces: Sequence[Trace], recipe: SFTRecipe):
     return Dataset.from_list(rows)
 
 
-def train_sft(base: str, traces: Sequence[Trace], recipe: SFTRecipe, out: Path, callbacks: Sequence = ()) -> Path:
-    """Train `base` on `traces` into the training directory `out`; resumes from its newest checkpoint."""
+def sft_trainer(base: str, traces: Sequence[Trace], recipe: SFTRecipe, target: TrainDir, callbacks: Sequence = ()):
+    """TRL's SFTTrainer over `traces`, writing checkpoints and logs into `target`."""
     from trl import SFTConfig, SFTTrainer
 
-    target = TrainDir(out)
     model, tokenizer = load_model(base, recipe)
-    dataset = sft_dataset(tokenizer, traces, recipe)
-    step = target.start(recipe, base, {"traces": len(traces), "hash": data_hash(t.__dict__ for t in traces)})
-    if step is None:  # this run has finished before
-        return target.path
     args = SFTConfig(
         **trainer_arguments(recipe, target, recipe.max_steps),
         num_train_epochs=recipe.epochs,
         max_length=recipe.max_length,
         completion_only_loss=True,
         packing=False,
-        dataset_num_proc=None,
     )
-    trainer = SFTTrainer(
+    return SFTTrainer(
         model=model,
         args=args,
-        train_dataset=dataset,
+        train_dataset=sft_dataset(tokenizer, traces, recipe),
         processing_class=tokenizer,
         callbacks=[log_callback(target), *callbacks],
     )
+
+
+def train_sft(base: str, traces: Sequence[Trace], recipe: SFTRecipe, out: Path, callbacks: Sequence = ()) -> Path:
+    """Train `base` on `traces` into the training directory `out`; resumes from its newest checkpoint."""
+    target = TrainDir(out)
+    step = target.start(recipe, base, {"traces": len(traces), "hash": data_hash(t.__dict__ for t in traces)})
+    if step is None:  # this run has finished before
+        return target.path
+    trainer = sft_trainer(base, traces, recipe, target, callbacks)
     trainer.train(resume_from_checkpoint=str(target.last_checkpoint()) if step else None)
-    return target.finish(trainer.model, tokenizer, {"steps": trainer.state.global_step})
+    return target.finish(trainer.model, trainer.processing_class, {"steps": trainer.state.global_step})

@@ -1,0 +1,369 @@
+"""Training on the shipped lab base, a few steps each: the mechanics of every method, not only that it ran."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rtransfer.engines.base import Generation, SamplingParams
+from rtransfer.grading.math import grade_math
+from rtransfer.lab.build import BuildConfig, shipped_base
+from rtransfer.runs import RunDir
+from rtransfer.train.config import load_recipe, recipe_path
+from rtransfer.train.data import Trace, load_queries, read_traces
+from rtransfer.train.outputs import TrainDir
+from rtransfer.train.teacher import BENCHMARK, LabTeacher, run_teacher
+
+BASE = str(shipped_base(BuildConfig()))
+
+
+@pytest.fixture(scope="module")
+def queries():
+    return load_queries("lab", limit=32)
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def weights(path: Path) -> bytes:
+    return (Path(path) / "model.safetensors").read_bytes()
+
+
+def log_without_times(path: Path) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in lines(Path(path) / "log.jsonl")]
+
+
+# --- teacher ---------------------------------------------------------------------------------------------------------
+
+
+def test_teacher_keeps_exactly_what_the_grader_accepts(tmp_path, queries):
+    from rtransfer.engines.hf import HFEngine
+
+    engine, out = HFEngine(BASE, batch_size=48), tmp_path / "traces.jsonl"
+    params = SamplingParams(temperature=1.0, max_new_tokens=48)
+    result = run_teacher(engine, queries[:16], out, samples=3, params=params)
+    records = RunDir(str(out) + ".run").records(BENCHMARK)
+    gold = {q.id: q.answer for q in queries}
+    expected = {
+        (r.doc_id, r.sample)
+        for r in records
+        if grade_math(r.response, gold[r.doc_id]).score == 1.0 and r.extra["finish_reason"] == "stop"
+    }
+    traces = lines(out)
+    assert len(records) == 48 and 0 < len(expected) < 48  # the base solves some, not all
+    assert {(t["query_id"], t["sample"]) for t in traces} == expected and result.accepted == len(expected)
+    by_key = {(r.doc_id, r.sample): r.response for r in records}
+    assert all(t["completion"] == by_key[t["query_id"], t["sample"]] for t in traces)
+    assert sum(total for _, total in result.by_source.values()) == 48
+    again = run_teacher(engine, queries[:16], out, samples=3, params=params)  # resumed: nothing generated twice
+    assert len(RunDir(str(out) + ".run").records(BENCHMARK)) == 48 and again.accepted == result.accepted
+
+
+class Scripted:
+    """An engine that answers from a script: (text, finish_reason) per prompt."""
+
+    def __init__(self, answers):
+        self.answers = answers
+
+    def generate(self, prompts, params, seeds):
+        return [
+            Generation(text=t, tokens=5, finish_reason=f) for t, f in (self.answers[p[-1]["content"]] for p in prompts)
+        ]
+
+    def describe(self):
+        return {"engine": "scripted", "model": "scripted"}
+
+
+def test_teacher_rejects_wrong_and_unfinished_answers(tmp_path, queries):
+    q = queries[:3]
+    engine = Scripted(
+        {
+            q[0].prompt: (f"So \\boxed{{{q[0].answer}}}.", "stop"),
+            q[1].prompt: (f"So \\boxed{{{q[1].answer}}}.", "length"),  # right, but cut off: never kept
+            q[2].prompt: ("So \\boxed{123456}.", "stop"),
+        }
+    )
+    result = run_teacher(engine, q, tmp_path / "t.jsonl")
+    assert [t["query_id"] for t in lines(tmp_path / "t.jsonl")] == [q[0].id] and (result.accepted, result.total) == (
+        1,
+        3,
+    )
+
+
+def test_lab_teacher_traces_think_and_no_think(cli, tmp_path):
+    for thinking in ("on", "off"):
+        out = tmp_path / f"{thinking}.jsonl"
+        code, stdout, err = cli(
+            "train",
+            "teacher",
+            "--teacher",
+            "lab",
+            "--limit",
+            "20",
+            "--samples",
+            "2",
+            "--thinking",
+            thinking,
+            "--out",
+            out,
+        )
+        assert code == 0, err
+        assert "40 of 40 solutions accepted (100.0 %)" in stdout and "lab_arith: kept 20 of 20" in stdout
+        traces = read_traces(out)
+        assert all(t.completion.startswith("<think>") == (thinking == "on") for t in traces)
+
+
+# --- SFT -------------------------------------------------------------------------------------------------------------
+
+
+def test_sft_trains_on_the_completion_only_in_the_engines_rendering(tmp_path, queries):
+    from rtransfer.engines.hf import HFEngine
+    from rtransfer.train.sft import sft_trainer
+
+    traces = [
+        Trace(q.id, q.prompt, f"Let me check. So the final answer is \\boxed{{{q.answer}}}.") for q in queries[:4]
+    ]
+    recipe = load_recipe("sft", overrides=["max_steps=1"])
+    trainer = sft_trainer(BASE, traces, recipe, TrainDir(tmp_path / "t"))
+    tok, engine = trainer.processing_class, HFEngine(BASE)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    for row, trace in enumerate(traces):
+        ids, labels, mask = batch["input_ids"][row], batch["labels"][row], batch["attention_mask"][row] == 1
+        assert tok.decode(ids[labels != -100]) == trace.completion + tok.eos_token  # loss on the answer and its end
+        prompt = tok.decode(ids[(labels == -100) & mask])
+        assert prompt == engine.render([{"role": "user", "content": trace.prompt}])  # what eval shows the model
+
+
+def test_sft_resumes_bit_identical_after_a_kill(tmp_path):
+    from transformers import TrainerCallback
+
+    from rtransfer.train.sft import train_sft
+
+    traces = read_traces(lab_traces(tmp_path))
+    recipe = load_recipe("sft", overrides=["max_steps=6", "save_every=3", "batch_size=4", "log_every=1"])
+
+    class KillAt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    full = train_sft(BASE, traces, recipe, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(BASE, traces, recipe, tmp_path / "killed", callbacks=[KillAt()])
+    assert not (tmp_path / "killed" / "model.safetensors").exists()
+    resumed = train_sft(BASE, traces, recipe, tmp_path / "killed")
+    assert weights(resumed) == weights(full) and weights(full) != weights(BASE)
+    assert log_without_times(resumed) == log_without_times(full) and len(log_without_times(full)) == 6
+    info = json.loads((resumed / "train.json").read_text())
+    assert info["resumed_from_step"] == 3 and info["steps"] == 6 and info["recipe"]["method"] == "sft"
+    assert info["versions"]["trl"] and info["base_fingerprint"] and info["data"]["traces"] == len(traces)
+
+
+def lab_traces(tmp_path: Path) -> Path:
+    queries = load_queries("lab", limit=24)
+    return run_teacher(LabTeacher(queries, think=False), queries, tmp_path / "traces.jsonl").traces
+
+
+# --- on-policy SFT ---------------------------------------------------------------------------------------------------
+
+ONPOLICY = [
+    "rounds=2",
+    "steps_per_round=4",
+    "queries_per_round=8",
+    "samples_per_query=2",
+    "save_every=4",
+    "batch_size=8",
+    "lr=1e-3",
+    "log_every=1",
+]
+
+
+def test_onpolicy_round_two_samples_from_the_updated_weights(tmp_path, queries):
+    from rtransfer.engines.hf import HFEngine
+    from rtransfer.train.onpolicy import sample_round, train_onpolicy
+
+    recipe = load_recipe("onpolicy", overrides=ONPOLICY)
+    out = train_onpolicy(BASE, queries, recipe, tmp_path / "onp")
+    stored = lines(out / "rounds" / "round-1.jsonl")
+    assert len(stored) == 16 and all(s["kept"] == (s["grade"] == 1.0 and s["finish_reason"] == "stop") for s in stored)
+
+    def responses(model: str) -> list[str]:
+        engine = HFEngine(model, batch_size=recipe.generation_batch_size)
+        return [s["response"] for s in sample_round(engine, queries, recipe, 1)]
+
+    after_round_one = out / "checkpoints" / "checkpoint-4"
+    assert responses(str(after_round_one)) == [s["response"] for s in stored]
+    assert responses(BASE) != [s["response"] for s in stored]  # the base would have drawn others
+    log = lines(out / "log.jsonl")
+    assert [r["round"] for r in log] == [0] * 4 + [1] * 4 and all(r["loss"] > 0 for r in log)
+
+
+def test_onpolicy_resumes_bit_identical_after_a_kill(tmp_path, queries):
+    from rtransfer.train.onpolicy import train_onpolicy
+
+    recipe = load_recipe("onpolicy", overrides=[*ONPOLICY, "save_every=2"])
+
+    def kill_at_6(step: int) -> None:
+        if step == 6:  # mid-round 1, after its checkpoint
+            raise KeyboardInterrupt
+
+    full = train_onpolicy(BASE, queries, recipe, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        train_onpolicy(BASE, queries, recipe, tmp_path / "killed", callbacks=[kill_at_6])
+    resumed = train_onpolicy(BASE, queries, recipe, tmp_path / "killed")
+    assert weights(resumed) == weights(full) != weights(BASE)
+    assert log_without_times(resumed) == log_without_times(full)
+
+
+# --- GRPO ------------------------------------------------------------------------------------------------------------
+
+GRPO = ["max_steps=4", "save_every=2", "batch_size=16", "rollouts=4", "log_every=1", "max_completion_length=48"]
+
+
+def test_grpo_rewards_are_the_graders_grades(tmp_path, queries):
+    from transformers import TrainerCallback
+
+    from rtransfer.train.grpo import completion_text, grpo_trainer
+
+    gold = {q.prompt: q.answer for q in queries}
+    seen = []
+    recipe = load_recipe("grpo", overrides=GRPO)
+    trainer = grpo_trainer(BASE, queries, recipe, TrainDir(tmp_path / "g"))
+
+    class Capture(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            logs = trainer._logs
+            seen.extend(zip(logs["prompt"], logs["completion"], logs["rewards"]["correctness_reward"], strict=True))
+
+    trainer.add_callback(Capture())
+    trainer.train()
+    assert len(seen) == 4 * 16
+    for prompt, completion, reward in seen:
+        assert reward == grade_math(completion_text(completion), gold[prompt[-1]["content"]]).score
+    assert {reward for _, _, reward in seen} == {0.0, 1.0}
+
+
+def test_grpo_resumes_bit_identical_after_a_kill(tmp_path, queries):
+    from transformers import TrainerCallback
+
+    from rtransfer.train.grpo import train_grpo
+
+    recipe = load_recipe("grpo", overrides=GRPO)
+
+    class KillAt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt
+
+    full = train_grpo(BASE, queries, recipe, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        train_grpo(BASE, queries, recipe, tmp_path / "killed", callbacks=[KillAt()])
+    resumed = train_grpo(BASE, queries, recipe, tmp_path / "killed")
+    assert weights(resumed) == weights(full) != weights(BASE)
+    assert log_without_times(resumed) == log_without_times(full)
+    assert {"reward_mean", "reward_std", "zero_std_groups", "completion_length"} <= set(lines(full / "log.jsonl")[0])
+
+
+# --- the command: lab defaults, checkpoint evaluation, recipes, errors ---------------------------------------------
+
+
+def test_train_sft_on_the_lab_with_checkpoint_evaluation(cli, tmp_path):
+    out = tmp_path / "sft"
+    args = [
+        "train",
+        "sft",
+        "--model",
+        "lab",
+        "--thinking",
+        "off",
+        "--out",
+        out,
+        "--set",
+        "max_steps=4",
+        "--set",
+        "save_every=2",
+        "--set",
+        "max_queries=16",
+        "--eval-every",
+        "2",
+        "--eval-suite",
+        "lab_arith",
+    ]
+    code, stdout, err = cli(*args)
+    assert code == 0, err
+    assert "trained sft" in stdout and (out / "traces.jsonl").exists() and (out / "config.json").exists()
+    for run in ("step-2", "step-4", "final"):
+        scores = json.loads((out / "evals" / run / "scores.json").read_text())["benchmarks"]
+        assert scores["lab_arith"]["n"] == 200
+    before = weights(out)
+    code, stdout, err = cli(*args)  # finished: a rerun trains nothing
+    assert code == 0 and weights(out) == before, err
+    code, _, err = cli(*args[:-6], "--set", "max_steps=5")
+    assert code == 2 and "another recipe, base or data" in err
+
+
+@pytest.mark.parametrize("name", ["lab", "qwen3-0.6b", "unireason"])
+@pytest.mark.parametrize("method", ["sft", "onpolicy", "grpo"])
+def test_shipped_recipes_validate_in_a_hub_free_dry_run(cli, tmp_path, name, method):
+    data = "ReasoningTransferability/math_sft_40K" if method == "sft" else "ReasoningTransferability/math_rl_48k"
+    code, out, err = cli(
+        "train",
+        method,
+        "--model",
+        "Qwen/Qwen3-14B-Base",
+        "--config",
+        name,
+        "--data",
+        data,
+        "--out",
+        tmp_path / "d",
+        "--dry-run",
+    )
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["recipe"]["method"] == method and plan["data"] == {"source": data} and plan["lab"] is False
+    assert recipe_path(name).suffix == ".toml"
+
+
+def test_the_paper_recipe_is_the_papers():
+    grpo = load_recipe("grpo", recipe_path("unireason"))
+    assert (grpo.lr, grpo.rollouts, grpo.epsilon, grpo.epsilon_high, grpo.beta) == (1e-6, 16, 0.2, 0.28, 0.0)
+    assert (grpo.loss_type, grpo.max_completion_length, grpo.max_steps) == ("dapo", 20480, 140)
+    sft = load_recipe("sft", recipe_path("unireason"))
+    assert (sft.lr, sft.scheduler, sft.warmup, sft.epochs, sft.max_length) == (5e-5, "cosine", 0.1, 1.5, 16384)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "epochs=many"], "epochs = 'many' is not a float"),
+        (["--set", "bogus=1"], "unknown SFTRecipe field 'bogus'"),
+        (["--set", "lr"], "expected FIELD=VALUE"),
+        (["--set", "batch_size=0"], "batch_size must be > 0"),
+        (["--config", "nowhere.toml"], "neither a file nor a shipped recipe"),
+    ],
+)
+def test_bad_recipes_are_one_line_errors(cli, tmp_path, args, message):
+    code, _, err = cli("train", "sft", "--model", "lab", "--out", tmp_path / "d", *args)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_bad_data_and_recipe_files_are_one_line_errors(cli, tmp_path):
+    bad_recipe = tmp_path / "r.toml"
+    bad_recipe.write_text("[grpo]\nrollouts = 4\nbatch_size = 10\n")
+    code, _, err = cli("train", "grpo", "--model", "lab", "--config", bad_recipe, "--out", tmp_path / "d")
+    assert code == 2 and "batch_size 10 is not a multiple of rollouts 4" in err
+    bad_recipe.write_text("[grpo]\nlearning_rate = 1e-6\n")
+    code, _, err = cli("train", "grpo", "--model", "lab", "--config", bad_recipe, "--out", tmp_path / "d")
+    assert code == 2 and f"{bad_recipe}: unknown GRPORecipe field 'learning_rate'" in err
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?"}\n')
+    code, _, err = cli("train", "grpo", "--model", "lab", "--data", queries, "--out", tmp_path / "d")
+    assert code == 2 and "q.jsonl:2: the query has no answer" in err
+    traces = tmp_path / "t.jsonl"
+    traces.write_text('{"prompt": "1+1?", "completion": "2"}\n{"prompt": "2+2?"}\n')
+    code, _, err = cli("train", "sft", "--model", "lab", "--data", traces, "--out", tmp_path / "d")
+    assert code == 2 and "t.jsonl:2: missing field(s) completion" in err
+    code, _, err = cli("train", "onpolicy", "--model", str(tmp_path), "--out", tmp_path / "d")
+    assert code == 2 and "not a lab base: give the training data with --data" in err
