@@ -76,11 +76,12 @@ def test_fingerprint_follows_content(tmp_path):
     assert fingerprint(tmp_path) != first
 
 
-def test_fingerprint_ignores_subfolders(tmp_path):
+def test_fingerprint_ignores_subfolders_and_training_records(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     first = fingerprint(tmp_path)
     (tmp_path / "evals" / "final").mkdir(parents=True)  # a training directory's evaluations, checkpoints, ...
     (tmp_path / "evals" / "final" / "scores.json").write_text("{}")
+    (tmp_path / "train.json").write_text('{"finished": "now"}')  # how it was trained, not what it is
     assert fingerprint(tmp_path) == first
 
 

@@ -30,6 +30,18 @@ def weights(path: Path) -> bytes:
     return (Path(path) / "model.safetensors").read_bytes()
 
 
+def kill_at(step: int):
+    """A TrainerCallback that stops a run as a kill would, right after the checkpoint of `step` is written."""
+    from transformers import TrainerCallback
+
+    class KillAt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise KeyboardInterrupt
+
+    return KillAt()
+
+
 def log_without_times(path: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "wall_s"} for row in lines(Path(path) / "log.jsonl")]
 
@@ -136,21 +148,15 @@ def test_sft_trains_on_the_completion_only_in_the_engines_rendering(tmp_path, qu
 
 
 def test_sft_resumes_bit_identical_after_a_kill(tmp_path):
-    from transformers import TrainerCallback
 
     from rtransfer.train.sft import train_sft
 
     traces = read_traces(lab_traces(tmp_path))
     recipe = load_recipe("sft", overrides=["max_steps=6", "save_every=3", "batch_size=4", "log_every=1"])
 
-    class KillAt(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                raise KeyboardInterrupt
-
     full = train_sft(BASE, traces, recipe, tmp_path / "full")
     with pytest.raises(KeyboardInterrupt):
-        train_sft(BASE, traces, recipe, tmp_path / "killed", callbacks=[KillAt()])
+        train_sft(BASE, traces, recipe, tmp_path / "killed", callbacks=[kill_at(3)])
     assert not (tmp_path / "killed" / "model.safetensors").exists()
     resumed = train_sft(BASE, traces, recipe, tmp_path / "killed")
     assert weights(resumed) == weights(full) and weights(full) != weights(BASE)
@@ -245,20 +251,14 @@ def test_grpo_rewards_are_the_graders_grades(tmp_path, queries):
 
 
 def test_grpo_resumes_bit_identical_after_a_kill(tmp_path, queries):
-    from transformers import TrainerCallback
 
     from rtransfer.train.grpo import train_grpo
 
     recipe = load_recipe("grpo", overrides=GRPO)
 
-    class KillAt(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if state.global_step == 2:
-                raise KeyboardInterrupt
-
     full = train_grpo(BASE, queries, recipe, tmp_path / "full")
     with pytest.raises(KeyboardInterrupt):
-        train_grpo(BASE, queries, recipe, tmp_path / "killed", callbacks=[KillAt()])
+        train_grpo(BASE, queries, recipe, tmp_path / "killed", callbacks=[kill_at(2)])
     resumed = train_grpo(BASE, queries, recipe, tmp_path / "killed")
     assert weights(resumed) == weights(full) != weights(BASE)
     assert log_without_times(resumed) == log_without_times(full)
@@ -329,7 +329,8 @@ def test_shipped_recipes_validate_in_a_hub_free_dry_run(cli, tmp_path, name, met
 def test_the_paper_recipe_is_the_papers():
     grpo = load_recipe("grpo", recipe_path("unireason"))
     assert (grpo.lr, grpo.rollouts, grpo.epsilon, grpo.epsilon_high, grpo.beta) == (1e-6, 16, 0.2, 0.28, 0.0)
-    assert (grpo.loss_type, grpo.max_completion_length, grpo.max_steps) == ("dapo", 20480, 140)
+    # 140 verl steps of 512 prompts, each 4 optimiser updates at mini-batch 128: 560 of TRL's optimiser steps
+    assert (grpo.loss_type, grpo.max_completion_length, grpo.max_steps) == ("dapo", 20480, 560)
     sft = load_recipe("sft", recipe_path("unireason"))
     assert (sft.lr, sft.scheduler, sft.warmup, sft.epochs, sft.max_length) == (5e-5, "cosine", 0.1, 1.5, 16384)
 
@@ -353,7 +354,7 @@ def test_bad_data_and_recipe_files_are_one_line_errors(cli, tmp_path):
     bad_recipe = tmp_path / "r.toml"
     bad_recipe.write_text("[grpo]\nrollouts = 4\nbatch_size = 10\n")
     code, _, err = cli("train", "grpo", "--model", "lab", "--config", bad_recipe, "--out", tmp_path / "d")
-    assert code == 2 and "batch_size 10 is not a multiple of rollouts 4" in err
+    assert code == 2 and "batch_size × steps_per_generation = 10 is not a multiple of rollouts 4" in err
     bad_recipe.write_text("[grpo]\nlearning_rate = 1e-6\n")
     code, _, err = cli("train", "grpo", "--model", "lab", "--config", bad_recipe, "--out", tmp_path / "d")
     assert code == 2 and f"{bad_recipe}: unknown GRPORecipe field 'learning_rate'" in err
@@ -364,6 +365,38 @@ def test_bad_data_and_recipe_files_are_one_line_errors(cli, tmp_path):
     traces = tmp_path / "t.jsonl"
     traces.write_text('{"prompt": "1+1?", "completion": "2"}\n{"prompt": "2+2?"}\n')
     code, _, err = cli("train", "sft", "--model", "lab", "--data", traces, "--out", tmp_path / "d")
-    assert code == 2 and "t.jsonl:2: missing field(s) completion" in err
+    assert code == 2 and "t.jsonl:2: no completion text" in err
     code, _, err = cli("train", "onpolicy", "--model", str(tmp_path), "--out", tmp_path / "d")
     assert code == 2 and "not a lab base: give the training data with --data" in err
+    code, _, err = cli("train", "sft", "--model", "lab", "--data", traces, "--thinking", "off", "--out", tmp_path / "d")
+    assert code == 2 and "--thinking chooses the lab teacher's traces" in err
+    code, _, err = cli("train", "teacher", "--teacher", "lab", "--data", queries, "--out", tmp_path / "t.jsonl")
+    assert code == 2 and "q.jsonl:2: the query has no answer" in err
+
+
+def test_teacher_on_a_model_and_a_local_query_file(cli, tiny_model, tmp_path):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(
+        "".join(json.dumps({"id": f"p{i}", "problem": f"{i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(4))
+    )
+    out = tmp_path / "traces.jsonl"
+    code, stdout, err = cli(
+        "train",
+        "teacher",
+        "--teacher",
+        tiny_model,
+        "--data",
+        queries,
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    records = RunDir(str(out) + ".run").records(BENCHMARK)
+    assert sorted((r.doc_id, r.sample) for r in records) == [(f"p{i}", k) for i in range(4) for k in range(2)]
+    assert records[0].prompt[-1]["content"] == "Problem: 0 + 1?\nMark your solution with \\boxed\nAnswer:"
+    accepted = sum(r.grade == 1.0 and r.extra["finish_reason"] == "stop" for r in records)  # a random model: ~0
+    assert f"{accepted} of 8 solutions accepted" in stdout and len(out.read_text().splitlines()) == accepted

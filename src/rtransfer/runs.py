@@ -23,6 +23,8 @@ from rtransfer.records import Record, RecordWriter, now, read_records
 MANIFEST, SCORES, RECORDS = "manifest.json", "scores.json", "records"
 IDENTITY = ("model", "revision", "model_fingerprint", "chat_template_hash", "sampling", "seed")
 FULL_HASH_LIMIT = 16 * 2**20  # files above this are fingerprinted by name and size, not read whole
+# What `rtransfer train` writes beside a model's files (rtransfer.train.outputs): records of how it was trained.
+TRAINING_FILES = frozenset({"train.json", "log.jsonl", "traces.jsonl"})
 
 
 def text_hash(text: str | None) -> str | None:
@@ -35,10 +37,13 @@ def fingerprint(path: str | Path) -> str:
     Small files (configs, tokenizer, a tiny model's weights) are hashed in full; large weight shards by name
     and size only, so that fingerprinting a 30 GB checkpoint stays instant. Only the directory's own files count:
     a model directory is flat, and what lies in subfolders (a training directory's checkpoints/ and evals/) does
-    not define the model.
+    not define the model; nor do the training records beside the weights (TRAINING_FILES).
     """
     root = Path(path)
-    files = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.is_file())
+    if root.is_file():
+        files = [root]
+    else:
+        files = sorted(p for p in root.iterdir() if p.is_file() and p.name not in TRAINING_FILES)
     digest = hashlib.sha256()
     for f in files:
         size = f.stat().st_size

@@ -61,8 +61,7 @@ def register(sub) -> None:
             m.add_argument(
                 "--thinking",
                 choices=("on", "off"),
-                default="on",
-                help="on the lab: the lab teacher's think or no-think traces",
+                help="on the lab: the lab teacher's think (the default) or no-think traces",
             )
         m.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps' checkpoint")
         m.add_argument("--eval-suite", default="lab", help="the suite evaluated at checkpoints")
@@ -81,7 +80,7 @@ def run_trainer(args) -> int:
         data=args.data,
         seed=args.seed,
         overrides=args.overrides,
-        thinking=getattr(args, "thinking", "on"),
+        thinking=getattr(args, "thinking", None),
         eval_every=args.eval_every,
         eval_suite=args.eval_suite,
     )

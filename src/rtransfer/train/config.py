@@ -91,7 +91,13 @@ class GRPORecipe(Recipe):
     )
     scale_rewards: str = field(default="group", metadata={"help": "advantage scaling: group, batch or none"})
     num_iterations: int = field(default=1, metadata={"help": "policy updates per generation batch (μ)"})
-    steps_per_generation: int = field(default=1, metadata={"help": "optimiser steps per generation batch"})
+    steps_per_generation: int = field(
+        default=1,
+        metadata={
+            "help": "micro-batches per generation batch (TRL: generation batch = batch_size × processes × this; "
+            "equal to grad_accum, one optimiser step per generation)"
+        },
+    )
     temperature: float = field(default=1.0, metadata={"help": "rollout temperature"})
     top_p: float = field(default=1.0, metadata={"help": "rollout nucleus sampling"})
     max_completion_length: int = field(default=160, metadata={"help": "rollout budget in tokens"})
@@ -184,8 +190,11 @@ def validate(recipe: Recipe) -> None:
     if isinstance(recipe, GRPORecipe):
         if recipe.rollouts < 2:
             raise RecipeError("GRPO needs rollouts >= 2: a group of one has no advantage")
-        if recipe.batch_size % recipe.rollouts:
-            raise RecipeError(f"batch_size {recipe.batch_size} is not a multiple of rollouts {recipe.rollouts}")
+        generation = recipe.batch_size * recipe.steps_per_generation  # per process; TRL's own check
+        if generation % recipe.rollouts:
+            raise RecipeError(
+                f"batch_size × steps_per_generation = {generation} is not a multiple of rollouts {recipe.rollouts}"
+            )
         if recipe.loss_type not in ("dapo", "grpo", "dr_grpo", "bnpo", "cispo"):
             raise RecipeError(f"loss_type {recipe.loss_type!r}: choose dapo, grpo, dr_grpo, bnpo or cispo")
         if recipe.vllm_mode not in ("colocate", "server"):

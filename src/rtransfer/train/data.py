@@ -82,16 +82,31 @@ class Trace:
     completion: str  # the accepted answer, thinking included
 
 
-def read_traces(path: Path) -> list[Trace]:
-    """Accepted traces (`rtransfer train teacher` output, or any JSONL of prompt/completion pairs)."""
-    traces = []
-    for number, row in read_objects(Path(path), ("prompt", "completion")):
-        if not isinstance(row["prompt"], str) or not isinstance(row["completion"], str) or not row["completion"]:
-            raise DataError(f"{path}:{number}: prompt and completion must be non-empty text")
-        traces.append(Trace(str(row.get("query_id", number)), row["prompt"], row["completion"]))
+COMPLETION_FIELDS = ("completion", "response", "solution", "output", "generation")
+
+
+def read_traces(source: str | Path) -> list[Trace]:
+    """Accepted traces: `rtransfer train teacher` output or any JSONL of prompt/completion pairs, or a hub id.
+    A row is a `messages` list (a user turn, then the assistant's), or a problem field and a completion field."""
+    path = Path(source)
+    rows = read_objects(path) if path.suffix in (".jsonl", ".json") or path.exists() else _hub_rows(str(source))
+    traces = [_trace(row, f"{source}:{number}", number) for number, row in rows]
     if not traces:
-        raise DataError(f"{path}: no traces")
+        raise DataError(f"{source}: no traces")
     return traces
+
+
+def _trace(row: dict[str, Any], where: str, number: int) -> Trace:
+    messages = row.get("messages")
+    if isinstance(messages, list) and len(messages) >= 2 and all(isinstance(m, dict) for m in messages):
+        prompt, completion = messages[-2].get("content"), messages[-1].get("content")
+    else:
+        prompt = next((row[f] for f in PROBLEM_FIELDS if f in row), None)
+        completion = next((row[f] for f in COMPLETION_FIELDS if f in row), None)
+    for name, value, fields in (("prompt", prompt, PROBLEM_FIELDS), ("completion", completion, COMPLETION_FIELDS)):
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(f"{where}: no {name} text (a messages list, or one of {', '.join(fields)})")
+    return Trace(str(row.get("query_id", row.get("id", number))), prompt, completion)
 
 
 def data_hash(rows) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from rtransfer.grading.math import grade_math
 from rtransfer.train.config import GRPORecipe
 from rtransfer.train.data import Query, data_hash
-from rtransfer.train.outputs import TrainDir, chat_kwargs, load_model, log_callback, trainer_arguments
+from rtransfer.train.outputs import TrainDir, chat_kwargs, fit, load_model, log_callback, trainer_arguments
 
 
 def completion_text(completion) -> str:
@@ -71,6 +71,4 @@ def train_grpo(base: str, queries: Sequence[Query], recipe: GRPORecipe, out: Pat
     step = target.start(recipe, base, {"queries": len(queries), "hash": data_hash(q.__dict__ for q in queries)})
     if step is None:  # this run has finished before
         return target.path
-    trainer = grpo_trainer(base, queries, recipe, target, callbacks)
-    trainer.train(resume_from_checkpoint=str(target.last_checkpoint()) if step else None)
-    return target.finish(trainer.model, trainer.processing_class, {"steps": trainer.state.global_step})
+    return fit(target, grpo_trainer(base, queries, recipe, target, callbacks), step)

@@ -118,12 +118,9 @@ def _save(target: TrainDir, model, tokenizer, optimizer, scheduler, step: int, k
         shutil.rmtree(old)
 
 
-def _restore(checkpoint: Path, model, optimizer, scheduler) -> None:
+def _restore(checkpoint: Path, optimizer, scheduler) -> None:
     import torch
-    from safetensors.torch import load_file
 
-    state = load_file(checkpoint / "model.safetensors")
-    model.load_state_dict(state, strict=False)  # tied embeddings are saved once
     optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
 
@@ -146,14 +143,19 @@ def train_onpolicy(
     step = target.start(recipe, base, {"queries": len(queries), "hash": data_hash(q.__dict__ for q in queries)})
     if step is None:  # this run has finished before
         return target.path
-    model, tokenizer = load_model(base, recipe)
+    checkpoint = target.last_checkpoint() if step else None
+    model, tokenizer = load_model(str(checkpoint or base), recipe)  # a checkpoint is a model directory
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # one process: no sharding (docs/training.md)
+    model.to(device)
+    if recipe.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     torch.manual_seed(recipe.seed)
     total = total_steps(recipe)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     warmup = round(recipe.warmup * total) if recipe.warmup < 1 else int(recipe.warmup)
     scheduler = get_scheduler(recipe.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total)
-    if step:
-        _restore(target.last_checkpoint(), model, optimizer, scheduler)
+    if checkpoint:
+        _restore(checkpoint, optimizer, scheduler)
     engine = HFEngine.from_loaded(
         model, tokenizer, model_id=base, batch_size=recipe.generation_batch_size, thinking=THINKING[recipe.thinking]
     )
@@ -175,8 +177,9 @@ def train_onpolicy(
                 for micro in range(recipe.grad_accum):
                     start = within + micro * recipe.batch_size
                     picked = [examples[order[(start + j) % len(order)]] for j in range(recipe.batch_size)]
-                    ids, mask, labels = _batch(picked, tokenizer.pad_token_id)
-                    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / recipe.grad_accum
+                    ids, mask, labels = (t.to(device) for t in _batch(picked, tokenizer.pad_token_id))
+                    with torch.autocast(device, dtype=torch.bfloat16, enabled=recipe.bf16 and device == "cuda"):
+                        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / recipe.grad_accum
                     loss.backward()
                     loss_sum += loss.item()
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)

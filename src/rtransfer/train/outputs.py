@@ -113,9 +113,16 @@ class TrainDir:
         model.save_pretrained(self.path)
         tokenizer.save_pretrained(self.path)
         info = self.info() or {}
-        info.update(finished=now(), **(extra or {}))
+        # Wall time of the process that finished the run (since its resume, if it resumed).
+        info.update(finished=now(), seconds=round(time.time() - self.started, 1), **(extra or {}))
         (self.path / "train.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
         return self.path
+
+
+def fit(target: TrainDir, trainer, step: int) -> Path:
+    """Train a TRL trainer to its end, from the newest checkpoint when `step` says the run resumes."""
+    trainer.train(resume_from_checkpoint=str(target.last_checkpoint()) if step else None)
+    return target.finish(trainer.model, trainer.processing_class, {"steps": trainer.state.global_step})
 
 
 def chat_kwargs(recipe: Recipe) -> dict[str, Any]:
@@ -143,7 +150,7 @@ def trainer_arguments(recipe: Recipe, out: TrainDir, max_steps: int) -> dict[str
         "logging_steps": recipe.log_every,
         "seed": recipe.seed,
         "data_seed": recipe.seed,
-        "bf16": recipe.bf16,
+        "bf16": recipe.bf16 and torch.cuda.is_available(),  # the CPU trains in fp32 (TRL's CPU path)
         "use_cpu": not torch.cuda.is_available(),
         "gradient_checkpointing": recipe.gradient_checkpointing,
         "report_to": "none",

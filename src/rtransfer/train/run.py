@@ -21,18 +21,18 @@ class TrainJob:
     data: str | None = None  # queries (onpolicy, grpo) or traces (sft); None on a lab base: the lab's split
     seed: int | None = None  # overrides the recipe's
     overrides: list[str] = field(default_factory=list)  # FIELD=VALUE
-    thinking: str = "on"  # sft on the lab: the teacher's variant (think or no-think traces)
+    thinking: str | None = None  # sft on the lab: the teacher's think ("on", the default) or no-think ("off") traces
     eval_every: int = 0  # evaluate every N steps' checkpoint into DIR/evals/ (0: never)
     eval_suite: str = "lab"
 
 
-def resolve_base(model: str) -> tuple[str, bool]:
-    """(model path or id, whether it is a lab base)."""
+def resolve_base(model: str) -> str:
+    """The base's path or hub id: "lab" (or "lab:quick") is the lab's base, built or copied on first use."""
     if model in ("lab", "lab:quick"):
         from rtransfer.lab.build import QUICK, BuildConfig, build_base
 
-        return str(build_base(QUICK if model == "lab:quick" else BuildConfig())), True
-    return model, (Path(model) / "lab_build.json").exists()
+        return str(build_base(QUICK if model == "lab:quick" else BuildConfig()))
+    return model
 
 
 def job_recipe(job: TrainJob) -> Recipe:
@@ -40,29 +40,40 @@ def job_recipe(job: TrainJob) -> Recipe:
     return load_recipe(job.method, recipe_path(job.config) if job.config else None, overrides)
 
 
-def check(job: TrainJob) -> dict:
-    """What a job would run, validated without loading a model or touching the hub: the recipe, the base, the data.
-    Local data files are read (so a malformed one fails here); hub ids are only named."""
+def _validated(job: TrainJob) -> Recipe:
+    """The job's recipe, and the checks that need no model and no data."""
     recipe = job_recipe(job)
     if job.eval_every and job.eval_every % recipe.save_every:
         raise DataError(f"--eval-every {job.eval_every} is not a multiple of save_every {recipe.save_every}")
-    lab = job.model in ("lab", "lab:quick") or (Path(job.model) / "lab_build.json").exists()
-    if job.data is None and not lab:
+    if job.data is None and not is_lab(job.model):
         raise DataError(f"{job.model} is not a lab base: give the training data with --data")
+    if job.thinking is not None and job.data is not None:
+        raise DataError("--thinking chooses the lab teacher's traces; with --data the traces are given")
+    return recipe
+
+
+def is_lab(model: str) -> bool:
+    return model in ("lab", "lab:quick") or (Path(model) / "lab_build.json").exists()
+
+
+def check(job: TrainJob) -> dict:
+    """What a job would run, validated without loading a model or touching the hub: the recipe, the base, the data.
+    Local data files are read (so a malformed one fails here); hub ids are only named."""
+    recipe = _validated(job)
     data: dict = {"source": job.data or "lab"}
     if job.data is not None and Path(job.data).exists():
         from rtransfer.train.data import load_queries, read_traces
 
-        rows = read_traces(Path(job.data)) if job.method == "sft" else load_queries(job.data, recipe.seed)
+        rows = read_traces(job.data) if job.method == "sft" else load_queries(job.data, recipe.seed)
         data["rows"] = len(rows)
-    return {"method": job.method, "base": job.model, "lab": lab, "data": data, "recipe": describe(recipe)}
+    return {"method": job.method, "base": job.model, "lab": is_lab(job.model), "data": data, "recipe": describe(recipe)}
 
 
 def train(job: TrainJob, callbacks=()) -> Path:
-    """Run one training job to its end (or resume it); returns the training directory."""
-    check(job)  # recipe and data validated before any model loads
-    recipe = job_recipe(job)
-    base, _ = resolve_base(job.model)
+    """Run one training job to its end (or resume it); returns the training directory. `callbacks` are
+    transformers TrainerCallbacks for sft and grpo, callables of the step number for onpolicy."""
+    recipe = _validated(job)  # before any model loads
+    base = resolve_base(job.model)
     out = Path(job.out)
     callbacks = [*callbacks, *([checkpoint_evaluator(out, job)] if job.eval_every else [])]
     if job.method == "sft":
@@ -90,12 +101,12 @@ def sft_traces(job: TrainJob, recipe, out: Path):
     from rtransfer.train.data import read_traces
 
     if job.data is not None:
-        return read_traces(Path(job.data))
+        return read_traces(job.data)
     from rtransfer.train.data import load_queries
     from rtransfer.train.teacher import LabTeacher, run_teacher
 
     queries = load_queries(None, recipe.seed, recipe.max_queries)
-    think = {"on": True, "off": False}[job.thinking]
+    think = (job.thinking or "on") == "on"
     result = run_teacher(
         LabTeacher(queries, think), queries, out / "traces.jsonl", samples=recipe.teacher_samples, seed=recipe.seed
     )

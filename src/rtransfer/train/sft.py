@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rtransfer.train.config import SFTRecipe
 from rtransfer.train.data import Trace, data_hash
-from rtransfer.train.outputs import TrainDir, chat_kwargs, load_model, log_callback, trainer_arguments
+from rtransfer.train.outputs import TrainDir, chat_kwargs, fit, load_model, log_callback, trainer_arguments
 
 
 def render_prompt(tokenizer, prompt: str, recipe) -> str:
@@ -55,6 +55,4 @@ def train_sft(base: str, traces: Sequence[Trace], recipe: SFTRecipe, out: Path, 
     step = target.start(recipe, base, {"traces": len(traces), "hash": data_hash(t.__dict__ for t in traces)})
     if step is None:  # this run has finished before
         return target.path
-    trainer = sft_trainer(base, traces, recipe, target, callbacks)
-    trainer.train(resume_from_checkpoint=str(target.last_checkpoint()) if step else None)
-    return target.finish(trainer.model, trainer.processing_class, {"steps": trainer.state.global_step})
+    return fit(target, sft_trainer(base, traces, recipe, target, callbacks), step)
