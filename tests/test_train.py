@@ -326,6 +326,12 @@ def test_shipped_recipes_validate_in_a_hub_free_dry_run(cli, tmp_path, name, met
     assert recipe_path(name).suffix == ".toml"
 
 
+def test_the_lab_recipe_file_is_the_defaults():
+    from rtransfer.train.config import RECIPES
+
+    assert all(load_recipe(method, recipe_path("lab")) == load_recipe(method) for method in RECIPES)
+
+
 def test_the_paper_recipe_is_the_papers():
     grpo = load_recipe("grpo", recipe_path("unireason"))
     assert (grpo.lr, grpo.rollouts, grpo.epsilon, grpo.epsilon_high, grpo.beta) == (1e-6, 16, 0.2, 0.28, 0.0)
