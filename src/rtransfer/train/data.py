@@ -75,6 +75,12 @@ def _from_rows(rows: list[tuple[int, dict[str, Any]]], where: str) -> list[Query
     return queries
 
 
+def kept(grade: float, finish_reason: str) -> bool:
+    """Rejection sampling's rule (teacher traces, on-policy samples): a correct answer that finished; one cut off
+    at the token budget is never kept, even when its last box happens to hold the answer."""
+    return grade == 1.0 and finish_reason == "stop"
+
+
 @dataclass(frozen=True)
 class Trace:
     query_id: str

@@ -20,7 +20,7 @@ from rtransfer.engines.base import SamplingParams
 from rtransfer.evaluate import sample_seed
 from rtransfer.grading.math import grade_math
 from rtransfer.train.config import THINKING, OnPolicyRecipe
-from rtransfer.train.data import Query, data_hash
+from rtransfer.train.data import Query, data_hash, kept
 from rtransfer.train.outputs import TrainDir, load_model
 
 
@@ -40,7 +40,6 @@ def sample_round(engine, queries: Sequence[Query], recipe: OnPolicyRecipe, round
     samples = []
     for (query, k), gen in zip(jobs, generations, strict=True):
         grade = grade_math(gen.text, query.answer).score
-        kept = grade == 1.0 and gen.finish_reason == "stop"  # an unfinished answer is never kept
         samples.append(
             {
                 "query_id": query.id,
@@ -50,7 +49,7 @@ def sample_round(engine, queries: Sequence[Query], recipe: OnPolicyRecipe, round
                 "grade": grade,
                 "finish_reason": gen.finish_reason,
                 "tokens": gen.tokens,
-                "kept": kept,
+                "kept": kept(grade, gen.finish_reason),
             }
         )
     return samples

@@ -15,7 +15,7 @@ from typing import Any
 from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
 from rtransfer.engines.base import Generation, SamplingParams
 from rtransfer.grading.math import GRADER_VERSION, grade_math
-from rtransfer.train.data import Query
+from rtransfer.train.data import Query, kept
 
 BENCHMARK = "train_queries"
 
@@ -101,8 +101,9 @@ def run_teacher(
     run = RunDir(Path(str(out) + ".run"))
     start_run(run, engine, plan, name="teacher")
     run_benchmark(engine, task, run, plan, progress)
-    records = run.records(BENCHMARK)
-    accepted = [r for r in records if r.grade == 1.0 and (r.extra or {}).get("finish_reason") == "stop"]
+    # This call's queries and samples only: a run directory resumed with fewer keeps the others' records.
+    records = [r for r in run.records(BENCHMARK) if r.doc_id in task.queries and r.sample < samples]
+    accepted = [r for r in records if kept(r.grade, (r.extra or {}).get("finish_reason"))]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -115,10 +116,10 @@ def run_teacher(
             }
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp.replace(out)
-    kept = {(r.doc_id, r.sample) for r in accepted}
+    accepted_keys = {(r.doc_id, r.sample) for r in accepted}
     by_source: dict[str, list[int]] = {}
     for r in records:
         counts = by_source.setdefault(r.doc_id.split("/")[0] if "/" in r.doc_id else "queries", [0, 0])
-        counts[0] += (r.doc_id, r.sample) in kept
+        counts[0] += (r.doc_id, r.sample) in accepted_keys
         counts[1] += 1
     return TeacherResult(out, len(accepted), len(records), {k: (a, t) for k, (a, t) in by_source.items()})
