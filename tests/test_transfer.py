@@ -205,3 +205,44 @@ def test_bootstrap_ci_narrows_with_more_documents():
 def test_no_ci_without_records_or_with_bootstrap_zero():
     assert transferability(table(), bootstrap=500)[0].ci == {}
     assert transferability(_rows_with_docs(50), bootstrap=0)[0].ci == {}
+
+
+def test_a_math_loss_is_undefined_not_a_flipped_sign():
+    rows = table()
+    rows[1].scores.update(math500=45, aime24=15, headqa=30, coqa=40)  # T1 loses math and loses more elsewhere
+    for index in ("v1", "v2"):
+        t1 = {r.model: r for r in transferability(rows, index=index)}["T1"]
+        assert "the model lost math" in t1.undefined and math.isnan(t1.ti["other"]) and math.isnan(t1.ti["non"])
+        assert t1.as_dict()["TI_other"] is None and t1.change["math"] == pytest.approx(-5.0)
+
+
+def test_group_changes_are_shown_beside_the_ti():
+    t1 = {r.model: r for r in transferability(table())}["T1"]
+    assert t1.change == pytest.approx({"math": 11.0, "other": 0.0, "non": -5.0})  # mean score change, points
+    assert t1.as_dict()["change"] == pytest.approx({"math": 11.0, "other": 0.0, "non": -5.0})
+    rows = _rows_with_docs(400)
+    t1 = transferability(rows, bootstrap=300, seed=0)[0]
+    for g in ("math", "other", "non"):
+        lo, hi = t1.change_ci[g]
+        assert lo <= t1.change[g] <= hi and lo < hi
+        assert t1.domain_ci[g][0] <= t1.domain[g] <= t1.domain_ci[g][1]
+
+
+def test_a_math_gain_within_noise_is_flagged_unstable():
+    def rows(n_docs: int, math_gain: float) -> list[ModelScores]:
+        rng = np.random.default_rng(1)
+        out = []
+        for name, base, shift in (("B", None, 0.0), ("T", "B", 1.0)):
+            row = ModelScores(name, base, {})
+            for bench, score in BASE.items():
+                p = (score + (math_gain if GROUP[bench] == "math" else 3.0) * shift) / 100
+                row.docs[bench] = grades((rng.random(n_docs) < p).astype(float), prefix=f"{bench}-")
+                row.scores[bench] = row.docs[bench].score()
+            out.append(row)
+        return out
+
+    noisy = transferability(rows(60, 1.0), sigma="model", bootstrap=400, seed=0)[0]
+    assert noisy.undefined is None and "CI" in noisy.unstable and "includes 0" in noisy.unstable
+    assert noisy.domain_ci["math"][0] <= 0 <= noisy.domain_ci["math"][1] and noisy.as_dict()["unstable"]
+    clear = transferability(rows(2000, 25.0), sigma="model", bootstrap=400, seed=0)[0]
+    assert clear.unstable is None and clear.domain_ci["math"][0] > 0

@@ -65,8 +65,13 @@ class TIResult:
     sigma: dict[str, float]  # group -> σ_g used (v2; empty for v1)
     benchmarks: dict[str, list[str]]  # group -> benchmarks that entered the index
     undefined: str | None = None  # why the TI cannot be computed for this row
+    # The change of each group's mean score (points), shown beside the TI: it has no ratio to flip or blow up.
+    change: dict[str, float] = field(default_factory=dict)
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # "other"/"non" -> (low, high)
     ci_undefined_share: float = 0.0  # share of bootstrap replicates in which the TI was undefined
+    domain_ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # group -> CI of ΔR_g / DI_g
+    change_ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # group -> CI of the change
+    unstable: str | None = None  # why the TI's CI is not to be trusted (the math index's CI includes 0)
 
     def as_dict(self) -> dict:
         out: dict = {"model": self.model, "base": self.base, "method": self.method, "index": self.index}
@@ -80,9 +85,16 @@ class TIResult:
             out[f"TI_{g}_ci"] = [_finite_or_none(lo), _finite_or_none(hi)]
         if self.ci:
             out["ci_undefined_share"] = self.ci_undefined_share
+        for g, (lo, hi) in self.domain_ci.items():
+            out[f"{prefix}_{g}_ci"] = [_finite_or_none(lo), _finite_or_none(hi)]
+        out["change"] = {g: _finite_or_none(v) for g, v in self.change.items()}
+        if self.change_ci:
+            out["change_ci"] = {g: [_finite_or_none(lo), _finite_or_none(hi)] for g, (lo, hi) in self.change_ci.items()}
         out["benchmarks"] = self.benchmarks
         if self.undefined:
             out["error"] = self.undefined
+        if self.unstable:
+            out["unstable"] = self.unstable
         return out
 
 
@@ -146,9 +158,17 @@ def _nanstd(x: np.ndarray, axis) -> np.ndarray:
 
 
 def ti_from_domain(domain: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """TI_g = index_g / index_math × 100, defined only for a math gain: a ratio to a math loss flips its sign
+    (a model that lost math and lost more elsewhere would print a large positive TI)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         math = domain["math"]
-        return {g: np.where(math != 0, domain[g] / math * 100.0, np.nan) for g in ("other", "non")}
+        return {g: np.where(math > 0, domain[g] / math * 100.0, np.nan) for g in ("other", "non")}
+
+
+def group_changes(tuned: np.ndarray, base: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The change of each group's mean score (points) for arrays [replicates, rows, benchmarks]; NaN = missing."""
+    gain = tuned - base
+    return {g: _nanmean(gain[..., cols], np.isfinite(gain[..., cols])) for g, cols in columns.items()}
 
 
 def _why_undefined(row: ModelScores, base: ModelScores, used: dict[str, list[str]], index, domain, sigma) -> str | None:
@@ -162,9 +182,14 @@ def _why_undefined(row: ModelScores, base: ModelScores, used: dict[str, list[str
     for g, s in sigma.items():
         if s == 0 and any(row.scores[b] != base.scores[b] for b in used[g]):
             return f"σ of the {g} group is zero (every gain in it is equal), so the gains cannot be z-normalised"
+    what = "ΔR_math" if index == "v1" else "DI_math"
     if domain["math"] == 0:
-        what = "ΔR_math" if index == "v1" else "DI_math"
         return f"{what} is zero (no math gain over the base), so the TI is undefined"
+    if domain["math"] < 0:
+        return (
+            f"{what} is {domain['math']:.3g}: the model lost math, and a ratio to a math loss flips the TI's sign, "
+            "so the TI is undefined (the group changes say what happened)"
+        )
     return None
 
 
@@ -199,6 +224,7 @@ def transferability(
     tuned_scores, base_scores = score_matrix(tuned, benchmarks), score_matrix(bases, benchmarks)
     domain, sigmas = domain_indexes(tuned_scores[None], base_scores[None], columns, index, sigma)
     ti = ti_from_domain(domain)
+    changes = group_changes(tuned_scores[None], base_scores[None], columns)
     results = []
     for i, (row, base) in enumerate(zip(tuned, bases, strict=True)):
         row_domain = {g: float(domain[g][0, i]) for g in GROUPS}
@@ -219,6 +245,7 @@ def transferability(
                 sigma=row_sigma,
                 benchmarks=used,
                 undefined=undefined,
+                change={g: float(changes[g][0, i]) for g in GROUPS},
             )
         )
     if bootstrap and any(r.docs for r in rows):
@@ -280,10 +307,25 @@ def _attach_bootstrap_ci(results, rows, tuned, bases, benchmarks, columns, index
     b_idx = [position[b.model] for b in bases]
     domain, _ = domain_indexes(sample[:, t_idx], sample[:, b_idx], columns, index, sigma)
     ti = ti_from_domain(domain)
+    changes = group_changes(sample[:, t_idx], sample[:, b_idx], columns)
     tail = (1.0 - confidence) / 2.0 * 100.0
+
+    def interval(values: np.ndarray) -> tuple[float, float] | None:
+        values = values[np.isfinite(values)]
+        return tuple(float(v) for v in np.percentile(values, [tail, 100.0 - tail])) if values.size else None
+
     for i, result in enumerate(results):
+        result.change_ci = {g: ci for g in GROUPS if (ci := interval(changes[g][:, i]))}
+        result.domain_ci = {g: ci for g in GROUPS if (ci := interval(domain[g][:, i]))}
         if result.undefined:
             continue
+        math_ci = result.domain_ci.get("math")
+        if math_ci and math_ci[0] <= 0 <= math_ci[1]:
+            what = "ΔR_math" if index == "v1" else "DI_math"
+            result.unstable = (
+                f"{what}'s {confidence:.0%} CI [{math_ci[0]:.3g}, {math_ci[1]:.3g}] includes 0: the math gain is "
+                "within noise, so the TI (a ratio to it) and its CI are not to be trusted"
+            )
         defined = np.isfinite(ti["other"][:, i]) & np.isfinite(ti["non"][:, i])
         result.ci_undefined_share = float(1.0 - defined.mean())
         if defined.any():

@@ -4,6 +4,7 @@ import argparse
 import json
 import sys
 
+from rtransfer.benchmarks.names import GROUPS
 from rtransfer.errors import DataError, RtransferError
 from rtransfer.report.tables import fmt, fmt_ci, render
 from rtransfer.transfer import INDEXES, SIGMAS, ModelScores, TIResult, transferability
@@ -71,8 +72,9 @@ def run(args) -> int:
     for note in notes:
         print(f"rtransfer: note: {note}", file=sys.stderr)
     for r in results:
-        if r.undefined:
-            print(f"rtransfer: note: {r.model}: {r.undefined}", file=sys.stderr)
+        for problem in (r.undefined, r.unstable):
+            if problem:
+                print(f"rtransfer: note: {r.model}: {problem}", file=sys.stderr)
     if all(r.undefined for r in results):
         raise RtransferError("the TI is undefined for every model (see the notes above)")
     if args.json:
@@ -128,13 +130,20 @@ def _table(results: list[TIResult], reported: dict) -> tuple[list[str], list[lis
     header = ["model", "base", "method", "TI_other", "TI_non"]
     if with_ci:
         header += ["TI_other CI", "TI_non CI"]
+    # The group changes, always beside the TI: points of the group's mean score (with their CI when resampled).
+    header += [f"Δ{g}" for g in GROUPS]
+    if with_ci:
+        header += [f"Δ{g} CI" for g in GROUPS]
     if reported:
-        header += ["paper TI_other", "paper TI_non", "Δ other", "Δ non", ""]
+        header += ["paper TI_other", "paper TI_non", "diff other", "diff non", ""]
     cells = []
     for r in results:
         row = [r.model, r.base, r.method, fmt(r.ti["other"]), fmt(r.ti["non"])]
         if with_ci:
             row += [fmt_ci(r.ci.get("other")), fmt_ci(r.ci.get("non"))]
+        row += [fmt(r.change.get(g, float("nan"))) for g in GROUPS]
+        if with_ci:
+            row += [fmt_ci(r.change_ci.get(g)) for g in GROUPS]
         rep = reported.get(r.model)
         if reported and rep:
             from rtransfer.paper import KNOWN_MISMATCHES, reproduces
