@@ -2,22 +2,20 @@
 
     python bench/train_lab.py [--out DIR] [--arms sft-think,sft-nothink,onpolicy,grpo]
 
-Per arm: wall time of training, optimizer steps, and per group (math, other, non) the mean score before and after
-with a paired-bootstrap 95 % CI of the change (documents resampled per benchmark, the same draw for base and arm,
-since both answer the same test items). Run it on a quiet machine: timings of two torch processes on 2 cores are
-meaningless.
+Per arm: wall time of training, optimizer steps, and per group (math, other, non) the change of the group's mean
+score with a paired-bootstrap 95 % CI (documents resampled per benchmark, the same draw for base and every arm,
+since all answer the same test items), then the TI with its CI, exactly as `rtransfer ti` computes them. Run it
+on a quiet machine: timings of two torch processes on 2 cores are meaningless.
 """
 
 import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from rtransfer.benchmarks.names import GROUPS
-from rtransfer.records import doc_grades
-from rtransfer.runs import RunDir
+from rtransfer.sources import load_run_dir
 from rtransfer.train.run import TrainJob, evaluate_model, read_log, resolve_base, train
+from rtransfer.transfer import transferability
 
 ARMS = {
     "sft-think": ("sft", "on"),
@@ -28,41 +26,6 @@ ARMS = {
 REPLICATES = 2000
 
 
-def grades(run: Path) -> dict[str, dict[str, tuple[float, float]]]:
-    """benchmark -> {doc_id: (avg grade, weight)} of a run directory (weights: lab_format's instruction counts)."""
-    out = {}
-    for bench in RunDir(run).benchmarks():
-        ids, values, weights = doc_grades(RunDir(run).records(bench))
-        out[bench] = dict(zip(ids, zip(values.tolist(), weights.tolist(), strict=True), strict=True))
-    return out
-
-
-def weighted(values: np.ndarray, weights: np.ndarray, draws: np.ndarray | None = None):
-    if draws is None:
-        return 100 * (values * weights).sum() / weights.sum()
-    return 100 * (values[draws] * weights[draws]).sum(axis=1) / weights[draws].sum(axis=1)
-
-
-def group_changes(base: dict, tuned: dict, groups: dict[str, str], seed: int = 0) -> dict[str, tuple]:
-    """group -> (base mean, tuned mean, Δ, CI low, CI high), group mean = mean over its benchmarks' scores."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for group in GROUPS:
-        benches = [b for b in base if groups[b] == group and b in tuned]
-        deltas = np.zeros(REPLICATES)
-        base_mean = tuned_mean = 0.0
-        for b in benches:
-            ids = sorted(base[b])
-            (x, w), (y, v) = (np.array([run[b][i] for i in ids]).T for run in (base, tuned))
-            base_mean += weighted(x, w) / len(benches)
-            tuned_mean += weighted(y, v) / len(benches)
-            draws = rng.integers(0, len(ids), size=(REPLICATES, len(ids)))
-            deltas += (weighted(y, v, draws) - weighted(x, w, draws)) / len(benches)
-        lo, hi = np.percentile(deltas, [2.5, 97.5])
-        out[group] = (base_mean, tuned_mean, tuned_mean - base_mean, lo, hi)
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("/tmp/rtransfer-train-lab"))
@@ -70,25 +33,33 @@ def main() -> None:
     args = parser.parse_args()
     base = resolve_base("lab")
     evaluate_model(Path(base), args.out / "runs" / "base", "lab")
-    base_grades = grades(args.out / "runs" / "base")
-    groups = {
-        b: m["group"] for b, m in json.loads((args.out / "runs/base/scores.json").read_text())["benchmarks"].items()
-    }
-    rows = []
+    rows, trained = [], {}
     for arm in args.arms.split(","):
         method, thinking = ARMS[arm]
         model = train(TrainJob(method=method, model="lab", out=args.out / "models" / arm, thinking=thinking))
-        seconds = json.loads((model / "train.json").read_text())["seconds"]  # also when trained by an earlier run
         evaluate_model(model, args.out / "runs" / arm, "lab")
-        steps = read_log(model)[-1]["step"]
-        changes = group_changes(base_grades, grades(args.out / "runs" / arm), groups)
-        rows.append((arm, seconds, steps, changes))
-        print(f"{arm}: {seconds:.0f} s, {steps} steps", flush=True)
-    print("\n| arm | train s | steps | " + " | ".join(f"{g} before → after (Δ, 95 % CI)" for g in GROUPS) + " |")
-    print("|---|---|---|" + "---|" * len(GROUPS))
-    for arm, seconds, steps, changes in rows:
-        cells = [f"{b:.1f} → {t:.1f} ({d:+.1f}, {lo:+.1f}…{hi:+.1f})" for b, t, d, lo, hi in changes.values()]
-        print(f"| {arm} | {seconds:.0f} | {steps} | " + " | ".join(cells) + " |")
+        info = json.loads((model / "train.json").read_text())  # seconds: also when trained by an earlier run
+        trained[arm] = (info["seconds"], read_log(model)[-1]["step"])
+        print(f"{arm}: {info['seconds']:.0f} s, {trained[arm][1]} steps", flush=True)
+    for arm in ["base", *trained]:
+        row, _ = load_run_dir(args.out / "runs" / arm)
+        row.base = None if arm == "base" else "base"
+        rows.append(row)
+    # The group changes and TIs as `rtransfer ti` computes them: paired bootstrap over the shared test items.
+    results = transferability(rows, bootstrap=REPLICATES, seed=0)
+    print("\n| arm | train s | steps | " + " | ".join(f"Δ{g} (95 % CI)" for g in GROUPS) + " | TI_other | TI_non |")
+    print("|---|---|---|" + "---|" * (len(GROUPS) + 2))
+    for r in results:
+        seconds, steps = trained[r.model]
+        cells = [f"{r.change[g]:+.1f} ({r.change_ci[g][0]:+.1f}…{r.change_ci[g][1]:+.1f})" for g in GROUPS]
+        ti = [f"{r.ti[g]:.0f} ({r.ci[g][0]:.0f}…{r.ci[g][1]:.0f})" if g in r.ci else "—" for g in ("other", "non")]
+        print(f"| {r.model} | {seconds:.0f} | {steps} | " + " | ".join(cells + ti) + " |")
+    for r in results:
+        for problem in (r.undefined, r.unstable):
+            if problem:
+                print(f"- {r.model}: {problem}")
+    base_scores = rows[0].scores
+    print("\nbase:", ", ".join(f"{b} {v:.1f}" for b, v in base_scores.items()))
 
 
 if __name__ == "__main__":
