@@ -144,7 +144,9 @@ def test_cli_two_models_with_files_and_responses(tiny_model, other_model, tmp_pa
     common = ["--base", tiny_model, "--tuned", other_model, "--benchmarks", "lab_arith", "--samples", "4", "--json"]
     [lat] = _probe(capsys, "latent", *common, "--out", out, "--pooling", "paper")
     assert lat["d"] > 10 * lat["noise_floor"]["d_null"] and min(lat["cka"]) < 0.99
-    assert (out / "latent_lab_arith.png").stat().st_size > 1000 and json.loads((out / "latent.json").read_text())
+    assert (out / "latent_lab_arith.png").stat().st_size > 1000
+    saved = json.loads((out / "latent.json").read_text())
+    assert saved["rows"][0]["d"] == lat["d"] and saved["manifest"]["models"]["tuned"]["fingerprint"]
     # Answers from a run directory's records instead of generating.
     run = RunDir(tmp_path / "run")
     with run.writer("lab_arith") as w:
@@ -154,7 +156,7 @@ def test_cli_two_models_with_files_and_responses(tiny_model, other_model, tmp_pa
     assert tokens["answers"] == 3 and tokens["answers_from"] == str(run.path)
     assert tokens["kl_exact"] > 100 * tokens["noise_floor"]["kl_null"] > 0
     assert tokens["shifted"] > 0 and tokens["top_shifted_tokens"]
-    assert json.loads((out / "tokens.json").read_text())[0]["benchmark"] == "lab_arith"
+    assert json.loads((out / "tokens.json").read_text())["rows"][0]["benchmark"] == "lab_arith"
 
 
 # --- the lab: a few fine-tuning steps on math, measured above the noise floor ------------------------------------
@@ -195,3 +197,169 @@ def test_math_fine_tuning_drifts_above_the_noise_floor(tmp_path):
     tuned_kl = summarize([score_answer(model, base, p, a) for p, a in items], str)["kl_exact"]
     null_kl = summarize([score_answer(twin, base, p, a) for p, a in items], str)["kl_exact"]
     assert tuned_kl > 10 * null_kl > 0
+
+
+# --- uncertainty, weights, forward KL (probes v2) ----------------------------------------------------------------
+def perturbed_copy(source: Path, out: Path, scale: float, seed: int = 0, **save) -> Path:
+    """`source` with Gaussian noise of `scale` added to every weight, saved as a model directory."""
+    model, tok = _load(source)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn_like(p))
+    model.save_pretrained(out, **save)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_bootstrap_of_d_refits_the_pca_and_matches_a_plain_refit():
+    from rtransfer.probes.latent import _layer_points, d_replicates
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3, 30, 16))
+    tuned = base + 0.3 * rng.normal(size=base.shape) + 0.1
+    draws = np.random.default_rng(4)
+    plain = []
+    for _ in range(40):  # scikit-learn's PCA refit on each replicate's texts: the definition
+        idx = draws.integers(0, 30, 30)
+        pb, pt = _layer_points(base[:, idx], tuned[:, idx])
+        plain.append(np.linalg.norm(pt.mean(axis=0) - pb.mean(axis=0)))
+    np.testing.assert_allclose(d_replicates(base, tuned, 40, seed=4), plain, rtol=1e-9, atol=1e-12)
+
+
+def test_identical_models_give_zero_with_zero_width_cis(tiny_model, capsys):
+    common = ["--base", tiny_model, "--tuned", tiny_model, "--suite", "lab", "--samples", "6", "--json"]
+    latent = _probe(capsys, "latent", *common, "--bootstrap", "50")
+    assert all(r["d"] == 0.0 and r["d_ci"] == [0.0, 0.0] for r in latent)
+    tokens = _probe(capsys, "tokens", *common, "--max-new-tokens", "6", "--bootstrap", "50", "--direction", "both")
+    for r in tokens:
+        for figures in (r, r["forward"]):
+            for f in ("kl_exact", "kl_sampled", "mean_rank_shift", "shifted"):
+                lo, hi = figures[f"{f}_ci"]
+                assert figures[f] == pytest.approx(0.0, abs=1e-6) and lo == pytest.approx(hi, abs=1e-6)
+
+
+def test_a_perturbed_copy_has_cis_that_exclude_zero_and_group_summaries(tiny_model, tmp_path):
+    from rtransfer.probes.pipeline import LatentSettings, TokenSettings, run_latent, run_tokens
+
+    tuned = perturbed_copy(tiny_model, tmp_path / "perturbed", 0.02)
+    common = {
+        "base": str(tiny_model),
+        "tuned": str(tuned),
+        "benchmarks": ["lab_arith", "lab_lineq", "lab_story"],
+        "samples": 12,
+        "bootstrap": 200,
+        "noise_floor": False,
+    }
+    latent = run_latent(LatentSettings(**common))
+    for r in latent["rows"]:
+        assert 0 < r["d_ci"][0] <= r["d"] <= r["d_ci"][1]
+    math = next(g for g in latent["groups"] if g["group"] == "math")
+    assert math["benchmarks"] == ["lab_arith", "lab_lineq"]
+    assert math["d"] == pytest.approx(np.mean([r["d"] for r in latent["rows"][:2]])) and math["d_ci"][0] > 0
+    assert [g["group"] for g in latent["groups"]] == ["math", "non"]
+    tokens = run_tokens(TokenSettings(**common, max_new_tokens=8, direction="both"))
+    for r in tokens["rows"]:
+        assert r["kl_exact_ci"][0] > 0 and r["forward"]["kl_exact_ci"][0] > 0
+    assert {(g["direction"], g["group"]) for g in tokens["groups"]} == {
+        (d, g) for d in ("reverse", "forward") for g in ("math", "non")
+    }
+
+
+def test_cis_shrink_as_texts_are_added_on_the_lab(tmp_path):
+    from rtransfer.probes.pipeline import LatentSettings, TokenSettings, run_latent, run_tokens
+
+    base = build_base(QUICK)
+    tuned = perturbed_copy(base, tmp_path / "tuned", 0.01)
+
+    def widths(n: int) -> tuple[float, float]:
+        common = {
+            "base": str(base),
+            "tuned": str(tuned),
+            "benchmarks": ["lab_format"],
+            "samples": n,
+            "bootstrap": 200,
+            "noise_floor": False,
+        }
+        (lat,) = run_latent(LatentSettings(**common))["rows"]
+        (tok,) = run_tokens(TokenSettings(**common, max_new_tokens=8, batch_size=32))["rows"]
+        return lat["d_ci"][1] - lat["d_ci"][0], tok["kl_exact_ci"][1] - tok["kl_exact_ci"][0]
+
+    (d32, kl32), (d128, kl128) = widths(32), widths(128)
+    assert d128 < d32 and kl128 < kl32
+
+
+def test_forward_and_reverse_kl_match_brute_force(tiny_model, other_model):
+    from rtransfer.probes.pipeline import TokenSettings, run_tokens
+    from rtransfer.probes.tokens import greedy_answers
+
+    settings = TokenSettings(
+        base=str(tiny_model),
+        tuned=str(other_model),
+        benchmarks=["lab_arith"],
+        samples=3,
+        max_new_tokens=6,
+        bootstrap=0,
+        noise_floor=False,
+        direction="both",
+    )
+    (row,) = run_tokens(settings)["rows"]
+    base_engine, tuned_engine = load_engine(str(tiny_model)), load_engine(str(other_model))
+    from rtransfer.benchmarks.registry import get_task
+
+    task = get_task("lab_arith")
+    rendered = [tuned_engine.render(task.prompt(d)) for d in task.load(None)[:3]]
+
+    def brute(p_model, q_model, writer) -> float:  # mean over answers of the mean per-position KL(p‖q)
+        per_answer = []
+        for text, answer in zip(rendered, greedy_answers(writer, rendered, 6), strict=True):
+            prompt = tuned_engine.encode(text)
+            ids = torch.tensor([prompt + answer])
+            with torch.no_grad():
+                lp = torch.log_softmax(p_model(ids).logits[0].double(), -1)[len(prompt) - 1 : -1]
+                lq = torch.log_softmax(q_model(ids).logits[0].double(), -1)[len(prompt) - 1 : -1]
+            per_answer.append(float((lp.exp() * (lp - lq)).sum(-1).mean()))
+        return float(np.mean(per_answer))
+
+    tuned, base = tuned_engine.model, base_engine.model
+    assert row["kl_exact"] == pytest.approx(brute(tuned, base, tuned_engine), abs=1e-5)
+    assert row["forward"]["kl_exact"] == pytest.approx(brute(base, tuned, base_engine), abs=1e-5)
+    assert row["forward"]["answers_from"] == "base model, greedy" and row["forward"]["kl_exact"] > 0.01
+
+
+def test_weight_probe_on_constructed_pairs(tiny_model, tmp_path, capsys):
+    from rtransfer.probes.weights import weight_drift
+
+    same = weight_drift(str(tiny_model), str(tiny_model))
+    assert same["total"]["unchanged_share"] == 1.0 and same["total"]["relative_norm"] == 0.0
+    assert all(t["rank"] == 0 for t in same["tensors"] if len(t["shape"]) == 2)
+
+    model, tok = _load(tiny_model)
+    name = "model.layers.1.mlp.down_proj.weight"
+    weight = dict(model.named_parameters())[name]
+    torch.manual_seed(0)
+    with torch.no_grad():  # a rank-1 update of one matrix, everything else untouched
+        weight.add_(0.05 * torch.outer(torch.randn(weight.shape[0]), torch.randn(weight.shape[1])))
+    model.save_pretrained(tmp_path / "rank1", max_shard_size="100KB")  # sharded: streamed across files
+    tok.save_pretrained(tmp_path / "rank1")
+    assert (tmp_path / "rank1" / "model.safetensors.index.json").exists()
+    result = weight_drift(str(tiny_model), str(tmp_path / "rank1"))
+    changed = {t["name"]: t for t in result["tensors"] if t["unchanged"] < t["n"]}
+    assert list(changed) == [name] and changed[name]["rank"] == 1
+    assert changed[name]["effective_rank"] == pytest.approx(1.0, abs=1e-3)
+    layer1 = next(layer for layer in result["layers"] if layer["layer"] == "1")
+    assert layer1["relative_norm"] > 0 and all(
+        layer["relative_norm"] == 0 for layer in result["layers"] if layer["layer"] != "1"
+    )
+
+    tiny = perturbed_copy(tiny_model, tmp_path / "tiny-noise", 1e-7)  # below bf16's resolution
+    cli = _probe_json(capsys, "weights", "--base", tiny_model, "--tuned", tiny)
+    assert cli["total"]["unchanged_share"] < 0.5 and cli["total"]["unchanged_bf16_share"] > 0.99
+
+
+def _probe_json(capsys, *argv) -> dict:
+    parser = argparse.ArgumentParser()
+    probe_command.register(parser.add_subparsers())
+    args = parser.parse_args(["probe", *[str(a) for a in argv], "--json"])
+    assert args.run(args) == 0
+    return json.loads(capsys.readouterr().out)

@@ -114,6 +114,30 @@ def summarize(scores: Sequence[AnswerScores], decode: Callable[[int], str], top:
     }
 
 
+CI_FIELDS = ("kl_exact", "kl_sampled", "mean_rank_shift", "shifted")
+
+
+def summary_replicates(scores: Sequence[AnswerScores], replicates: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """CI_FIELDS of `summarize` on `replicates` bootstrap samples of the answers (prompts resampled with
+    replacement; positions pooled within each replicate as in `summarize`)."""
+    scores = [s for s in scores if len(s.tokens)]
+    if not scores:
+        raise DataError("no answer has any token to score")
+    kl = np.array([s.kl.mean() for s in scores])
+    sampled = np.array([abs(s.logratio.mean()) for s in scores])
+    shift = np.array([float((s.rank - 1).sum()) for s in scores])
+    shifted = np.array([float((s.rank > 3).sum()) for s in scores])
+    length = np.array([float(len(s.tokens)) for s in scores])
+    n = len(scores)
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=replicates)
+    return {
+        "kl_exact": counts @ kl / n,
+        "kl_sampled": counts @ sampled / n,
+        "mean_rank_shift": (counts @ shift) / (counts @ length),
+        "shifted": (counts @ shifted) / (counts @ length),
+    }
+
+
 def answer_ids(engine: Any, prompt_text: str, answer: str) -> tuple[list[int], list[int]]:
     """Token ids of the rendered prompt and of the answer after it. As the HF engine scores continuations:
     tokenize prompt+answer together and split at the prompt's length, so merges across the seam match running
