@@ -10,6 +10,7 @@ versions) differ from the stored manifest.
 """
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -161,3 +162,14 @@ class RunDir:
 
     def write_scores(self, scores: dict) -> None:
         write_json_atomic(self.path / SCORES, scores)
+
+
+def versions() -> dict[str, str | None]:
+    """The versions of rtransfer and the libraries its numbers depend on, for result files."""
+    out: dict[str, str | None] = {"rtransfer": __version__}
+    for name in ("torch", "transformers", "trl", "accelerate", "math-verify"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out

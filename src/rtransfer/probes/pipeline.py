@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from rtransfer import __version__
 from rtransfer.errors import DataError
 
 DIRECTIONS = ("reverse", "forward", "both")
@@ -64,8 +63,7 @@ def percentile_ci(values: np.ndarray, confidence: float) -> list[float] | None:
 
 def manifest(settings: ProbeSettings, probe: str) -> dict[str, Any]:
     from rtransfer.records import now
-    from rtransfer.runs import fingerprint
-    from rtransfer.train.outputs import versions
+    from rtransfer.runs import fingerprint, versions
 
     models = {}
     for role in ("base", "tuned"):
@@ -78,7 +76,6 @@ def manifest(settings: ProbeSettings, probe: str) -> dict[str, Any]:
         "settings": settings_dict,
         "versions": versions(),
         "created": now(),
-        "rtransfer": __version__,
     }
 
 

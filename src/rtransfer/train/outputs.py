@@ -7,17 +7,15 @@ DIR/log.jsonl             one line per logged step: loss, lr, grad norm, rewards
 DIR/checkpoints/          checkpoint-<step>/ folders; a killed run resumes from the newest
 """
 
-import importlib.metadata
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtransfer import __version__
 from rtransfer.errors import RunMismatchError
 from rtransfer.records import now
-from rtransfer.runs import fingerprint
+from rtransfer.runs import fingerprint, versions
 from rtransfer.train.config import THINKING, Recipe, describe
 
 # TRL's log names → ours (TRL prefixes some by mode; `train_` summaries at the end are skipped).
@@ -33,16 +31,6 @@ LOG_KEYS = {
     "kl": "kl",
     "entropy": "entropy",
 }
-
-
-def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"rtransfer": __version__}
-    for name in ("torch", "transformers", "trl", "accelerate", "math-verify"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 @dataclass
