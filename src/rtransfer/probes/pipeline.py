@@ -223,14 +223,14 @@ def run_tokens(settings: TokenSettings) -> dict[str, Any]:
                 raise DataError(f"{name}: every {direction} answer is empty; nothing to score")
             items[direction, name] = pairs
 
-    def measure(p, q) -> dict:  # KL(p‖q) on each direction's answers, rank under q
-        return {
-            key: [
-                score_answer(p if key[0] == "reverse" else q, q if key[0] == "reverse" else p, a, b, settings.chunk)
-                for a, b in pairs
-            ]
-            for key, pairs in items.items()
-        }
+    def measure(tuned_model, base_model) -> dict:
+        """KL(tuned‖base), ranks under the base, on the tuned model's answers (reverse); the other way round on the
+        base's answers (forward)."""
+        out = {}
+        for (direction, name), pairs in items.items():
+            p, q = (tuned_model, base_model) if direction == "reverse" else (base_model, tuned_model)
+            out[direction, name] = [score_answer(p, q, prompt, answer, settings.chunk) for prompt, answer in pairs]
+        return out
 
     scores = measure(tuned.model, base.model)
     tokenizer = tuned.tokenizer  # kept for decoding; the tuned weights are freed
