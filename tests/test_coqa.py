@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rtransfer.benchmarks.base import Doc
-from rtransfer.benchmarks.coqa import CoQA, read_answer, story_from_hub
+from rtransfer.benchmarks.coqa import CoQA, story_from_hub
 from rtransfer.errors import DataError
 from rtransfer.grading.overlap import (
     coqa_scores,
@@ -15,6 +15,7 @@ from rtransfer.grading.overlap import (
     leave_one_out,
     max_reference,
     normalize_answer,
+    read_answer,
     token_f1,
 )
 from rtransfer.records import Record, doc_grades

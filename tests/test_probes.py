@@ -355,4 +355,3 @@ def test_weight_probe_on_constructed_pairs(tiny_model, tmp_path, capsys):
     tiny = perturbed_copy(tiny_model, tmp_path / "tiny-noise", 1e-7)  # below bf16's resolution
     cli = _probe(capsys, "weights", "--base", tiny_model, "--tuned", tiny, "--json")
     assert cli["total"]["unchanged_share"] < 0.5 and cli["total"]["unchanged_bf16_share"] > 0.99
-

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from rtransfer.benchmarks.base import Grade
 from rtransfer.errors import DataError
+from rtransfer.grading.grade import Grade
 from rtransfer.records import Record, RecordWriter, doc_grades, read_records, regrade
 
 

@@ -41,16 +41,6 @@ def read_jsonl(path: Path, required: Iterable[str]) -> list[dict[str, Any]]:
     return [record for _, record in read_objects(path, tuple(required))]
 
 
-def hub_rows(name: str, split: str, config: str | None = None) -> list[dict[str, Any]]:
-    """Rows of a Hugging Face dataset, for users with a connection (tests use local files only)."""
-    from datasets import load_dataset  # heavy; only this path needs it
-
-    try:
-        return [dict(row) for row in load_dataset(name, config, split=split)]
-    except Exception as err:  # network, authentication, renamed dataset: say which and how to avoid it
-        raise DataError(f"could not load {name} from the Hugging Face hub ({err}); pass --data-dir instead") from err
-
-
 def last_boxed(text: str) -> str | None:
     """The content of the last \\boxed{...} in `text` (braces balanced), or None."""
     start = text.rfind("\\boxed{")

@@ -62,10 +62,10 @@ class AcpBench(Task):
         docs: list[Doc] = []
         for task in TASKS:
             if data_dir is None:
-                from datasets import load_dataset
+                from rtransfer.benchmarks.hub import hub_rows
 
                 source = f"{self.hf_dataset}:acp_{task}_mcq"
-                records = list(load_dataset(self.hf_dataset, f"acp_{task}_mcq", split="test"))
+                records = hub_rows(self.hf_dataset, "test", f"acp_{task}_mcq")
             else:
                 path = self.folder(data_dir) / task / "test.mcq.json.gz"
                 source = str(path)

@@ -3,8 +3,9 @@ samples (BRIEF §2)."""
 
 from pathlib import Path
 
-from rtransfer.benchmarks._math import SAMPLED, MathTask, hub_rows, last_boxed, read_jsonl, unique_docs
+from rtransfer.benchmarks._math import SAMPLED, MathTask, last_boxed, read_jsonl, unique_docs
 from rtransfer.benchmarks.base import Doc, Settings
+from rtransfer.benchmarks.hub import hub_rows
 from rtransfer.errors import DataError
 
 

@@ -8,8 +8,9 @@ Documents are ordered I-1 … I-15, II-1 … II-15, with ids "2025-I-1" … "202
 import csv
 from pathlib import Path
 
-from rtransfer.benchmarks._math import SAMPLED, MathTask, hub_rows, unique_docs
+from rtransfer.benchmarks._math import SAMPLED, MathTask, unique_docs
 from rtransfer.benchmarks.base import Doc, Settings
+from rtransfer.benchmarks.hub import hub_rows
 from rtransfer.errors import DataError
 
 EXAMS = ("I", "II")

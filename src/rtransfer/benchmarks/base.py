@@ -6,11 +6,12 @@ messages) and grades text or log-likelihoods; the runner (rtransfer.evaluate) mo
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from rtransfer.errors import DataError
+from rtransfer.grading.grade import Grade
 from rtransfer.records import Record, doc_grades
 
 Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
@@ -20,14 +21,6 @@ Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "conte
 class Doc:
     id: str  # the dataset's own id where it has one (MATH-500 unique_id, OlympiadBench id, ...)
     data: dict[str, Any]  # the record as loaded (plus derived fields, e.g. shuffled choices)
-
-
-@dataclass
-class Grade:
-    score: float  # in [0, 1]
-    extracted: Any = None  # what the grader read from the answer (None: nothing found)
-    weight: float = 1.0  # the document's weight in a ratio metric (IFEval instruction level), else 1
-    extra: dict = field(default_factory=dict)  # grader details worth keeping in the record
 
 
 @dataclass(frozen=True)

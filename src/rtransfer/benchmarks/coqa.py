@@ -26,26 +26,16 @@ reference per turn) are read too (`story_from_hub`).
 """
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
 from rtransfer.errors import DataError
-from rtransfer.grading.overlap import coqa_scores, exact_match, max_reference, token_f1
-from rtransfer.grading.text import strip_thinking
+from rtransfer.grading.overlap import coqa_scores, exact_match, max_reference, read_answer, token_f1
 from rtransfer.records import Record, doc_grades
 
 OFFICIAL_DEV_FILE = "coqa-dev-v1.0.json"
-# "Answer:", "**Answer:**", "A:" at the start of the line: a label, not part of the answer.
-_LABEL = re.compile(r"^[\s*_#]*(?:answer|a)[\s*_]*:[\s*_]*", re.IGNORECASE)
-
-
-def read_answer(response: str) -> str:
-    """The answer a response gives: the first line after thinking is removed, without a leading label."""
-    lines = strip_thinking(response).strip().split("\n")
-    return _LABEL.sub("", lines[0]).strip()
 
 
 def _texts(items: Any, where: str, what: str) -> list[str]:
@@ -115,7 +105,7 @@ class CoQA(Task):
 
     def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
         if data_dir is None:
-            from rtransfer.benchmarks._math import hub_rows
+            from rtransfer.benchmarks.hub import hub_rows
 
             stories = [story_from_hub(row, i) for i, row in enumerate(hub_rows(self.hf_dataset, "validation"))]
             return self._docs(stories, self.hf_dataset)

@@ -51,9 +51,9 @@ class GpqaDiamond(Task):
 
     def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
         if data_dir is None:
-            from datasets import load_dataset
+            from rtransfer.benchmarks.hub import hub_rows
 
-            rows = list(load_dataset(self.hf_dataset, "gpqa_diamond", split="train"))
+            rows = hub_rows(self.hf_dataset, "train", "gpqa_diamond")
             return self._docs(rows, self.hf_dataset, seed)
         path = self.folder(data_dir) / self.file_name
         try:

@@ -171,7 +171,7 @@ class HaluEval(Task):
         else:
             fields = (*CONTEXT[task], *VERSIONS[task])
         if folder is None:
-            from rtransfer.benchmarks._math import hub_rows
+            from rtransfer.benchmarks.hub import hub_rows
 
             config = f"{task}_samples" if self.items == "samples" else task
             rows = list(enumerate(hub_rows(self.hf_dataset, "data", config), start=1))

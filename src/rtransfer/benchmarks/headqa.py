@@ -34,9 +34,9 @@ class HeadQA(Task):
 
     def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
         if data_dir is None:
-            from datasets import load_dataset
+            from rtransfer.benchmarks.hub import hub_rows
 
-            rows = list(load_dataset(self.hf_dataset, "en", split="test"))
+            rows = hub_rows(self.hf_dataset, "test", "en")
             return self._docs(rows, f"{self.hf_dataset}:en")
         path = self.folder(data_dir) / "test_HEAD_EN.json"
         try:

@@ -38,14 +38,9 @@ class IFEval(Task):
     def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
         """The prompts in file order (`seed` is unused: nothing is shuffled)."""
         if data_dir is None:
-            from datasets import load_dataset  # heavy; only this path needs it
+            from rtransfer.benchmarks.hub import hub_rows
 
-            try:
-                rows = [dict(row) for row in load_dataset(self.hf_dataset, split="train")]
-            except Exception as err:  # network, authentication, renamed dataset: say which and how to avoid it
-                raise DataError(
-                    f"could not load {self.hf_dataset} from the Hugging Face hub ({err}); pass --data-dir instead"
-                ) from err
+            rows = hub_rows(self.hf_dataset, "train")
             return self._docs([(number, row) for number, row in enumerate(rows, start=1)], self.hf_dataset)
         path = self.folder(data_dir) / "input_data.jsonl"
         return self._docs(read_objects(path, ("key", "prompt")), str(path))

@@ -267,7 +267,9 @@ class LiveCodeBench(Task):
                 for name in VERSION_FILES[self.version_tag]
             ]
         except Exception as err:  # network, renamed files: say which and how to avoid it
-            raise DataError(f"could not download {self.hf_dataset} ({err}); pass --data-dir instead") from err
+            from rtransfer.benchmarks.hub import hub_error
+
+            raise hub_error(self.hf_dataset, err) from err
 
     def _doc(self, row: dict[str, Any], where: str) -> Doc:
         missing = [k for k in ("question_id", "question_content", "public_test_cases") if not row.get(k)]

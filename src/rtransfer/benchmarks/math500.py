@@ -3,8 +3,9 @@ average over 3 samples (BRIEF §2)."""
 
 from pathlib import Path
 
-from rtransfer.benchmarks._math import SAMPLED, MathTask, hub_rows, read_jsonl, unique_docs
+from rtransfer.benchmarks._math import SAMPLED, MathTask, read_jsonl, unique_docs
 from rtransfer.benchmarks.base import Doc, Settings
+from rtransfer.benchmarks.hub import hub_rows
 
 
 class Math500(MathTask):

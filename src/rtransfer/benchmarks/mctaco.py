@@ -67,9 +67,9 @@ class McTaco(Task):
 
     def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
         if data_dir is None:
-            from datasets import load_dataset
+            from rtransfer.benchmarks.hub import hub_rows
 
-            rows = [dict(r) for r in load_dataset(self.hf_dataset, split="test")]
+            rows = hub_rows(self.hf_dataset, "test")
             for r in rows:
                 r["label"] = LABELS[int(r["label"])] if not isinstance(r["label"], str) else r["label"]
             return self._docs(rows, self.hf_dataset)

@@ -5,8 +5,9 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from rtransfer.benchmarks._math import MathTask, hub_rows, read_jsonl, unique_docs
+from rtransfer.benchmarks._math import MathTask, read_jsonl, unique_docs
 from rtransfer.benchmarks.base import Doc, Settings
+from rtransfer.benchmarks.hub import hub_rows
 from rtransfer.errors import DataError
 
 # The authors ran OlympiadBench with their lm-evaluation-harness task: repository

@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from rtransfer.benchmarks.base import Grade
+from rtransfer.grading.grade import Grade
 from rtransfer.grading.text import strip_thinking
 
 LETTERS = "ABCD"

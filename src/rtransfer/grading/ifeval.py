@@ -34,8 +34,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rtransfer.benchmarks.base import Grade
 from rtransfer.errors import DataError
+from rtransfer.grading.grade import Grade
 from rtransfer.grading.text import strip_thinking
 
 # Bump the first part when this module's grading changes; the checkers' version changes grades too.

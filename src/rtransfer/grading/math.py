@@ -26,7 +26,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rtransfer.benchmarks.base import Grade
+from rtransfer.grading.grade import Grade
 from rtransfer.grading.text import strip_thinking
 
 # Bump the first part when this module's grading changes; the math-verify version changes grades too.

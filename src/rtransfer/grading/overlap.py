@@ -19,10 +19,21 @@ import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from rtransfer.grading.text import strip_thinking
+
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 
 Metric = Callable[[str, str], float]  # (gold, prediction) -> score in [0, 1]
+# "Answer:", "**Answer:**", "A:" at the start of the line: a label, not part of the answer.
+_LABEL = re.compile(r"^[\s*_#]*(?:answer|a)[\s*_]*:[\s*_]*", re.IGNORECASE)
+
+
+def read_answer(response: str) -> str:
+    """The answer a free-form response gives (CoQA, the lab's story task): the first line after thinking is
+    removed, without a leading label."""
+    lines = strip_thinking(response).strip().split("\n")
+    return _LABEL.sub("", lines[0]).strip()
 
 
 def normalize_answer(text: str) -> str:

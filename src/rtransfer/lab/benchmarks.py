@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
-from rtransfer.benchmarks.coqa import read_answer
 from rtransfer.grading.choice import grade_choice
 from rtransfer.grading.ifeval import GRADER_VERSION as IFEVAL_GRADER_VERSION
 from rtransfer.grading.ifeval import grade_ifeval
 from rtransfer.grading.math import GRADER_VERSION as MATH_GRADER_VERSION
 from rtransfer.grading.math import grade_math
-from rtransfer.grading.overlap import coqa_scores
+from rtransfer.grading.overlap import coqa_scores, read_answer
 from rtransfer.grading.yesno import parse_yes_no
 from rtransfer.lab.generators import LAB_VERSION
 from rtransfer.lab.splits import SPLITS_VERSION, eval_items

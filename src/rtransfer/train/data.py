@@ -53,7 +53,7 @@ def lab_queries(seed: int = 0, per_task: int = LAB_QUERIES_PER_TASK) -> list[Que
 
 
 def _hub_rows(name: str) -> list[tuple[int, dict[str, Any]]]:
-    from rtransfer.benchmarks._math import hub_rows
+    from rtransfer.benchmarks.hub import hub_rows
 
     return list(enumerate(hub_rows(name, "train"), start=1))
 
