@@ -11,7 +11,6 @@ import time
 import pytest
 
 from rtransfer.errors import DataError
-from rtransfer.grading.grade import Grade
 from rtransfer.records import Record, RecordWriter, doc_grades, read_records, regrade
 
 
@@ -77,7 +76,13 @@ def test_regrade_rewrites_grades_without_generation(tmp_path):
     path = tmp_path / "r.jsonl"
     with RecordWriter(path) as w:
         w.write_all([rec("a", 0, 0.0, grader_version="1"), rec("b", 0, 0.0, grader_version="1")])
-    regrade(path, lambda r: Grade(float(r.doc_id == "a"), r.response.split()[-1], 2.0, {"n": 1}), grader_version="2")
+
+    def regraded(r: Record) -> Record:
+        r.extracted, r.grade, r.weight = r.response.split()[-1], float(r.doc_id == "a"), 2.0
+        r.grading, r.grader_version = {"n": 1}, "2"
+        return r
+
+    regrade(path, regraded)
     records = read_records(path)
     assert [(r.extracted, r.grade, r.weight, r.grading, r.grader_version) for r in records] == [
         ("a", 1.0, 2.0, {"n": 1}, "2"),

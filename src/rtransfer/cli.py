@@ -9,7 +9,7 @@ from rtransfer import __version__
 from rtransfer.errors import RtransferError
 
 # Subcommands built so far, in help order. Planned next: report, study.
-COMMANDS = ("eval", "grade", "lab", "probe", "ti", "train")
+COMMANDS = ("eval", "grade", "regrade", "lab", "probe", "ti", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

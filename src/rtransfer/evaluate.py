@@ -1,22 +1,28 @@
 """The runner: benchmarks × one model → records → scores, resumable at any point.
 
 For each benchmark: load the documents, skip every (doc, sample) already in the records, send the rest to the
-engine in chunks, grade each answer as it arrives and append it to the records. Scores are computed from the
+engine in chunks, grade each answer in a pool as it arrives and append it to the records (grade_record is the one
+grading path: `rtransfer grade` and `rtransfer regrade` use it too). Scores are computed from the
 records alone, so an interrupted run, a resumed run and a re-graded run all score the same way.
 """
 
 import hashlib
+import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rtransfer.benchmarks.base import Doc, Grade, Task
+from rtransfer.benchmarks.base import Doc, Task
 from rtransfer.engines.base import Engine, SamplingParams
-from rtransfer.records import Record, doc_grades
-from rtransfer.runs import RunDir, new_manifest
+from rtransfer.errors import DataError
+from rtransfer.records import Record, doc_grades, regrade
+from rtransfer.runs import RunDir, new_manifest, write_json_atomic
 
 CI_REPLICATES = 1000
 
@@ -79,6 +85,8 @@ def start_run(run: RunDir, engine: Engine, plan: EvalPlan, name: str | None = No
         benchmarks={t.name: benchmark_manifest(t, plan) for t in plan.tasks},
     )
     manifest["engine_info"] = {k: v for k, v in info.items() if k != "chat_template"}
+    # Where the documents came from, so that a later `rtransfer regrade` loads the same ones.
+    manifest.update(data_dir=str(Path(plan.data_dir).resolve()) if plan.data_dir else None, limit=plan.limit)
     return run.start(manifest)
 
 
@@ -87,22 +95,36 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Generate and grade whatever is missing from the records, then score. Returns the metrics."""
     docs = load_docs(task, plan)
+    by_id = {d.id: d for d in docs}
     samples, params = plan.overrides.apply(task)
     if task.kind == "loglik":
         samples = 1
-    with run.writer(task.name) as writer:
+    with run.writer(task.name) as writer, grading_pool() as pool:
         pending = [(d, s) for d in docs for s in range(samples) if not writer.has(d.id, s)]
         done = len(docs) * samples - len(pending)
         if progress:
             progress(done, len(docs) * samples)
-        for start in range(0, len(pending), plan.chunk):
-            batch = pending[start : start + plan.chunk]
-            # Each record is written as its answer arrives: a crash loses only the answers still in flight.
-            for record in _answer(engine, task, batch, params, plan.seed):
-                writer.write(record)
+        # Answers are graded in a pool while the engine goes on (a slow grader, say LiveCodeBench's sandbox, must
+        # not stall a server's requests), and written in the order they arrived, each once graded: a crash loses
+        # only the answers in flight.
+        queue: deque = deque()
+
+        def write_graded(wait_all: bool) -> None:
+            nonlocal done
+            while queue and (wait_all or queue[0].done() or len(queue) > GRADING_BACKLOG):
+                writer.write(queue.popleft().result())
                 done += 1
                 if progress:
                     progress(done, len(docs) * samples)
+
+        for start in range(0, len(pending), plan.chunk):
+            batch = pending[start : start + plan.chunk]
+            try:
+                for record in _answer(engine, task, batch, params, plan.seed):
+                    queue.append(pool.submit(grade_record, task, by_id[record.doc_id], record))
+                    write_graded(wait_all=False)
+            finally:  # also when the engine fails mid-chunk: every answer received reaches the records
+                write_graded(wait_all=True)
     return score(task, docs, run.records(task.name))
 
 
@@ -111,13 +133,37 @@ def load_docs(task: Task, plan: EvalPlan) -> list[Doc]:
     return docs[: plan.limit] if plan.limit else docs
 
 
+# --- grading: the one path that eval, `rtransfer grade` and `rtransfer regrade` share ----------------------------
+GRADING_BACKLOG = 256  # answers waiting for their grade before the runner waits for the oldest
+
+
+@contextmanager
+def grading_pool(workers: int | None = None) -> Iterator[ThreadPoolExecutor]:
+    """Threads for the graders: the slow ones (math-verify, the code sandbox) work in child processes, so
+    threads are enough to keep them all busy."""
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2, thread_name_prefix="grade") as pool:
+        yield pool
+
+
+def grade_record(task: Task, doc: Doc, record: Record) -> Record:
+    """`record` graded by the task's grader: from its response, or for a log-likelihood task from the stored
+    log-likelihoods of the choices. The grade, extracted answer, weight, details and grader version are replaced."""
+    if task.kind == "loglik":
+        g = task.grade_choices(doc, record.extra["logprobs"])
+    else:
+        g = task.grade(doc, record.response or "")
+    record.extracted, record.grade, record.weight = g.extracted, float(g.score), float(g.weight)
+    record.grading, record.grader_version = dict(g.extra), task.grader_version
+    return record
+
+
 def _answer(engine: Engine, task: Task, batch, params: SamplingParams, seed: int) -> Iterator[Record]:
+    """Ungraded records of the batch, as the engine's answers arrive."""
     if task.kind == "loglik":
         requests = [task.choices(doc) for doc, _ in batch]
         all_logprobs = engine.loglikelihood(requests)
         for (doc, _), request, logprobs in zip(batch, requests, all_logprobs, strict=True):
-            grade = task.grade_choices(doc, logprobs)
-            yield _record(doc, 0, request[0], None, grade, task, None, {"logprobs": logprobs})
+            yield Record(doc.id, 0, request[0], None, extra={"logprobs": logprobs})
         return
     prompts = [task.prompt(doc) for doc, _ in batch]
     seeds = [sample_seed(seed, task.name, doc.id, s) for doc, s in batch]
@@ -127,23 +173,7 @@ def _answer(engine: Engine, task: Task, batch, params: SamplingParams, seed: int
     for i, gen in answers:
         (doc, s), prompt, seed_ = batch[i], prompts[i], seeds[i]
         extra = {"tokens": gen.tokens, "finish_reason": gen.finish_reason, "sampler_seed": gen.seed, **gen.extra}
-        yield _record(doc, s, prompt, gen.text, task.grade(doc, gen.text), task, seed_, extra)
-
-
-def _record(doc: Doc, sample: int, prompt, response, grade: Grade, task: Task, seed, extra: dict) -> Record:
-    return Record(
-        doc_id=doc.id,
-        sample=sample,
-        prompt=prompt,
-        response=response,
-        extracted=grade.extracted,
-        grade=float(grade.score),
-        weight=float(grade.weight),
-        grader_version=task.grader_version,
-        seed=seed,
-        grading=grade.extra,
-        extra=extra,
-    )
+        yield Record(doc.id, s, prompt, gen.text, seed=seed_, extra=extra)
 
 
 def score(task: Task, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
@@ -192,4 +222,38 @@ def evaluate(
         results[task.name] = run_benchmark(engine, task, run, plan, progress(task.name) if progress else None)
         stored = run.scores().get("benchmarks", {})
         run.write_scores({"benchmarks": {**stored, **results}})
+    return results
+
+
+def regrade_run(run: RunDir, data_dir: Path | None = None, seed: int | None = None, workers: int | None = None):
+    """Grade every benchmark of a run directory again from its stored responses (and log-likelihoods), with the
+    graders installed now: records rewritten atomically, the manifest's grader versions and scores.json follow
+    the records. `data_dir` and `seed` default to the run's own. Returns the metrics per benchmark."""
+    from rtransfer.benchmarks.registry import get_task
+
+    manifest = run.manifest()
+    if data_dir is None and manifest.get("data_dir"):
+        data_dir = Path(manifest["data_dir"])
+    if seed is None:
+        seed = manifest.get("seed") or 0
+    results = {}
+    for name in run.benchmarks():
+        task = get_task(name)
+        by_id = {d.id: d for d in task.load(data_dir, seed)}
+        unknown = next((r.doc_id for r in run.records(name) if r.doc_id not in by_id), None)
+        if unknown is not None:
+            raise DataError(f"{run.records_path(name)}: doc {unknown!r} is not in {name}'s documents here")
+
+        def regraded(record: Record, task: Task = task, by_id: dict[str, Doc] = by_id) -> Record:
+            return grade_record(task, by_id[record.doc_id], record)
+
+        with grading_pool(workers) as pool:
+            records = regrade(run.records_path(name), regraded, pool.map)
+        graded = {r.doc_id for r in records}
+        results[name] = score(task, [d for d in by_id.values() if d.id in graded], records)
+        manifest = run.manifest()
+        manifest.setdefault("benchmarks", {}).setdefault(name, {})["grader_version"] = task.grader_version
+        write_json_atomic(run.manifest_path, manifest)
+        stored = run.scores().get("benchmarks", {})
+        run.write_scores({"benchmarks": {**stored, name: results[name]}})
     return results

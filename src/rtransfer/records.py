@@ -147,20 +147,17 @@ class RecordWriter:
         self.close()
 
 
-def regrade(path: str | Path, grade: Callable[[Record], Any], grader_version: str) -> list[Record]:
-    """Grade stored records again without generating: `grade(record)` returns a Grade (rtransfer.benchmarks.base:
-    score, extracted, weight, extra), which replaces the record's grade, extracted answer, weight and grading
-    details (IFEval keeps its per-instruction results there).
+def regrade(path: str | Path, grade: Callable[[Record], Record], map_fn: Callable = map) -> list[Record]:
+    """Grade stored records again without generating: `grade(record)` returns the record with its grade, extracted
+    answer, weight, grading details and grader version replaced (rtransfer.evaluate.grade_record); `map_fn` may
+    be a pool's map. A record without a response or log-likelihoods to grade from stays as it is.
 
-    The file is rewritten atomically (temporary file, fsync, rename), under the writers' lock.
+    The file is rewritten atomically (temporary file, fsync, rename), under the writers' lock: a regrade killed
+    half-way leaves the old file whole.
     """
     path = Path(path)
     with RecordWriter(path) as writer:
-        records = list(writer.done.values())
-        for r in records:
-            g = grade(r)
-            r.extracted, r.grade, r.weight, r.grading = g.extracted, float(g.score), float(g.weight), dict(g.extra)
-            r.grader_version = grader_version
+        records = list(map_fn(grade, list(writer.done.values())))
         tmp = path.with_suffix(path.suffix + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             for r in records:

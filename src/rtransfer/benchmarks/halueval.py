@@ -266,7 +266,8 @@ class HaluEval(Task):
         lm_values = [sum(lm_eval[i]) / len(lm_eval[i]) for i in ids]
         first = {d.data["task"]: d for d in reversed(docs)}
         present = [t for t in TASKS if t in first]
-        counts = {t: sum(d.data["task"] == t for d in docs) for t in present}
+        graded = set(ids)  # documents with records: a loaded but ungraded document leaves its task incomplete
+        counts = {t: sum(d.data["task"] == t and d.id in graded for d in docs) for t in present}
         incomplete = [f"{t} is not scored" for t in TASKS if t not in first]
         incomplete += [first[t].data["short"] for t in present if first[t].data.get("short")]
         incomplete += [

@@ -6,9 +6,7 @@ samples: the score is avg@k). doc_id is the benchmark's own id (see the README's
 
 import argparse
 import json
-import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rtransfer.errors import DataError
@@ -50,7 +48,7 @@ def read_responses(path: Path, known: set[str]) -> list[tuple[str, int, str]]:
 
 def run(args) -> int:
     from rtransfer.benchmarks.registry import get_task
-    from rtransfer.evaluate import score
+    from rtransfer.evaluate import grade_record, grading_pool, score
     from rtransfer.records import Record
 
     task = get_task(args.benchmark)
@@ -58,22 +56,9 @@ def run(args) -> int:
         raise DataError(f"{task.name} is scored by log-likelihood, not from text; use rtransfer eval")
     docs = {d.id: d for d in task.load(args.data_dir, args.seed)}
     responses = read_responses(args.responses, set(docs))
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        grades = list(pool.map(lambda item: task.grade(docs[item[0]], item[2]), responses))
-    records = [
-        Record(
-            doc_id=d,
-            sample=s,
-            prompt=None,
-            response=r,
-            extracted=g.extracted,
-            grade=g.score,
-            weight=g.weight,
-            grader_version=task.grader_version,
-            grading=g.extra,
-        )
-        for (d, s, r), g in zip(responses, grades, strict=True)
-    ]
+    ungraded = [Record(doc_id=d, sample=s, prompt=None, response=r) for d, s, r in responses]
+    with grading_pool() as pool:
+        records = list(pool.map(lambda r: grade_record(task, docs[r.doc_id], r), ungraded))
     graded_docs = [docs[d] for d in dict.fromkeys(d for d, _, _ in responses)]
     metrics = score(task, graded_docs, records)
     if len(graded_docs) < len(docs):
