@@ -55,6 +55,14 @@ class EvalPlan:
     seed: int = 0
     overrides: Overrides = field(default_factory=Overrides)
     chunk: int = 64  # (doc, sample) pairs per engine call: small enough to checkpoint often
+    docs: dict[str, list[Doc]] = field(default_factory=dict)  # documents already loaded, by task name
+
+    def load(self) -> "EvalPlan":
+        """Load every task's documents now (a missing or malformed file fails before a model loads), once."""
+        for task in self.tasks:
+            if task.name not in self.docs:
+                self.docs[task.name] = task.load(self.data_dir, self.seed)
+        return self
 
 
 def sample_seed(seed: int, benchmark: str, doc_id: str, sample: int) -> int:
@@ -129,7 +137,7 @@ def run_benchmark(
 
 
 def load_docs(task: Task, plan: EvalPlan) -> list[Doc]:
-    docs = task.load(plan.data_dir, plan.seed)
+    docs = plan.docs[task.name] if task.name in plan.docs else task.load(plan.data_dir, plan.seed)
     return docs[: plan.limit] if plan.limit else docs
 
 

@@ -81,8 +81,7 @@ def run(args) -> int:
         seed=args.seed,
         overrides=Overrides(args.samples, args.temperature, args.top_p, args.max_new_tokens),
     )
-    for task in tasks:  # fail on missing data before loading a model
-        task.load(args.data_dir, args.seed)
+    plan.load()  # fail on missing data before loading a model; the documents are loaded once
     engine = make_engine(args, None if args.thinking is None else args.thinking == "on")
     if args.engine == "openai":
         # A chunk is what the runner hands the engine at once: enough to keep every server busy.
