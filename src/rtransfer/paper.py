@@ -58,3 +58,37 @@ def reported_ti() -> dict[str, ReportedTI]:
 
 def reproduces(result: TIResult, reported: ReportedTI, tolerance: float = TOLERANCE) -> bool:
     return abs(result.ti["other"] - reported.other) <= tolerance and abs(result.ti["non"] - reported.non) <= tolerance
+
+
+def mark(result: TIResult, reported: ReportedTI) -> str:
+    """How a recomputed row compares with the paper's: ok, a known typo of the paper, or a mismatch."""
+    if reproduces(result, reported):
+        return "ok"
+    return "known typo" if result.model in KNOWN_MISMATCHES else "MISMATCH"
+
+
+def comparison(result: TIResult, reported: ReportedTI) -> dict:
+    """The paper's side of a recomputed row, for JSON output."""
+    return {
+        "reported_TI_other": reported.other,
+        "reported_TI_non": reported.non,
+        "source": reported.source,
+        "reproduced": reproduces(result, reported),
+        "known_mismatch": KNOWN_MISMATCHES.get(result.model),
+    }
+
+
+def summary_lines(results: list[TIResult], reported: dict[str, ReportedTI], sigma: str) -> list[str]:
+    """How many reported rows came back, and why each of the others does not."""
+    compared = [r for r in results if r.model in reported]
+    ok = sum(reproduces(r, reported[r.model]) for r in compared)
+    lines = [
+        f"{ok} of {len(compared)} reported rows reproduced within ±{TOLERANCE} (v2, {sigma} σ, "
+        f"{len(results)} tuned models)."
+    ]
+    lines += [
+        f"  {r.model}: {KNOWN_MISMATCHES.get(r.model, 'unexplained difference')}"
+        for r in compared
+        if not reproduces(r, reported[r.model])
+    ]
+    return lines

@@ -93,41 +93,28 @@ def run(args) -> int:
 
 def make_engine(args, thinking: bool | None):
     """The engine the flags of add_engine_arguments ask for, serving `args.model`."""
-    from rtransfer.engines.hf import HFEngine
-    from rtransfer.errors import DataError
+    from rtransfer.engines.factory import EngineSpec
+    from rtransfer.engines.factory import make_engine as build
 
-    if args.engine == "openai":
-        return _server_engine(args, thinking)
-    if args.base_url:
-        raise DataError("--base-url needs --engine openai")
-    return HFEngine(
-        args.model,
+    spec = EngineSpec(
+        model=args.model,
+        engine=args.engine,
         revision=args.revision,
+        chat=False if args.no_chat else None,
+        thinking=thinking,
         dtype=args.dtype,
         device=args.device,
         device_map=args.device_map,
         batch_size=args.batch_size,
-        chat=False if args.no_chat else None,
-        thinking=thinking,
-    )
-
-
-def _server_engine(args, thinking: bool | None):
-    from rtransfer.engines.openai import OpenAIEngine, RetryPolicy, api_key_from_env
-
-    engine = OpenAIEngine(
-        args.model,
-        args.base_url or [],
-        api_key=api_key_from_env(args.api_key_env),
-        chat=not args.no_chat,
-        thinking=thinking,
+        base_urls=args.base_url or [],
+        api_key_env=args.api_key_env,
         concurrency=args.concurrency,
-        timeout=args.request_timeout,
-        retry=RetryPolicy(max_attempts=args.max_attempts),
+        request_timeout=args.request_timeout,
+        max_attempts=args.max_attempts,
         tokenizer=args.tokenizer,
-        revision=args.revision,
     )
-    if engine.note:
+    engine = build(spec)
+    if getattr(engine, "note", None):
         print(f"rtransfer: note: {engine.note}", file=sys.stderr)
     return engine
 

@@ -110,18 +110,11 @@ def _reported():
 
 
 def _json_row(r: TIResult, reported: dict) -> dict:
-    row = r.as_dict()
-    rep = reported.get(r.model)
-    if rep:
-        from rtransfer.paper import KNOWN_MISMATCHES, reproduces
+    from rtransfer.paper import comparison
 
-        row.update(
-            reported_TI_other=rep.other,
-            reported_TI_non=rep.non,
-            source=rep.source,
-            reproduced=reproduces(r, rep),
-            known_mismatch=KNOWN_MISMATCHES.get(r.model),
-        )
+    row = r.as_dict()
+    if r.model in reported:
+        row.update(comparison(r, reported[r.model]))
     return row
 
 
@@ -146,10 +139,10 @@ def _table(results: list[TIResult], reported: dict) -> tuple[list[str], list[lis
             row += [fmt_ci(r.change_ci.get(g)) for g in GROUPS]
         rep = reported.get(r.model)
         if reported and rep:
-            from rtransfer.paper import KNOWN_MISMATCHES, reproduces
+            from rtransfer.paper import mark
 
-            mark = "ok" if reproduces(r, rep) else ("known typo" if r.model in KNOWN_MISMATCHES else "MISMATCH")
-            row += [fmt(rep.other), fmt(rep.non), fmt(r.ti["other"] - rep.other), fmt(r.ti["non"] - rep.non), mark]
+            row += [fmt(rep.other), fmt(rep.non), fmt(r.ti["other"] - rep.other), fmt(r.ti["non"] - rep.non)]
+            row.append(mark(r, rep))
         elif reported:
             row += ["", "", "", "", ""]
         cells.append(row)
@@ -157,14 +150,6 @@ def _table(results: list[TIResult], reported: dict) -> tuple[list[str], list[lis
 
 
 def _print_paper_summary(results: list[TIResult], reported: dict, sigma: str) -> None:
-    from rtransfer.paper import KNOWN_MISMATCHES, TOLERANCE, reproduces
+    from rtransfer.paper import summary_lines
 
-    compared = [r for r in results if r.model in reported]
-    ok = sum(reproduces(r, reported[r.model]) for r in compared)
-    print(
-        f"{ok} of {len(compared)} reported rows reproduced within ±{TOLERANCE} (v2, {sigma} σ, "
-        f"{len(results)} tuned models)."
-    )
-    for r in compared:
-        if not reproduces(r, reported[r.model]):
-            print(f"  {r.model}: {KNOWN_MISMATCHES.get(r.model, 'unexplained difference')}")
+    print("\n".join(summary_lines(results, reported, sigma)))

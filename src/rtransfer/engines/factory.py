@@ -1,0 +1,61 @@
+"""An engine from a description: `make_engine(EngineSpec(...))` gives the in-process transformers engine or the
+OpenAI-compatible server client. `eval`, the teacher of `train teacher` and the study all build engines here."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EngineSpec:
+    model: str  # hub id or local directory (openai: the server's name for the model)
+    engine: str = "hf"  # hf (in-process transformers) or openai (servers)
+    revision: str | None = None
+    chat: bool | None = None  # None: the chat template when the tokenizer has one; False: plain prompts
+    thinking: bool | None = None  # the template's enable_thinking; None: the template's own default
+    # hf
+    dtype: str = "auto"
+    device: str | None = None
+    device_map: str | None = None
+    batch_size: int = 8
+    # openai
+    base_urls: list[str] = field(default_factory=list)
+    api_key_env: str | None = None  # the environment variable holding the servers' key
+    concurrency: int = 16  # requests in flight per server
+    request_timeout: float = 3600.0
+    max_attempts: int = 8
+    tokenizer: str | None = None  # a local tokenizer for the chat template (default: model)
+
+
+def make_engine(spec: EngineSpec):
+    from rtransfer.errors import DataError
+
+    if spec.engine == "openai":
+        from rtransfer.engines.openai import OpenAIEngine, RetryPolicy, api_key_from_env
+
+        return OpenAIEngine(
+            spec.model,
+            spec.base_urls,
+            api_key=api_key_from_env(spec.api_key_env),
+            chat=spec.chat is not False,
+            thinking=spec.thinking,
+            concurrency=spec.concurrency,
+            timeout=spec.request_timeout,
+            retry=RetryPolicy(max_attempts=spec.max_attempts),
+            tokenizer=spec.tokenizer,
+            revision=spec.revision,
+        )
+    if spec.engine != "hf":
+        raise DataError(f"unknown engine {spec.engine!r} (choose hf or openai)")
+    if spec.base_urls:
+        raise DataError("--base-url needs --engine openai")
+    from rtransfer.engines.hf import HFEngine
+
+    return HFEngine(
+        spec.model,
+        revision=spec.revision,
+        dtype=spec.dtype,
+        device=spec.device,
+        device_map=spec.device_map,
+        batch_size=spec.batch_size,
+        chat=spec.chat,
+        thinking=spec.thinking,
+    )
