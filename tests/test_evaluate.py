@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rtransfer.benchmarks.base import Doc, Grade, Settings, Task
-from rtransfer.engines.base import Generation
+from rtransfer.engines.base import AnswersInOrder, Generation
 from rtransfer.engines.hf import HFEngine
 from rtransfer.errors import RunMismatchError
 from rtransfer.evaluate import EvalPlan, Overrides, evaluate
@@ -31,7 +31,7 @@ class Sums(Task):
         return Grade(float(answer == str(doc.data["a"] + doc.data["b"])), extracted=answer)
 
 
-class Scripted:
+class Scripted(AnswersInOrder):
     """An engine that answers from a script: correct for even documents, wrong for odd ones."""
 
     def __init__(self, fail_after: int | None = None):
@@ -73,6 +73,22 @@ def test_records_scores_and_manifest(tmp_path):
     assert manifest["name"] == "m" and manifest["base"] == "b" and manifest["benchmarks"]["sums"]["samples"] == 2
     assert manifest["benchmarks"]["sums"]["sampling"]["temperature"] == 0.7
     assert json.loads((run.path / "scores.json").read_text())["benchmarks"]["sums"]["score"] == 50.0
+
+
+def test_manifest_records_provenance(tmp_path):
+    first = evaluate(Scripted(), plan(limit=4), RunDir(tmp_path / "a")) and RunDir(tmp_path / "a").manifest()
+    again = evaluate(Scripted(), plan(), RunDir(tmp_path / "b")) and RunDir(tmp_path / "b").manifest()
+    assert first["limit"] == 4 and again["limit"] is None and first["data_dir"] is None
+    assert first["versions"]["torch"] and first["versions"]["math-verify"] and first["versions"]["rtransfer"]
+    assert first["provenance"]["sums"] == again["provenance"]["sums"]  # all documents hashed, before --limit
+    assert first["provenance"]["sums"]["n"] == 10
+    other = Sums()
+    other.load = lambda data_dir, seed=0: Sums().load(data_dir, seed)[1:]
+    changed = evaluate(Scripted(), EvalPlan(tasks=[other], chunk=4), RunDir(tmp_path / "c"))
+    assert (
+        changed
+        and RunDir(tmp_path / "c").manifest()["provenance"]["sums"]["docs"] != first["provenance"]["sums"]["docs"]
+    )
 
 
 def test_interrupted_run_resumes_without_redoing_or_duplicating(tmp_path):

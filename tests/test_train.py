@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rtransfer.engines.base import Generation, SamplingParams
+from rtransfer.engines.base import AnswersInOrder, Generation, SamplingParams
 from rtransfer.grading.math import grade_math
 from rtransfer.lab.build import BuildConfig, shipped_base
 from rtransfer.runs import RunDir
@@ -72,7 +72,7 @@ def test_teacher_keeps_exactly_what_the_grader_accepts(tmp_path, queries):
     assert len(RunDir(str(out) + ".run").records(BENCHMARK)) == 48 and again.accepted == result.accepted
 
 
-class Scripted:
+class Scripted(AnswersInOrder):
     """An engine that answers from a script: (text, finish_reason) per prompt."""
 
     def __init__(self, answers):

@@ -7,6 +7,7 @@ records alone, so an interrupted run, a resumed run and a re-graded run all scor
 """
 
 import hashlib
+import json
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,7 @@ from rtransfer.benchmarks.base import Doc, Task
 from rtransfer.engines.base import Engine, SamplingParams
 from rtransfer.errors import DataError
 from rtransfer.records import Record, doc_grades, regrade
-from rtransfer.runs import RunDir, new_manifest, write_json_atomic
+from rtransfer.runs import RunDir, new_manifest, versions, write_json_atomic
 
 CI_REPLICATES = 1000
 
@@ -93,9 +94,28 @@ def start_run(run: RunDir, engine: Engine, plan: EvalPlan, name: str | None = No
         benchmarks={t.name: benchmark_manifest(t, plan) for t in plan.tasks},
     )
     manifest["engine_info"] = {k: v for k, v in info.items() if k != "chat_template"}
-    # Where the documents came from, so that a later `rtransfer regrade` loads the same ones.
-    manifest.update(data_dir=str(Path(plan.data_dir).resolve()) if plan.data_dir else None, limit=plan.limit)
+    # Where the documents came from, so that a later `rtransfer regrade` loads the same ones; what they and the
+    # prompts were (hashes, as lm-eval records them), and the libraries the numbers depend on. Recorded, not
+    # compared on resume: a run made before these fields existed still resumes.
+    plan.load()
+    manifest.update(
+        data_dir=str(Path(plan.data_dir).resolve()) if plan.data_dir else None,
+        limit=plan.limit,
+        versions=versions(),
+        provenance={t.name: content_hashes(t, plan.docs[t.name]) for t in plan.tasks},
+    )
     return run.start(manifest)
+
+
+def content_hashes(task: Task, docs: Sequence[Doc]) -> dict[str, str]:
+    """Short hashes of a benchmark's loaded documents and of the prompts built from them (all of them, before
+    --limit), so two runs can be checked to have seen the same items."""
+    doc_hash, prompt_hash = hashlib.sha256(), hashlib.sha256()
+    for doc in docs:
+        doc_hash.update(json.dumps([doc.id, doc.data], sort_keys=True, default=str).encode())
+        prompt = task.choices(doc) if task.kind == "loglik" else task.prompt(doc)
+        prompt_hash.update(json.dumps(prompt, sort_keys=True, default=str).encode())
+    return {"docs": doc_hash.hexdigest()[:16], "prompts": prompt_hash.hexdigest()[:16], "n": len(docs)}
 
 
 def run_benchmark(
@@ -175,10 +195,8 @@ def _answer(engine: Engine, task: Task, batch, params: SamplingParams, seed: int
         return
     prompts = [task.prompt(doc) for doc, _ in batch]
     seeds = [sample_seed(seed, task.name, doc.id, s) for doc, s in batch]
-    # Engines that answer out of order (servers) yield (index, generation) as each answer arrives.
-    stream = getattr(engine, "generate_stream", None)
-    answers = stream(prompts, params, seeds) if stream else enumerate(engine.generate(prompts, params, seeds))
-    for i, gen in answers:
+    # (index, generation) as each answer arrives: servers answer out of order.
+    for i, gen in engine.generate_stream(prompts, params, seeds):
         (doc, s), prompt, seed_ = batch[i], prompts[i], seeds[i]
         extra = {"tokens": gen.tokens, "finish_reason": gen.finish_reason, "sampler_seed": gen.seed, **gen.extra}
         yield Record(doc.id, s, prompt, gen.text, seed=seed_, extra=extra)

@@ -1,7 +1,7 @@
-"""The engine interface: generate text, score continuations. Implementations: hf.py (in-process transformers);
-an OpenAI-compatible client comes with the scale-out issue."""
+"""The engine interface: generate text, score continuations. Implementations: hf.py (in-process transformers),
+openai.py (OpenAI-compatible servers); factory.py builds either from an EngineSpec."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -29,9 +29,27 @@ class Generation:
     extra: dict = field(default_factory=dict)
 
 
+def render_plain(messages: Messages) -> str:
+    """A chat as plain text, for base models without a chat template: the turns' contents, one paragraph each."""
+    return "\n\n".join(m["content"] for m in messages)
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """`text` cut at the first of the stop strings, and whether it was cut (both engines cut the same way)."""
+    positions = [text.find(s) for s in stops if s and s in text]
+    return (text[: min(positions)], True) if positions else (text, False)
+
+
 class Engine(Protocol):
     def generate(self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]) -> list[Generation]:
         """One generation per prompt; prompts[i] is sampled with seeds[i] (ignored when greedy)."""
+        ...
+
+    def generate_stream(
+        self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]
+    ) -> Iterator[tuple[int, Generation]]:
+        """(index, generation) as each answer arrives, in any order; an engine that answers all at once yields
+        them in order (the runner writes each to the records as it comes)."""
         ...
 
     def loglikelihood(self, requests: Sequence[tuple[Messages, Sequence[str]]]) -> list[list[float]]:
@@ -45,3 +63,12 @@ class Engine(Protocol):
     def describe(self) -> dict[str, Any]:
         """What identifies the model for a run manifest: model, revision, fingerprint, chat_template, ..."""
         ...
+
+
+class AnswersInOrder:
+    """For engines that answer a whole call at once: `generate_stream` is `generate`, in order."""
+
+    def generate_stream(
+        self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]
+    ) -> Iterator[tuple[int, Generation]]:
+        return enumerate(self.generate(prompts, params, seeds))  # type: ignore[attr-defined]

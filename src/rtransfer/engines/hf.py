@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rtransfer.engines.base import Generation, Messages, SamplingParams
+from rtransfer.engines.base import AnswersInOrder, Generation, Messages, SamplingParams, cut_at_stop, render_plain
 from rtransfer.errors import RtransferError
 
 
@@ -22,12 +22,7 @@ class ModelLoadError(RtransferError):
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-def render_plain(messages: Messages) -> str:
-    """A chat as plain text, for base models without a chat template: the turns' contents, one paragraph each."""
-    return "\n\n".join(m["content"] for m in messages)
-
-
-class HFEngine:
+class HFEngine(AnswersInOrder):
     def __init__(
         self,
         model: str,
@@ -116,7 +111,7 @@ class HFEngine:
         results = []
         for tokens, ended in self.generate_ids(batch, params):
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            text, cut = _cut_at_stop(text, params.stop)
+            text, cut = cut_at_stop(text, params.stop)
             finish = "stop" if ended or cut else "length"
             results.append(Generation(text=text, tokens=len(tokens), finish_reason=finish))
         return results
@@ -211,11 +206,6 @@ class HFEngine:
 
 def _as_list(x) -> list:
     return [] if x is None else list(x) if isinstance(x, list | tuple) else [x]
-
-
-def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    positions = [text.find(s) for s in stops if s and s in text]
-    return (text[: min(positions)], True) if positions else (text, False)
 
 
 def _combine_seeds(seeds) -> int:

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from rtransfer.engines.base import Generation, Messages, SamplingParams
-from rtransfer.engines.hf import _cut_at_stop, render_plain
+from rtransfer.engines.base import Generation, Messages, SamplingParams, cut_at_stop, render_plain
 from rtransfer.errors import RtransferError
 
 T = TypeVar("T")
@@ -350,7 +349,7 @@ def parse_generation(
             closed = bool(text) or finish != "length"
             text = f"<think>{reasoning}</think>{text}" if closed else f"<think>{reasoning}"
     # Servers differ on whether a stop string stays in the text (transformers serve keeps it): cut here too.
-    text, cut = _cut_at_stop(text, stop)
+    text, cut = cut_at_stop(text, stop)
     usage = data.get("usage") or {}
     return Generation(
         text=text,

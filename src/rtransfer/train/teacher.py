@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
-from rtransfer.engines.base import Generation, SamplingParams
+from rtransfer.engines.base import AnswersInOrder, Generation, SamplingParams
 from rtransfer.grading.math import GRADER_VERSION, grade_math
 from rtransfer.train.data import Query, kept
 
@@ -41,7 +41,7 @@ class QueryTask(Task):
         return grade_math(response, doc.data["answer"])
 
 
-class LabTeacher:
+class LabTeacher(AnswersInOrder):
     """The lab's programmatic teacher as an Engine: a correct solution in a foreign voice, drawn by the seed."""
 
     def __init__(self, queries: Sequence[Query], think: bool):
