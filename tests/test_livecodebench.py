@@ -17,10 +17,9 @@ from rtransfer.benchmarks.livecodebench import (
     TASK,
     VARIANTS,
     LiveCodeBench,
-    extract_code,
-    stdout_matches,
 )
 from rtransfer.errors import DataError
+from rtransfer.grading.code import extract_code, stdout_matches
 from rtransfer.records import Record
 
 
@@ -216,3 +215,14 @@ def test_pickled_objects_are_refused(tmp_path):
     sneaky = base64.b64encode(zlib.compress(pickle.dumps(Evil()))).decode()
     with pytest.raises(DataError, match="only plain data"):
         TASK.load(write(tmp_path, [{**SUM, "private_test_cases": sneaky}]))
+
+
+def test_private_tests_are_decoded_once_per_problem(tmp_path):
+    from rtransfer.grading.code import decoded_tests
+
+    doc = {d.id: d for d in TASK.load(write(tmp_path, [SUM]))}["abc900_a"]
+    decoded_tests.cache_clear()
+    first = TASK.tests(doc)
+    assert TASK.tests(doc) == TASK.tests(doc) == first  # three samples of one problem
+    info = decoded_tests.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
