@@ -1,6 +1,13 @@
 """Errors a user can cause. The CLI prints them as one line, without a traceback, and exits non-zero."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when empty): library errors run to many lines,
+    ours are one."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class RtransferError(Exception):
     """Base class of every error that is the user's input, not a bug."""
 

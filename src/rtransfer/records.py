@@ -150,7 +150,7 @@ class RecordWriter:
 def regrade(path: str | Path, grade: Callable[[Record], Record], map_fn: Callable = map) -> list[Record]:
     """Grade stored records again without generating: `grade(record)` returns the record with its grade, extracted
     answer, weight, grading details and grader version replaced (rtransfer.evaluate.grade_record); `map_fn` may
-    be a pool's map. A record without a response or log-likelihoods to grade from stays as it is.
+    be a pool's map.
 
     The file is rewritten atomically (temporary file, fsync, rename), under the writers' lock: a regrade killed
     half-way leaves the old file whole.

@@ -171,6 +171,10 @@ def group_changes(tuned: np.ndarray, base: np.ndarray, columns: dict[str, np.nda
     return {g: _nanmean(gain[..., cols], np.isfinite(gain[..., cols])) for g, cols in columns.items()}
 
 
+def _math_index(index: str) -> str:
+    return "ΔR_math" if index == "v1" else "DI_math"
+
+
 def _why_undefined(row: ModelScores, base: ModelScores, used: dict[str, list[str]], index, domain, sigma) -> str | None:
     for g, benches in used.items():
         if not benches:
@@ -182,7 +186,7 @@ def _why_undefined(row: ModelScores, base: ModelScores, used: dict[str, list[str
     for g, s in sigma.items():
         if s == 0 and any(row.scores[b] != base.scores[b] for b in used[g]):
             return f"σ of the {g} group is zero (every gain in it is equal), so the gains cannot be z-normalised"
-    what = "ΔR_math" if index == "v1" else "DI_math"
+    what = _math_index(index)
     if domain["math"] == 0:
         return f"{what} is zero (no math gain over the base), so the TI is undefined"
     if domain["math"] < 0:
@@ -321,10 +325,9 @@ def _attach_bootstrap_ci(results, rows, tuned, bases, benchmarks, columns, index
             continue
         math_ci = result.domain_ci.get("math")
         if math_ci and math_ci[0] <= 0 <= math_ci[1]:
-            what = "ΔR_math" if index == "v1" else "DI_math"
             result.unstable = (
-                f"{what}'s {confidence:.0%} CI [{math_ci[0]:.3g}, {math_ci[1]:.3g}] includes 0: the math gain is "
-                "within noise, so the TI (a ratio to it) and its CI are not to be trusted"
+                f"{_math_index(index)}'s {confidence:.0%} CI [{math_ci[0]:.3g}, {math_ci[1]:.3g}] includes 0: the math "
+                "gain is within noise, so the TI (a ratio to it) and its CI are not to be trusted"
             )
         defined = np.isfinite(ti["other"][:, i]) & np.isfinite(ti["non"][:, i])
         result.ci_undefined_share = float(1.0 - defined.mean())

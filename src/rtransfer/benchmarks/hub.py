@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from rtransfer.errors import DataError
+from rtransfer.errors import DataError, first_line
 
 
 def hub_rows(name: str, split: str, config: str | None = None) -> list[dict[str, Any]]:
@@ -17,5 +17,4 @@ def hub_rows(name: str, split: str, config: str | None = None) -> list[dict[str,
 
 def hub_error(name: str, err: Exception) -> DataError:
     """The one-line error of a failed hub load: which dataset, the first line of why, and the way around it."""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return DataError(f"could not load {name} from the Hugging Face hub ({first}); pass --data-dir instead")
+    return DataError(f"could not load {name} from the Hugging Face hub ({first_line(err)}); pass --data-dir instead")

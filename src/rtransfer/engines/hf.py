@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rtransfer.engines.base import AnswersInOrder, Generation, Messages, SamplingParams, cut_at_stop, render_plain
-from rtransfer.errors import RtransferError
+from rtransfer.errors import RtransferError, first_line
 
 
 class ModelLoadError(RtransferError):
@@ -52,8 +52,7 @@ class HFEngine(AnswersInOrder):
                 model, dtype=dtype if dtype == "auto" else getattr(torch, dtype), device_map=device_map, **kwargs
             )
         except (OSError, ValueError) as err:
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelLoadError(f"cannot load model {model!r}: {first_line}") from None
+            raise ModelLoadError(f"cannot load model {model!r}: {first_line(err)}") from None
         if device_map is None:
             self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.eval()

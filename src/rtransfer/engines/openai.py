@@ -34,6 +34,7 @@ from rtransfer.engines.transport import (
     normalize_base_url,
     post_json,
 )
+from rtransfer.errors import first_line
 
 # Re-exported: the engine's errors and helpers are imported from here by callers and tests.
 __all__ = [
@@ -242,8 +243,7 @@ def _load_tokenizer(name: str, revision: str | None):
 
         return AutoTokenizer.from_pretrained(name, revision=revision), None
     except (OSError, ValueError, ImportError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return None, f"tokenizer {name!r} not loaded: {first}"
+        return None, f"tokenizer {name!r} not loaded: {first_line(err)}"
 
 
 def _adds_special_tokens(tokenizer) -> bool:

@@ -16,7 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from rtransfer.errors import RtransferError
+from rtransfer.errors import RtransferError, first_line
 
 
 class RecipeError(RtransferError):
@@ -137,7 +137,7 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
         else:
             data = tomllib.loads(path.read_text())
     except Exception as err:  # a syntax error, whatever the parser: one line naming the file
-        raise RecipeError(f"{path}: cannot read the recipe: {str(err).splitlines()[0]}") from None
+        raise RecipeError(f"{path}: cannot read the recipe: {first_line(err)}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe file is a table of fields")
     return data

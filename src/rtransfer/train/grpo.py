@@ -34,7 +34,7 @@ def grpo_trainer(base: str, queries: Sequence[Query], recipe: GRPORecipe, target
     """TRL's GRPOTrainer on `queries` with the correctness reward, writing checkpoints and logs into `target`."""
     from trl import GRPOConfig, GRPOTrainer
 
-    model, tokenizer = load_model(base, recipe)
+    model, tokenizer = load_model(base)
     vllm = {"use_vllm": recipe.use_vllm, "vllm_mode": recipe.vllm_mode}
     if recipe.vllm_server_base_url:
         vllm["vllm_server_base_url"] = recipe.vllm_server_base_url

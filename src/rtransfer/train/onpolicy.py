@@ -21,7 +21,7 @@ from rtransfer.evaluate import sample_seed
 from rtransfer.grading.math import grade_math
 from rtransfer.train.config import THINKING, OnPolicyRecipe
 from rtransfer.train.data import Query, data_hash, kept
-from rtransfer.train.outputs import TrainDir, load_model
+from rtransfer.train.outputs import TrainDir, checkpoint_step, load_model
 
 
 def total_steps(recipe: OnPolicyRecipe) -> int:
@@ -112,7 +112,7 @@ def _save(target: TrainDir, model, tokenizer, optimizer, scheduler, step: int, k
     (tmp / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
-    done = sorted(target.checkpoints.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
+    done = sorted(target.checkpoints.glob("checkpoint-*[0-9]"), key=checkpoint_step)
     for old in done[:-keep]:
         shutil.rmtree(old)
 
@@ -143,7 +143,7 @@ def train_onpolicy(
     if step is None:  # this run has finished before
         return target.path
     checkpoint = target.last_checkpoint() if step else None
-    model, tokenizer = load_model(str(checkpoint or base), recipe)  # a checkpoint is a model directory
+    model, tokenizer = load_model(str(checkpoint or base))  # a checkpoint is a model directory
     device = "cuda" if torch.cuda.is_available() else "cpu"  # one process: no sharding (docs/training.md)
     model.to(device)
     if recipe.gradient_checkpointing:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtransfer.errors import RunMismatchError
+from rtransfer.errors import RunMismatchError, first_line
 from rtransfer.records import now
-from rtransfer.runs import fingerprint, versions
+from rtransfer.runs import fingerprint, versions, write_json_atomic
 from rtransfer.train.config import THINKING, Recipe, describe
 
 # TRL's log names → ours (TRL prefixes some by mode; `train_` summaries at the end are skipped).
@@ -52,14 +52,11 @@ class TrainDir:
 
     def last_checkpoint(self) -> Path | None:
         found = [p for p in self.checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-        return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
+        return max(found, key=checkpoint_step, default=None)
 
     def info(self) -> dict[str, Any] | None:
         path = self.path / "train.json"
         return json.loads(path.read_text()) if path.exists() else None
-
-    def done(self) -> bool:
-        return (self.info() or {}).get("finished") is not None
 
     def start(self, recipe: Recipe, base: str, data: dict[str, Any]) -> int | None:
         """Record what this run is; returns the step it resumes from (0: a fresh start), or None when this very
@@ -73,7 +70,7 @@ class TrainDir:
         if stored and stored.get("finished"):
             return None
         checkpoint = self.last_checkpoint()
-        step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
+        step = checkpoint_step(checkpoint) if checkpoint else 0
         if self.log_path.exists():
             kept = [line for line in self.log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
             self.log_path.write_text("".join(line + "\n" for line in kept))
@@ -89,7 +86,7 @@ class TrainDir:
             "resumed_from_step": step or None,
             "finished": None,
         }
-        (self.path / "train.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        write_json_atomic(self.path / "train.json", info)
         return step
 
     def log(self, step: int, values: dict[str, Any]) -> None:
@@ -103,8 +100,13 @@ class TrainDir:
         info = self.info() or {}
         # Wall time of the process that finished the run (since its resume, if it resumed).
         info.update(finished=now(), seconds=round(time.time() - self.started, 1), **(extra or {}))
-        (self.path / "train.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        write_json_atomic(self.path / "train.json", info)
         return self.path
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The step of a `checkpoint-<step>` folder (TRL's naming, which the on-policy loop follows)."""
+    return int(checkpoint.name.split("-")[1])
 
 
 def fit(target: TrainDir, trainer, step: int) -> Path:
@@ -160,7 +162,7 @@ def log_callback(out: TrainDir):
     return LogToTrainDir()
 
 
-def load_model(base: str, recipe: Recipe):
+def load_model(base: str):
     """Model and tokenizer of `base` for training, in fp32 on the CPU (bf16 only as mixed precision)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -171,8 +173,7 @@ def load_model(base: str, recipe: Recipe):
         tokenizer = AutoTokenizer.from_pretrained(base)
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"cannot load model {base!r}: {first}") from None
+        raise ModelLoadError(f"cannot load model {base!r}: {first_line(err)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

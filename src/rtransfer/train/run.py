@@ -115,11 +115,11 @@ def sft_traces(job: TrainJob, recipe, out: Path):
 
 def evaluate_model(model_dir: Path, run_dir: Path, suite: str) -> dict:
     from rtransfer.benchmarks.registry import SUITES, get_task, resolve
-    from rtransfer.engines.hf import HFEngine
+    from rtransfer.engines.factory import EngineSpec, make_engine
     from rtransfer.evaluate import EvalPlan, evaluate
     from rtransfer.runs import RunDir
 
-    engine = HFEngine(str(model_dir), batch_size=64)
+    engine = make_engine(EngineSpec(str(model_dir), batch_size=64))
     names = resolve(suite=suite) if suite in SUITES else resolve(benchmarks=suite)  # a suite, or benchmark names
     plan = EvalPlan([get_task(name) for name in names])
     return evaluate(engine, plan, RunDir(run_dir), name=run_dir.name)

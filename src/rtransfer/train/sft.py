@@ -32,7 +32,7 @@ def sft_trainer(base: str, traces: Sequence[Trace], recipe: SFTRecipe, target: T
     """TRL's SFTTrainer over `traces`, writing checkpoints and logs into `target`."""
     from trl import SFTConfig, SFTTrainer
 
-    model, tokenizer = load_model(base, recipe)
+    model, tokenizer = load_model(base)
     args = SFTConfig(
         **trainer_arguments(recipe, target, recipe.max_steps),
         num_train_epochs=recipe.epochs,
