@@ -232,7 +232,7 @@ def test_hub_layouts_map_to_the_same_story(data_dir):
     assert a["id"] == STORY and b["id"] == "validation-7"
     assert a["questions"] == b["questions"] == QUESTIONS and a["answers"] == b["answers"] == GOLD
     assert len(a["additional"]) == 3 and b["additional"] == []
-    docs = CoQA()._docs([a], "hub")
+    docs = CoQA().to_doc(a, "hub", 0)
     assert [d.data["references"] for d in docs] == [d.data["references"] for d in CoQA().load(data_dir)]
 
 

@@ -1,13 +1,11 @@
-"""What the four math benchmarks share: a boxed-answer prompt, math-verify grading, data-file readers."""
+"""What the four math benchmarks share: a boxed-answer prompt, math-verify grading, a JSON Lines test file."""
 
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
-from rtransfer.errors import DataError
+from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings
+from rtransfer.benchmarks.loading import Rows, RowTask, jsonl_rows
 from rtransfer.grading.math import GRADER_VERSION, grade_math
-from rtransfer.jsonl import read_objects
 
 # The paper's sampled math settings (BRIEF §2: T=0.6, top-p 0.95; the released evalchemy configs use T=0.7).
 SAMPLED = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32768}
@@ -19,26 +17,26 @@ SAMPLED = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32768}
 EVALCHEMY_PROMPT = "Problem: {problem}\nMark your solution with \\boxed\nAnswer:"
 
 
-class MathTask(Task):
+class MathTask(RowTask):
     """A problem in, a \\boxed{} answer out, graded by equivalence with the document's `answer` field.
-    Documents keep their source order (`seed` is unused: nothing is shuffled)."""
+    Documents keep their source order (`seed` is unused: nothing is shuffled). Local data is `test.jsonl`, one
+    problem a line, each with the `required` fields."""
 
     group: ClassVar[str] = "math"
     grader_version: ClassVar[str] = GRADER_VERSION
     prompt_template: ClassVar[str] = EVALCHEMY_PROMPT
     problem_field: ClassVar[str] = "problem"
     settings: ClassVar[Settings] = Settings(samples=1, **SAMPLED)
+    required: ClassVar[tuple[str, ...]] = ()
+
+    def local_rows(self, folder: Path) -> Rows:
+        return jsonl_rows(folder / "test.jsonl", self.required)
 
     def prompt(self, doc: Doc) -> Messages:
         return [{"role": "user", "content": self.prompt_template.format(problem=doc.data[self.problem_field])}]
 
     def grade(self, doc: Doc, response: str) -> Grade:
         return grade_math(response, doc.data["answer"])
-
-
-def read_jsonl(path: Path, required: Iterable[str]) -> list[dict[str, Any]]:
-    """The records of a JSON Lines file; each must be an object with the `required` fields."""
-    return [record for _, record in read_objects(path, tuple(required))]
 
 
 def last_boxed(text: str) -> str | None:
@@ -52,12 +50,3 @@ def last_boxed(text: str) -> str | None:
         if depth == 0:
             return text[begin:i].strip()
     return None
-
-
-def unique_docs(docs: list[Doc], where: str) -> list[Doc]:
-    seen: set[str] = set()
-    for doc in docs:
-        if doc.id in seen:
-            raise DataError(f"{where}: duplicate id {doc.id!r}")
-        seen.add(doc.id)
-    return docs

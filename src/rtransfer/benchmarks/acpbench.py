@@ -27,7 +27,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
+from rtransfer.benchmarks import hub
+from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings
+from rtransfer.benchmarks.loading import Rows, RowTask, reading
 from rtransfer.errors import DataError
 from rtransfer.grading.choice import LETTERS, grade_choice
 from rtransfer.records import Record, doc_grades
@@ -42,7 +44,7 @@ def fewshot() -> dict[str, list[dict[str, str]]]:
     return json.loads(text)["tasks"]
 
 
-class AcpBench(Task):
+class AcpBench(RowTask):
     name = "acpbench"
     group = "other"
     version = "1"
@@ -58,42 +60,25 @@ class AcpBench(Task):
     def __init__(self) -> None:
         self._shots = fewshot()
 
-    def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
-        docs: list[Doc] = []
+    def local_rows(self, folder: Path) -> Rows:  # a task's file is read once the previous task's rows are checked
         for task in TASKS:
-            if data_dir is None:
-                from rtransfer.benchmarks.hub import hub_rows
+            path = folder / task / "test.mcq.json.gz"
+            with reading(path, "a gzipped JSON file"), gzip.open(path, "rt", encoding="utf-8") as f:
+                records = json.load(f)
+            yield from _task_rows(task, records, str(path))
 
-                source = f"{self.hf_dataset}:acp_{task}_mcq"
-                records = hub_rows(self.hf_dataset, "test", f"acp_{task}_mcq")
-            else:
-                path = self.folder(data_dir) / task / "test.mcq.json.gz"
-                source = str(path)
-                try:
-                    with gzip.open(path, "rt", encoding="utf-8") as f:
-                        records = json.load(f)
-                except FileNotFoundError:
-                    raise DataError(f"{path}: file not found") from None
-                except (OSError, EOFError, ValueError) as err:  # bad gzip, bad JSON, bad UTF-8
-                    raise DataError(f"{path}: not a gzipped JSON file ({err})") from None
-            docs.extend(self._docs(task, records, source))
-        return docs
+    def hub_rows(self) -> Rows:
+        for task in TASKS:
+            config = f"acp_{task}_mcq"
+            yield from _task_rows(task, hub.hub_rows(self.hf_dataset, "test", config), f"{self.hf_dataset}:{config}")
 
-    def _docs(self, task: str, records: object, source: str) -> list[Doc]:
-        if not isinstance(records, list) or not records:
-            raise DataError(f"{source}: expected a non-empty JSON array of records")
-        docs, seen = [], set()
-        for number, rec in enumerate(records, start=1):
-            if not isinstance(rec, dict) or any(k not in rec for k in ("id", "context", "question", "answer")):
-                raise DataError(f"{source}: record {number}: needs id, context, question and answer")
-            if rec["answer"] not in LETTERS:
-                raise DataError(f"{source}: record {number}: answer {rec['answer']!r} is not one of A-D")
-            doc_id = f"{task}/{rec['id']}"
-            if doc_id in seen:
-                raise DataError(f"{source}: record {number}: duplicate id {rec['id']}")
-            seen.add(doc_id)
-            docs.append(Doc(id=doc_id, data={**rec, "task": task}))
-        return docs
+    def to_doc(self, row: dict[str, Any], where: str, seed: int) -> Doc:
+        task, rec = row["task"], row["record"]
+        if not isinstance(rec, dict) or any(k not in rec for k in ("id", "context", "question", "answer")):
+            raise DataError(f"{where}: needs id, context, question and answer")
+        if rec["answer"] not in LETTERS:
+            raise DataError(f"{where}: answer {rec['answer']!r} is not one of A-D")
+        return Doc(id=f"{task}/{rec['id']}", data={**rec, "task": task})
 
     def prompt(self, doc: Doc) -> Messages:
         shots = self._shots[doc.data["task"]]
@@ -121,6 +106,12 @@ class AcpBench(Task):
         result["per_task"] = accuracy
         result["macro"] = sum(accuracy.values()) / len(accuracy) if accuracy else 0.0
         return result
+
+
+def _task_rows(task: str, records: object, source: str) -> list[tuple[str, dict[str, Any]]]:
+    if not isinstance(records, list) or not records:
+        raise DataError(f"{source}: expected a non-empty JSON array of records")
+    return [(f"{source}: record {n}", {"task": task, "record": rec}) for n, rec in enumerate(records, start=1)]
 
 
 class AcpBenchMultiTurn(AcpBench):

@@ -7,47 +7,51 @@ Documents are ordered I-1 … I-15, II-1 … II-15, with ids "2025-I-1" … "202
 
 import csv
 from pathlib import Path
+from typing import Any
 
-from rtransfer.benchmarks._math import SAMPLED, MathTask, unique_docs
+from rtransfer.benchmarks._math import SAMPLED, MathTask
 from rtransfer.benchmarks.base import Doc, Settings
-from rtransfer.benchmarks.hub import hub_rows
+from rtransfer.benchmarks.loading import Rows, reading
 from rtransfer.errors import DataError
 
 EXAMS = ("I", "II")
 
 
 class Aime25(MathTask):
+    """Rows are {"doc_id", "data"}: local ids are made from the layout, the hub copy has its own (local and hub runs
+    are not merged)."""
+
     name = "aime25"
     version = "1"
     settings = Settings(samples=10, **SAMPLED)
     hf_dataset = "math-ai/aime25"
     data_folder = "aime2025"
 
-    def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
-        if data_dir is None:  # the hub copy has its own ids; local and hub runs are not merged
-            rows = hub_rows(self.hf_dataset, "test")
-            return unique_docs([Doc(id=str(row["id"]), data=row) for row in rows], self.hf_dataset)
-        root = self.folder(data_dir)
-        docs = [doc for exam in EXAMS for doc in _exam_docs(root / f"aime_2025_{exam}", exam)]
-        return unique_docs(docs, str(root))
+    def local_rows(self, folder: Path) -> Rows:
+        return [row for exam in EXAMS for row in _exam_rows(folder / f"aime_2025_{exam}", exam)]
+
+    def hub_rows(self) -> Rows:
+        return [(where, {"doc_id": str(row["id"]), "data": row}) for where, row in super().hub_rows()]
+
+    def to_doc(self, row: dict[str, Any], where: str, seed: int) -> Doc:
+        return Doc(id=row["doc_id"], data=row["data"])
 
 
-def _exam_docs(folder: Path, exam: str) -> list[Doc]:
+def _exam_rows(folder: Path, exam: str) -> list[tuple[str, dict[str, Any]]]:
     answers = _read_answers(folder / "answers.csv")
-    docs = []
+    rows = []
     for number, answer in sorted(answers.items()):
         tex = folder / "problems" / f"{number}.tex"
-        if not tex.is_file():
-            raise DataError(f"{tex}: file not found (answers.csv lists problem {number})")
-        problem = tex.read_text(encoding="utf-8").strip()
+        with reading(tex, "UTF-8 text", f" (answers.csv lists problem {number})"):
+            problem = tex.read_text(encoding="utf-8").strip()
         if not problem:
             raise DataError(f"{tex}: empty problem")
         data = {"problem": problem, "answer": answer, "exam": f"AIME 2025 {exam}", "number": number}
-        docs.append(Doc(id=f"2025-{exam}-{number}", data=data))
+        rows.append((str(tex), {"doc_id": f"2025-{exam}-{number}", "data": data}))
     unlisted = sorted({p.name for p in (folder / "problems").glob("*.tex")} - {f"{n}.tex" for n in answers})
     if unlisted:
         raise DataError(f"{folder / 'answers.csv'}: no answer for {', '.join(unlisted)}")
-    return docs
+    return rows
 
 
 def _read_answers(path: Path) -> dict[int, str]:

@@ -3,6 +3,7 @@
 A benchmark module `rtransfer/benchmarks/<name>.py` defines `TASK`, an instance of a Task subclass. Engines know
 nothing about benchmarks and graders know nothing about engines: a Task turns documents into prompts (chat
 messages) and grades text or log-likelihoods; the runner (rtransfer.evaluate) moves data between them.
+Benchmarks that read data subclass rtransfer.benchmarks.loading.RowTask, which implements `load` once for all.
 """
 
 from collections.abc import Sequence

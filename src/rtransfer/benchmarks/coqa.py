@@ -30,7 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
+from rtransfer.benchmarks import hub
+from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings
+from rtransfer.benchmarks.loading import Rows, RowTask, reading
 from rtransfer.errors import DataError
 from rtransfer.grading.overlap import coqa_scores, exact_match, max_reference, read_answer, token_f1
 from rtransfer.records import Record, doc_grades
@@ -93,60 +95,57 @@ def story_from_hub(row: dict[str, Any], index: int) -> dict[str, Any]:
     return story_from_record(row, f"hub row {index}", default_id=f"validation-{index}")
 
 
-class CoQA(Task):
+class CoQA(RowTask):
     name = "coqa"
     group = "non"
     version = "1"
     grader_version = "1"
     kind = "generate"
     settings = Settings(samples=1, temperature=0.0, max_new_tokens=32768, stop=("\nQ:",))
-    hf_dataset = "EleutherAI/coqa"  # split validation; stanfordnlp/coqa rows are read too (see the module doc)
+    hf_dataset = "EleutherAI/coqa"  # stanfordnlp/coqa rows are read too (see the module doc)
+    hf_split = "validation"
     data_folder = "coqa"
 
-    def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
-        if data_dir is None:
-            from rtransfer.benchmarks.hub import hub_rows
-
-            stories = [story_from_hub(row, i) for i, row in enumerate(hub_rows(self.hf_dataset, "validation"))]
-            return self._docs(stories, self.hf_dataset)
-        folder = self.folder(data_dir)
+    # Rows are stories (`story_from_record`); each becomes one document per turn.
+    def local_rows(self, folder: Path) -> Rows:
         official = folder / OFFICIAL_DEV_FILE
         paths = [official] if official.exists() else sorted(p for p in folder.glob("*.json") if "train" not in p.name)
         if not paths:
             raise DataError(f"{folder}: no CoQA file (expected {OFFICIAL_DEV_FILE} or another *.json in its format)")
         stories = []
         for path in paths:
-            try:
+            with reading(path, "a JSON file"):
                 data = json.loads(path.read_text(encoding="utf-8"))
-            except (UnicodeDecodeError, ValueError) as err:
-                raise DataError(f"{path}: not a JSON file ({err})") from None
             if not isinstance(data, dict) or not isinstance(data.get("data"), list):
                 raise DataError(f"{path}: expected the official layout {{'version': ..., 'data': [stories]}}")
-            stories += [story_from_record(s, f"{path}: story {i + 1}") for i, s in enumerate(data["data"])]
-        return self._docs(stories, str(folder))
+            for i, record in enumerate(data["data"], start=1):
+                where = f"{path}: story {i}"
+                stories.append((where, story_from_record(record, where)))
+        return stories
 
-    def _docs(self, stories: list[dict[str, Any]], where: str) -> list[Doc]:
-        docs, seen = [], set()
-        for s in stories:
-            if s["id"] in seen:
-                raise DataError(f"{where}: story {s['id']} appears twice")
-            seen.add(s["id"])
-            turns = len(s["questions"])
-            for t in range(turns):
-                data = {
-                    "story_id": s["id"],
-                    "source": s["source"],
-                    "story": s["story"],
-                    "turn": t + 1,
-                    "last": t + 1 == turns,
-                    "question": s["questions"][t],
-                    "history": list(zip(s["questions"][:t], s["answers"][:t], strict=True)),  # gold answers
-                    "references": [s["answers"][t]] + [answers[t] for answers in s["additional"]],
-                }
-                docs.append(Doc(id=f"{s['id']}/{t + 1}", data=data))
-        if not docs:
-            raise DataError(f"{where}: no CoQA stories")
+    def hub_rows(self) -> Rows:
+        rows = hub.hub_rows(self.hf_dataset, self.hf_split)
+        return [(f"{self.hf_dataset} row {i}", story_from_hub(row, i)) for i, row in enumerate(rows)]
+
+    def to_doc(self, row: dict[str, Any], where: str, seed: int) -> list[Doc]:
+        s, docs = row, []  # a story
+        turns = len(s["questions"])
+        for t in range(turns):
+            data = {
+                "story_id": s["id"],
+                "source": s["source"],
+                "story": s["story"],
+                "turn": t + 1,
+                "last": t + 1 == turns,
+                "question": s["questions"][t],
+                "history": list(zip(s["questions"][:t], s["answers"][:t], strict=True)),  # gold answers
+                "references": [s["answers"][t]] + [answers[t] for answers in s["additional"]],
+            }
+            docs.append(Doc(id=f"{s['id']}/{t + 1}", data=data))
         return docs
+
+    def duplicate(self, doc: Doc, where: str) -> str:
+        return f"{where}: story {doc.data['story_id']} appears twice"
 
     def prompt(self, doc: Doc) -> Messages:
         d = doc.data

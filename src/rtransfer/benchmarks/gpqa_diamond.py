@@ -19,7 +19,8 @@ import random
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
+from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings
+from rtransfer.benchmarks.loading import Rows, RowTask, reading
 from rtransfer.errors import DataError
 from rtransfer.grading.choice import LETTERS, grade_choice
 
@@ -31,14 +32,16 @@ ANSWER_COLUMNS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", 
 COLUMNS = ("Question", *ANSWER_COLUMNS, "Record ID")
 
 
-class GpqaDiamond(Task):
+class GpqaDiamond(RowTask):
     name = "gpqa_diamond"
     group = "other"
     version = "1"
     grader_version = "1"
     kind = "generate"
     settings = Settings(samples=3, temperature=0.6, top_p=0.95, max_new_tokens=32768)
-    hf_dataset = "Idavidrein/gpqa"  # config gpqa_diamond, split train (gated: accept the terms on the hub first)
+    hf_dataset = "Idavidrein/gpqa"  # gated: accept the terms on the hub first
+    hf_split = "train"
+    hf_config = "gpqa_diamond"
     data_folder = "gpqa_diamond"
     file_name: ClassVar[str] = "gpqa_diamond.csv"
 
@@ -49,51 +52,37 @@ class GpqaDiamond(Task):
         random.Random(int.from_bytes(digest[:8], "big")).shuffle(order)
         return order
 
-    def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
-        if data_dir is None:
-            from rtransfer.benchmarks.hub import hub_rows
+    def local_rows(self, folder: Path) -> Rows:
+        path = folder / self.file_name
+        gated = " (GPQA is gated: put the official gpqa_diamond.csv here)"
+        with reading(path, "a CSV file", gated), open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path}: not the official GPQA CSV (missing columns: {', '.join(missing)})")
+            rows = list(reader)
+        return [(f"{path}: record {number}", row) for number, row in enumerate(rows, start=1)]
 
-            rows = hub_rows(self.hf_dataset, "train", "gpqa_diamond")
-            return self._docs(rows, self.hf_dataset, seed)
-        path = self.folder(data_dir) / self.file_name
-        try:
-            with open(path, encoding="utf-8", newline="") as f:
-                reader = csv.DictReader(f)
-                missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-                if missing:
-                    raise DataError(f"{path}: not the official GPQA CSV (missing columns: {', '.join(missing)})")
-                rows = list(reader)
-        except FileNotFoundError:
-            raise DataError(f"{path}: file not found (GPQA is gated: put the official gpqa_diamond.csv here)") from None
-        except (UnicodeDecodeError, csv.Error) as err:
-            raise DataError(f"{path}: unreadable CSV ({err})") from None
-        return self._docs(rows, str(path), seed)
+    def to_doc(self, row: dict[str, Any], where: str, seed: int) -> Doc:
+        empty = [c for c in COLUMNS if not str(row.get(c) or "").strip()]
+        if empty:
+            raise DataError(f"{where}: empty {', '.join(empty)}")
+        doc_id = str(row["Record ID"]).strip()
+        order = self.order(doc_id, seed)
+        # Texts are kept as in the CSV (no stripping), as evalchemy shows them.
+        options = [row[ANSWER_COLUMNS[i]] for i in order]
+        data = {
+            "question": row["Question"],
+            "options": options,
+            "order": order,
+            "answer": LETTERS[order.index(0)],
+            "subdomain": row.get("Subdomain"),
+            "domain": row.get("High-level domain"),
+        }
+        return Doc(id=doc_id, data=data)
 
-    def _docs(self, rows: list[dict[str, Any]], source: str, seed: int) -> list[Doc]:
-        docs, seen = [], set()
-        for number, row in enumerate(rows, start=1):
-            empty = [c for c in COLUMNS if not str(row.get(c) or "").strip()]
-            if empty:
-                raise DataError(f"{source}: record {number}: empty {', '.join(empty)}")
-            doc_id = str(row["Record ID"]).strip()
-            if doc_id in seen:
-                raise DataError(f"{source}: record {number}: duplicate Record ID {doc_id}")
-            seen.add(doc_id)
-            order = self.order(doc_id, seed)
-            # Texts are kept as in the CSV (no stripping), as evalchemy shows them.
-            options = [row[ANSWER_COLUMNS[i]] for i in order]
-            data = {
-                "question": row["Question"],
-                "options": options,
-                "order": order,
-                "answer": LETTERS[order.index(0)],
-                "subdomain": row.get("Subdomain"),
-                "domain": row.get("High-level domain"),
-            }
-            docs.append(Doc(id=doc_id, data=data))
-        if not docs:
-            raise DataError(f"{source}: no questions")
-        return docs
+    def duplicate(self, doc: Doc, where: str) -> str:
+        return f"{where}: duplicate Record ID {doc.id}"
 
     def prompt(self, doc: Doc) -> Messages:
         options = ", ".join(f"{letter}) {text}" for letter, text in zip(LETTERS, doc.data["options"], strict=True))

@@ -45,7 +45,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from rtransfer.benchmarks import hub
 from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
+from rtransfer.benchmarks.loading import Rows, RowTask
 from rtransfer.errors import DataError
 from rtransfer.grading.yesno import lm_eval_verdict, parse_yes_no
 from rtransfer.jsonl import read_objects
@@ -137,7 +139,7 @@ def hallucinated_draw(seed: int, task: str, index: int) -> bool:
     return hashlib.sha256(f"halueval/{seed}/{task}/{index}".encode()).digest()[0] < 128
 
 
-class HaluEval(Task):
+class HaluEval(RowTask):
     name = "halueval"
     group = "non"
     version = "1"
@@ -149,45 +151,42 @@ class HaluEval(Task):
     tasks: ClassVar[tuple[str, ...]] = TASKS
     items: ClassVar[Literal["draw", "both", "samples"]] = "draw"
 
-    def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
-        docs: list[Doc] = []
-        folder = None if data_dir is None else self.folder(data_dir)
+    # A row is one task's records, {"task", "rows": [(line or row number, record)]}: the documents of a task
+    # depend on all of its records (their number, the subset), not on each alone.
+    def local_rows(self, folder: Path) -> Rows:
+        found = False
         for task in self.tasks:
-            found = self._rows(task, folder)
-            if found is not None:
-                docs += self._docs(task, *found, seed=seed)
-        if not docs:
-            wanted = ", ".join(name for task in self.tasks for name in self._file_names(task))
-            raise DataError(f"{folder}: no HaluEval task file (expected one of: {wanted})")
-        return docs
-
-    def _file_names(self, task: str) -> tuple[str, ...]:
-        return (f"{task}_samples.json",) if self.items == "samples" else FILES[task]
-
-    def _rows(self, task: str, folder: Path | None) -> tuple[str, list[tuple[int, dict[str, Any]]]] | None:
-        """(where, [(line or row number, record)]) of a task, or None when its file is missing."""
-        if self.items == "samples":
-            fields = (*CONTEXT[task], SAMPLE_FIELD[task], "hallucination")
-        else:
-            fields = (*CONTEXT[task], *VERSIONS[task])
-        if folder is None:
-            from rtransfer.benchmarks.hub import hub_rows
-
-            config = f"{task}_samples" if self.items == "samples" else task
-            rows = list(enumerate(hub_rows(self.hf_dataset, "data", config), start=1))
-            where = f"{self.hf_dataset}:{config} row"
-        else:
             path = next((folder / n for n in self._file_names(task) if (folder / n).exists()), None)
             if path is None:
                 if len(self.tasks) == 1:  # the user asked for this task alone
                     raise DataError(f"{folder}: no {task} file (expected {' or '.join(self._file_names(task))})")
-                return None
-            rows, where = read_objects(path), str(path)  # fields are checked below: empty text is allowed
-        for number, row in rows:
-            bad = [f for f in fields if not isinstance(row.get(f), str)]
+                continue  # a missing task is left out (see the module doc)
+            found = True
+            yield str(path), {"task": task, "rows": read_objects(path)}  # fields are checked in to_doc
+        if not found:
+            wanted = ", ".join(name for task in self.tasks for name in self._file_names(task))
+            raise DataError(f"{folder}: no HaluEval task file (expected one of: {wanted})")
+
+    def hub_rows(self) -> Rows:
+        for task in self.tasks:
+            config = f"{task}_samples" if self.items == "samples" else task
+            rows = list(enumerate(hub.hub_rows(self.hf_dataset, "data", config), start=1))
+            yield f"{self.hf_dataset}:{config} row", {"task": task, "rows": rows}
+
+    def _file_names(self, task: str) -> tuple[str, ...]:
+        return (f"{task}_samples.json",) if self.items == "samples" else FILES[task]
+
+    def to_doc(self, row: dict[str, Any], where: str, seed: int) -> list[Doc]:
+        task, rows = row["task"], row["rows"]
+        if self.items == "samples":
+            fields = (*CONTEXT[task], SAMPLE_FIELD[task], "hallucination")
+        else:
+            fields = (*CONTEXT[task], *VERSIONS[task])
+        for number, record in rows:  # empty text is allowed
+            bad = [f for f in fields if not isinstance(record.get(f), str)]
             if bad:
                 raise DataError(f"{where}:{number}: field(s) {', '.join(bad)} missing or not text")
-        return where, rows
+        return self._docs(task, where, rows, seed)
 
     def _docs(self, task: str, where: str, rows: list[tuple[int, dict[str, Any]]], seed: int) -> list[Doc]:
         items = []  # (id, judged text, label "yes" = hallucinated)

@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
+from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings
+from rtransfer.benchmarks.loading import Rows, RowTask, reading
 from rtransfer.errors import DataError
 from rtransfer.grading.choice import TARGET_DELIMITER, grade_loglik
 from rtransfer.records import Record
 
 
-class HeadQA(Task):
+class HeadQA(RowTask):
     name = "headqa"
     group = "other"
     version = "1"
@@ -29,22 +30,14 @@ class HeadQA(Task):
     kind = "loglik"
     settings = Settings(samples=1, temperature=0.0)
     # lm-eval's parquet copy of the original `head_qa` (whose loading script datasets>=4 no longer runs).
-    hf_dataset = "EleutherAI/headqa"  # config en, split test
+    hf_dataset = "EleutherAI/headqa"
+    hf_config = "en"
     data_folder = "headqa"
 
-    def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
-        if data_dir is None:
-            from rtransfer.benchmarks.hub import hub_rows
-
-            rows = hub_rows(self.hf_dataset, "test", "en")
-            return self._docs(rows, f"{self.hf_dataset}:en")
-        path = self.folder(data_dir) / "test_HEAD_EN.json"
-        try:
+    def local_rows(self, folder: Path) -> Rows:
+        path = folder / "test_HEAD_EN.json"
+        with reading(path, "a HEAD-QA JSON file"):
             exams = json.loads(path.read_text(encoding="utf-8"))["exams"]
-        except FileNotFoundError:
-            raise DataError(f"{path}: file not found") from None
-        except (ValueError, KeyError, TypeError) as err:
-            raise DataError(f"{path}: not a HEAD-QA JSON file ({type(err).__name__}: {err})") from None
         if not isinstance(exams, dict):
             raise DataError(f"{path}: 'exams' is not an object")
         rows = []
@@ -54,27 +47,18 @@ class HeadQA(Task):
             if not all(isinstance(q, dict) for q in exam["data"]):
                 raise DataError(f"{path}: exam {key}: a question that is not an object")
             rows.extend({**q, "name": exam.get("name", key), "category": exam.get("category")} for q in exam["data"])
-        return self._docs(rows, str(path))
+        return [(f"{path}: question {number}", q) for number, q in enumerate(rows, start=1)]
 
-    def _docs(self, rows: list[dict[str, Any]], source: str) -> list[Doc]:
-        docs, seen = [], set()
-        for number, q in enumerate(rows, start=1):
-            try:
-                answers = sorted(q["answers"], key=lambda a: int(a["aid"]))
-                texts = [str(a["atext"]) for a in answers]
-                gold = [int(a["aid"]) for a in answers].index(int(q["ra"]))
-                doc_id = f"{q['name']}/{q['qid']}"
-                question = str(q["qtext"])
-            except (KeyError, TypeError, ValueError) as err:
-                raise DataError(f"{source}: question {number}: malformed ({type(err).__name__}: {err})") from None
-            if doc_id in seen:
-                raise DataError(f"{source}: question {number}: duplicate id {doc_id}")
-            seen.add(doc_id)
-            data = {"question": question, "answers": texts, "gold": gold, "category": q.get("category")}
-            docs.append(Doc(id=doc_id, data=data))
-        if not docs:
-            raise DataError(f"{source}: no questions")
-        return docs
+    def to_doc(self, row: dict[str, Any], where: str, seed: int) -> Doc:
+        answers = sorted(row["answers"], key=lambda a: int(a["aid"]))
+        gold = [int(a["aid"]) for a in answers].index(int(row["ra"]))
+        data = {
+            "question": str(row["qtext"]),
+            "answers": [str(a["atext"]) for a in answers],
+            "gold": gold,
+            "category": row.get("category"),
+        }
+        return Doc(id=f"{row['name']}/{row['qid']}", data=data)
 
     def choices(self, doc: Doc) -> tuple[Messages, list[str]]:
         context = [{"role": "user", "content": f"Question: {doc.data['question']}\nAnswer:"}]

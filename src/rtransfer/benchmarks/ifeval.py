@@ -17,64 +17,50 @@ from typing import Any
 
 import numpy as np
 
-from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
+from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings
+from rtransfer.benchmarks.loading import Rows, RowTask, jsonl_rows
 from rtransfer.errors import DataError
 from rtransfer.grading.ifeval import GRADER_VERSION, INSTRUCTION_TYPES, clean_kwargs, grade_ifeval
-from rtransfer.jsonl import read_objects
 from rtransfer.records import Record, doc_grades
 
 FIELDS = ("key", "prompt", "instruction_id_list", "kwargs")
 
 
-class IFEval(Task):
+class IFEval(RowTask):
     name = "ifeval"
     group = "non"
     version = "1"
     grader_version = GRADER_VERSION
     settings = Settings(samples=1, temperature=0.0, max_new_tokens=32768)
-    hf_dataset = "google/IFEval"  # split train: the 541 prompts (kwargs carry None for unused arguments)
+    hf_dataset = "google/IFEval"  # the 541 prompts (kwargs carry None for unused arguments)
+    hf_split = "train"
     data_folder = "ifeval"
+    id_label = "key"
 
-    def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
-        """The prompts in file order (`seed` is unused: nothing is shuffled)."""
-        if data_dir is None:
-            from rtransfer.benchmarks.hub import hub_rows
+    # The prompts in file order (`seed` is unused: nothing is shuffled).
+    def local_rows(self, folder: Path) -> Rows:
+        return jsonl_rows(folder / "input_data.jsonl", ("key", "prompt"))
 
-            rows = hub_rows(self.hf_dataset, "train")
-            return self._docs([(number, row) for number, row in enumerate(rows, start=1)], self.hf_dataset)
-        path = self.folder(data_dir) / "input_data.jsonl"
-        return self._docs(read_objects(path, ("key", "prompt")), str(path))
-
-    def _docs(self, rows: list[tuple[int, dict[str, Any]]], source: str) -> list[Doc]:
-        docs, seen = [], set()
-        for number, row in rows:
-            where = f"{source}:{number}"
-            ids, kwargs = row.get("instruction_id_list"), row.get("kwargs")
-            if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-                raise DataError(f"{where}: 'prompt' must be a non-empty string")
-            if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-                raise DataError(f"{where}: 'instruction_id_list' must be a non-empty list of strings")
-            if not isinstance(kwargs, list) or len(kwargs) != len(ids):
-                raise DataError(f"{where}: 'kwargs' must be a list with one object per instruction ({len(ids)})")
-            if not all(k is None or isinstance(k, dict) for k in kwargs):
-                raise DataError(f"{where}: each entry of 'kwargs' must be an object")
-            unknown = [i for i in ids if i not in INSTRUCTION_TYPES]
-            if unknown:
-                raise DataError(f"{where}: unknown instruction id(s) {', '.join(unknown)}")
-            doc_id = str(row["key"])
-            if doc_id in seen:
-                raise DataError(f"{where}: duplicate key {doc_id!r}")
-            seen.add(doc_id)
-            data = {
-                "key": row["key"],
-                "prompt": row["prompt"],
-                "instruction_id_list": ids,
-                "kwargs": [clean_kwargs(k) for k in kwargs],  # as the official harness: None means "not given"
-            }
-            docs.append(Doc(id=doc_id, data=data))
-        if not docs:
-            raise DataError(f"{source}: no prompts")
-        return docs
+    def to_doc(self, row: dict[str, Any], where: str, seed: int) -> Doc:
+        ids, kwargs = row.get("instruction_id_list"), row.get("kwargs")
+        if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+            raise DataError(f"{where}: 'prompt' must be a non-empty string")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise DataError(f"{where}: 'instruction_id_list' must be a non-empty list of strings")
+        if not isinstance(kwargs, list) or len(kwargs) != len(ids):
+            raise DataError(f"{where}: 'kwargs' must be a list with one object per instruction ({len(ids)})")
+        if not all(k is None or isinstance(k, dict) for k in kwargs):
+            raise DataError(f"{where}: each entry of 'kwargs' must be an object")
+        unknown = [i for i in ids if i not in INSTRUCTION_TYPES]
+        if unknown:
+            raise DataError(f"{where}: unknown instruction id(s) {', '.join(unknown)}")
+        data = {
+            "key": row["key"],
+            "prompt": row["prompt"],
+            "instruction_id_list": ids,
+            "kwargs": [clean_kwargs(k) for k in kwargs],  # as the official harness: None means "not given"
+        }
+        return Doc(id=str(row["key"]), data=data)
 
     def prompt(self, doc: Doc) -> Messages:
         return [{"role": "user", "content": doc.data["prompt"]}]

@@ -43,7 +43,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
+from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings
+from rtransfer.benchmarks.loading import Rows, RowTask
 from rtransfer.errors import DataError
 from rtransfer.grading.code import TIMEOUT, decode_tests, decoded_tests, grade_code
 from rtransfer.jsonl import iter_objects
@@ -77,7 +78,7 @@ EVALCHEMY_FUNCTIONAL = (
 )
 
 
-class LiveCodeBench(Task):
+class LiveCodeBench(RowTask):
     name = "livecodebench"
     group = "other"
     version = "1"
@@ -86,6 +87,7 @@ class LiveCodeBench(Task):
     settings = Settings(samples=3, temperature=0.6, top_p=0.95, max_new_tokens=32768)
     hf_dataset = "livecodebench/code_generation_lite"
     data_folder = "livecodebench"
+    id_label = "question_id"
     version_tag: ClassVar[str] = "release_v2"
     private_only: ClassVar[bool] = False  # evalchemy tests only the private tests
 
@@ -95,19 +97,11 @@ class LiveCodeBench(Task):
         self.stop_at_first_failure = stop_at_first_failure
 
     # --- data -------------------------------------------------------------------------------------------------
-    def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
-        files = self._hub_files() if data_dir is None else self._local_files(self.folder(data_dir))
-        docs, seen = [], set()
-        for path in files:
-            for number, row in iter_objects(path):
-                doc = self._doc(row, f"{path}:{number}")
-                if doc.id in seen:
-                    raise DataError(f"{path}:{number}: duplicate question_id {doc.id!r}")
-                seen.add(doc.id)
-                docs.append(doc)
-        if not docs:
-            raise DataError(f"no LiveCodeBench problems in {', '.join(map(str, files))}")
-        return docs
+    def local_rows(self, folder: Path) -> Rows:
+        return _rows(self._local_files(folder))
+
+    def hub_rows(self) -> Rows:
+        return _rows(self._hub_files())
 
     def _local_files(self, folder: Path) -> list[Path]:
         files = sorted(folder.glob("*.jsonl"))
@@ -136,30 +130,28 @@ class LiveCodeBench(Task):
 
             raise hub_error(self.hf_dataset, err) from err
 
-    def _doc(self, row: dict[str, Any], where: str) -> Doc:
+    def to_doc(self, row: dict[str, Any], where: str, seed: int) -> Doc:
         missing = [k for k in ("question_id", "question_content", "public_test_cases") if not row.get(k)]
         if missing:
             raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
-        try:
-            public = decode_tests(row["public_test_cases"])
-            private = decode_tests(row.get("private_test_cases") or "[]")
-            metadata = row.get("metadata") or "{}"
-            metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
-            if not isinstance(metadata, dict):
-                raise ValueError("metadata is not a JSON object")
-            func_name = metadata.get("func_name")
-            tests = private if self.private_only else public + private
-            if not tests:
-                raise ValueError("no test cases")
-            if func_name:  # every input line and output must be JSON, or no answer could ever pass
-                for number, case in enumerate(tests):
-                    for line in [*case["input"].split("\n"), case["output"]]:
-                        try:
-                            json.loads(line)
-                        except json.JSONDecodeError as err:
-                            raise ValueError(f"test case {number} of {func_name} is not JSON ({err})") from None
-        except (ValueError, TypeError) as err:  # JSONDecodeError is a ValueError
-            raise DataError(f"{where}: {err}") from None
+        # ValueError (JSONDecodeError is one) and TypeError become "{where}: malformed (...)" (RowTask.load).
+        public = decode_tests(row["public_test_cases"])
+        private = decode_tests(row.get("private_test_cases") or "[]")
+        metadata = row.get("metadata") or "{}"
+        metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
+        if not isinstance(metadata, dict):
+            raise ValueError("metadata is not a JSON object")
+        func_name = metadata.get("func_name")
+        tests = private if self.private_only else public + private
+        if not tests:
+            raise ValueError("no test cases")
+        if func_name:  # every input line and output must be JSON, or no answer could ever pass
+            for number, case in enumerate(tests):
+                for line in [*case["input"].split("\n"), case["output"]]:
+                    try:
+                        json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"test case {number} of {func_name} is not JSON ({err})") from None
         data = {
             "title": row.get("question_title", ""),
             "question": row["question_content"],
@@ -213,6 +205,12 @@ class LiveCodeBench(Task):
             result[f"score_{level}"] = 100.0 * sum(scores) / len(scores)
             result[f"n_{level}"] = len(scores)
         return result
+
+
+def _rows(files: list[Path]) -> Rows:
+    """The problems of each file, read as a stream (the official files are large)."""
+    for path in files:
+        yield from ((f"{path}:{number}", row) for number, row in iter_objects(path))
 
 
 class LiveCodeBenchEvalchemy(LiveCodeBench):

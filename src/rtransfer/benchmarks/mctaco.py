@@ -21,7 +21,8 @@ from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
+from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings
+from rtransfer.benchmarks.loading import Rows, RowTask, reading
 from rtransfer.errors import DataError
 from rtransfer.grading.choice import TARGET_DELIMITER, grade_loglik
 from rtransfer.records import Record, doc_grades
@@ -55,52 +56,45 @@ def _row_f1(golds: Sequence[bool], preds: Sequence[bool]) -> float:
     return 2 * tp / denominator if denominator else 0.0
 
 
-class McTaco(Task):
+class McTaco(RowTask):
     name = "mctaco"
     group = "non"
     version = "1"
     grader_version = "1"
     kind = "loglik"
     settings = Settings(samples=1, temperature=0.0)
-    hf_dataset = "CogComp/mc_taco"  # split test; label is a class id (0 no, 1 yes)
+    hf_dataset = "CogComp/mc_taco"  # label is a class id (0 no, 1 yes)
     data_folder = "mctaco"
 
     def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
-        if data_dir is None:
-            from rtransfer.benchmarks.hub import hub_rows
+        """The rows in file order, id = the row index (rows have no id of their own), and each row's question:
+        the official evaluator's key, (sentence, question), numbered in order of appearance."""
+        docs, keys = super().load(data_dir, seed), {}
+        for doc in docs:
+            key = f"{doc.data['sentence']} {doc.data['question']}"
+            doc.data["question_id"] = keys.setdefault(key, len(keys))
+        return docs
 
-            rows = hub_rows(self.hf_dataset, "test")
-            for r in rows:
-                r["label"] = LABELS[int(r["label"])] if not isinstance(r["label"], str) else r["label"]
-            return self._docs(rows, self.hf_dataset)
-        path = self.folder(data_dir) / "test_9442.tsv"
-        try:
-            # Fields hold bare quote characters: read with quoting off, as the dataset's readme says.
-            with open(path, encoding="utf-8", newline="") as f:
-                lines = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-        except FileNotFoundError:
-            raise DataError(f"{path}: file not found") from None
-        except (UnicodeDecodeError, csv.Error) as err:
-            raise DataError(f"{path}: unreadable TSV ({err})") from None
+    def local_rows(self, folder: Path) -> Rows:
+        path = folder / "test_9442.tsv"
+        # Fields hold bare quote characters: read with quoting off, as the dataset's readme says.
+        with reading(path, "a TSV file"), open(path, encoding="utf-8", newline="") as f:
+            lines = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
         rows = []
         for number, fields in enumerate(lines, start=1):
             if len(fields) != len(FIELDS):
                 raise DataError(f"{path}:{number}: {len(fields)} tab-separated fields, expected {len(FIELDS)}")
-            rows.append(dict(zip(FIELDS, fields, strict=True)))
-        return self._docs(rows, str(path))
+            rows.append((f"{path}:{number}", {**dict(zip(FIELDS, fields, strict=True)), "index": number - 1}))
+        return rows
 
-    def _docs(self, rows: list[dict[str, Any]], source: str) -> list[Doc]:
-        docs, keys = [], {}
-        for index, row in enumerate(rows):
-            if row["label"] not in LABELS:
-                raise DataError(f"{source}:{index + 1}: label {row['label']!r} is not yes/no")
-            # The official evaluator's question key; ids of question groups are numbered in order of appearance.
-            key = f"{row['sentence']} {row['question']}"
-            data = {**{k: row[k] for k in FIELDS}, "question_id": keys.setdefault(key, len(keys))}
-            docs.append(Doc(id=str(index), data=data))  # the row index: rows have no id of their own
-        if not docs:
-            raise DataError(f"{source}: no rows")
-        return docs
+    def hub_rows(self) -> Rows:
+        return [(where, {**row, "index": index}) for index, (where, row) in enumerate(super().hub_rows())]
+
+    def to_doc(self, row: dict[str, Any], where: str, seed: int) -> Doc:
+        label = row["label"] if isinstance(row["label"], str) else LABELS[int(row["label"])]
+        if label not in LABELS:
+            raise DataError(f"{where}: label {label!r} is not yes/no")
+        return Doc(id=str(row["index"]), data={**{k: row[k] for k in FIELDS}, "label": label})
 
     def choices(self, doc: Doc) -> tuple[Messages, list[str]]:
         d = doc.data

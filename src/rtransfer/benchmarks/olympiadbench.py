@@ -2,12 +2,10 @@
 competition problems. Boxed answer graded by equivalence, greedy, one sample (BRIEF §2)."""
 
 import ast
-from pathlib import Path
 from typing import Any
 
-from rtransfer.benchmarks._math import MathTask, read_jsonl, unique_docs
+from rtransfer.benchmarks._math import MathTask
 from rtransfer.benchmarks.base import Doc, Settings
-from rtransfer.benchmarks.hub import hub_rows
 from rtransfer.errors import DataError
 
 # The authors ran OlympiadBench with their lm-evaluation-harness task: repository
@@ -37,23 +35,17 @@ class OlympiadBench(MathTask):
     prompt_template = PROMPT
     settings = Settings(samples=1, temperature=0.0, top_p=1.0, max_new_tokens=32768, stop=("Problem:",))
     hf_dataset = "Hothan/OlympiadBench"
+    hf_split = "train"
     hf_config = "OE_TO_maths_en_COMP"
     data_folder = "olympiadbench"
+    required = ("id", "question", "final_answer")
 
-    def load(self, data_dir: Path | None, seed: int = 0) -> list[Doc]:
-        if data_dir is None:
-            where, rows = self.hf_dataset, hub_rows(self.hf_dataset, "train", self.hf_config)
-        else:
-            path = self.folder(data_dir) / "test.jsonl"
-            where, rows = str(path), read_jsonl(path, ("id", "question", "final_answer"))
-        docs = []
-        for number, row in enumerate(rows, start=1):
-            doc_id = str(row["id"])
-            answer = GOLD_FIXES.get(doc_id) or gold_answer(row["final_answer"], f"{where}:{number}")
-            context = row.get("context")  # None throughout this subset; kept for copies that have it
-            problem = row["question"] if context in (None, "", "None") else f"{context}\n{row['question']}"
-            docs.append(Doc(id=doc_id, data={**row, "problem": problem, "answer": answer}))
-        return unique_docs(docs, where)
+    def to_doc(self, row: dict[str, Any], where: str, seed: int) -> Doc:
+        doc_id = str(row["id"])
+        answer = GOLD_FIXES.get(doc_id) or gold_answer(row["final_answer"], where)
+        context = row.get("context")  # None throughout this subset; kept for copies that have it
+        problem = row["question"] if context in (None, "", "None") else f"{context}\n{row['question']}"
+        return Doc(id=doc_id, data={**row, "problem": problem, "answer": answer})
 
 
 def gold_answer(final_answer: Any, where: str) -> str:
