@@ -4,6 +4,7 @@ program counts as failed, that nothing it started is still alive, and that it en
 Attacks run in every isolation mode that works on this machine (all three where the tests run as root) and in
 "auto", the mode grading uses. Nothing is skipped: a mode that does not work here is simply not listed."""
 
+import marshal
 import os
 import resource
 import secrets
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rtransfer.grading import sandbox
-from rtransfer.grading.sandbox import Job, Limits, run_many, run_program
+from rtransfer.grading.sandbox import Job, LaunchConfig, Limits, Observation, classify, run_many, run_program
 
 MODES = ["auto", *sandbox.available_modes()]
 FAST = Limits(timeout=1.0)
@@ -308,7 +309,7 @@ HARD_KILL_MODES = [m for m in MODES if promises_cleanup_after_a_hard_kill(m)]
 
 @pytest.mark.parametrize("mode", HARD_KILL_MODES)
 def test_a_launcher_killed_outright_leaves_nothing_behind(mode, marker, monkeypatch):
-    monkeypatch.setattr(sandbox, "KILL_GRACE", 0.0)  # no time to clean up: the grader kills the launcher at once
+    monkeypatch.setattr(sandbox.run, "KILL_GRACE", 0.0)  # no time to clean up: the grader kills the launcher at once
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
     result = run_program(bomb, limits=FAST, isolation=mode, args=(marker,))
     assert result.status == "timeout"
@@ -367,3 +368,63 @@ def test_programs_run_with_this_interpreter_in_isolated_mode(marker):
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="unknown isolation"):
         run_program("pass", isolation="chroot")
+
+
+# How a run's end is named, from what was seen of it (no sandbox needed). SIGXCPU is 24 and SIGKILL 9 on Linux.
+@pytest.mark.parametrize(
+    ("seen", "limits", "status"),
+    [
+        (Observation(0, 0.1), Limits(), "ok"),
+        (Observation(1, 0.1, "ValueError: no"), Limits(), "runtime_error"),
+        (Observation(-11, 0.1), Limits(), "runtime_error"),  # a segfault
+        (Observation(1, 0.1, "MemoryError"), Limits(), "memory"),
+        (Observation(-6, 0.1, "Cannot allocate memory"), Limits(), "memory"),
+        (Observation(-9, 1.2, stopped="timeout"), Limits(timeout=1), "timeout"),  # the grader's wall clock
+        (Observation(-24, 0.9), Limits(timeout=5, cpu_time=1), "timeout"),  # SIGXCPU
+        (Observation(-9, 2.0), Limits(timeout=5, cpu_time=1.5), "timeout"),  # the hard CPU limit, after 2 s
+        (Observation(-9, 0.5), Limits(timeout=5, cpu_time=1), "runtime_error"),  # a SIGKILL before the limit
+        (Observation(-9, 0.5, stopped="output_limit"), Limits(), "output_limit"),
+        (Observation(0, 0.5, "MemoryError", stopped="output_limit"), Limits(), "output_limit"),
+        (Observation(-24, 0.5, stopped="output_limit"), Limits(), "timeout"),  # the CPU limit came first
+        (Observation(None, 1.5, stopped="timeout"), Limits(timeout=1), "timeout"),  # never reported an exit
+    ],
+)
+def test_classify_names_the_end_of_a_run(seen, limits, status):
+    assert classify(seen, limits) == status
+
+
+def launch_fields(**changes):
+    fields = dict(mode="basic", code="print(1)", args=["x"], python=sys.executable, python_shared=True, grader=1,
+                  uid=1 << 30, fresh_uid=False, workdir=None, hide=["/home"], binds=[], cpu_seconds=2, memory_mb=64,
+                  file_mb=1, open_files=16, processes=4)  # fmt: skip
+    return fields | changes
+
+
+def test_launch_config_round_trips_and_refuses_what_is_malformed():
+    config = LaunchConfig(**launch_fields(workdir="/tmp/w"))
+    assert vars(LaunchConfig.from_bytes(config.to_bytes())) == vars(config)
+    for bad in (
+        {"uid": True},  # a bool is no int
+        {"workdir": 3},
+        {"args": ["x", 1]},
+        {"hide": "/home"},
+        {"unknown": 1},
+    ):
+        with pytest.raises(ValueError, match="launch config"):
+            LaunchConfig(**launch_fields(**bad))
+    with pytest.raises(ValueError, match="missing \\['uid'\\]"):
+        LaunchConfig(**{k: v for k, v in launch_fields().items() if k != "uid"})
+    with pytest.raises(ValueError, match="not a dict"):
+        LaunchConfig.from_bytes(marshal.dumps([1, 2]))
+
+
+def test_the_launcher_imports_only_the_standard_library():
+    # It runs as a script with -I -S, once per program run: nothing of the package, nothing slow to import.
+    launcher = Path(sandbox.launcher.__file__)
+    command = [sys.executable, "-I", "-S", "-X", "importtime", str(launcher)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 1 and "usage: launcher.py" in done.stderr
+    rows = [line.split("|") for line in done.stderr.splitlines() if line.startswith("import time:")]
+    top_level = {row[-1].strip().split(".")[0] for row in rows[1:]}  # below the header: one module a row
+    assert top_level - sys.stdlib_module_names == {"confine"}  # its sibling, by path
+    assert not top_level & {"enum", "dataclasses", "typing", "inspect", "signal", "rtransfer"}
