@@ -8,8 +8,8 @@ import sys
 from rtransfer import __version__
 from rtransfer.errors import RtransferError
 
-# Subcommands built so far, in help order. Planned next: report, study.
-COMMANDS = ("eval", "grade", "regrade", "lab", "probe", "ti", "train")
+# Subcommands, in help order.
+COMMANDS = ("study", "eval", "grade", "regrade", "lab", "probe", "ti", "train", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

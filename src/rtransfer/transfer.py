@@ -102,7 +102,7 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _group_columns(benchmarks: Sequence[str]) -> dict[str, np.ndarray]:
+def group_columns(benchmarks: Sequence[str]) -> dict[str, np.ndarray]:
     return {g: np.array([i for i, b in enumerate(benchmarks) if group_of(b) == g], dtype=int) for g in GROUPS}
 
 
@@ -224,7 +224,7 @@ def transferability(
         raise TransferabilityError("no row names a base model, so there is nothing to compare")
     bases = [by_name[r.base] for r in tuned]
     benchmarks = compared_benchmarks(rows)
-    columns = _group_columns(benchmarks)
+    columns = group_columns(benchmarks)
     tuned_scores, base_scores = score_matrix(tuned, benchmarks), score_matrix(bases, benchmarks)
     domain, sigmas = domain_indexes(tuned_scores[None], base_scores[None], columns, index, sigma)
     ti = ti_from_domain(domain)

@@ -8,6 +8,8 @@ import io
 import math
 from collections.abc import Sequence
 
+from rtransfer.benchmarks.names import GROUPS
+
 FORMATS = ("terminal", "csv", "latex", "markdown")
 
 
@@ -87,3 +89,37 @@ def _latex(header, rows, title) -> str:
     lines += [" & ".join(_tex(c) for c in r) + r" \\" for r in rows]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+def ti_table(results, reported: dict | None = None) -> tuple[list[str], list[list[str]]]:
+    """The TI table of `rtransfer ti` and the study: TIs, their CIs, the group changes, the paper's values when
+    `reported` (model → ReportedTI) is given."""
+    reported = reported or {}
+    with_ci = any(r.ci for r in results)
+    header = ["model", "base", "method", "TI_other", "TI_non"]
+    if with_ci:
+        header += ["TI_other CI", "TI_non CI"]
+    # The group changes, always beside the TI: points of the group's mean score (with their CI when resampled).
+    header += [f"Δ{g}" for g in GROUPS]
+    if with_ci:
+        header += [f"Δ{g} CI" for g in GROUPS]
+    if reported:
+        header += ["paper TI_other", "paper TI_non", "diff other", "diff non", ""]
+    cells = []
+    for r in results:
+        row = [r.model, r.base, r.method, fmt(r.ti["other"]), fmt(r.ti["non"])]
+        if with_ci:
+            row += [fmt_ci(r.ci.get("other")), fmt_ci(r.ci.get("non"))]
+        row += [fmt(r.change.get(g, float("nan"))) for g in GROUPS]
+        if with_ci:
+            row += [fmt_ci(r.change_ci.get(g)) for g in GROUPS]
+        rep = reported.get(r.model)
+        if reported and rep:
+            from rtransfer.paper import mark
+
+            row += [fmt(rep.other), fmt(rep.non), fmt(r.ti["other"] - rep.other), fmt(r.ti["non"] - rep.non)]
+            row.append(mark(r, rep))
+        elif reported:
+            row += ["", "", "", "", ""]
+        cells.append(row)
+    return header, cells

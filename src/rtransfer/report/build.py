@@ -1,0 +1,55 @@
+"""The report stage: files in, report out.
+
+    write_report(STUDY_DIR)                  a study directory (`rtransfer study`): report.html, report.md,
+                                             figures/*.png, tables/*.csv and *.tex in STUDY_DIR (or `out`)
+    write_run_report(RUN_DIRS, base, OUT)    eval run directories alone, compared with `base`
+
+Reads only files (records, scores, TI, probe results, training logs); imports no engine and no torch.
+"""
+
+from pathlib import Path
+
+from rtransfer.report.collect import ReportData, load_runs, load_study
+from rtransfer.report.document import Section
+from rtransfer.report.evidence import EVIDENCE_SECTIONS
+from rtransfer.report.html import render_html
+from rtransfer.report.markdown import render_markdown
+from rtransfer.report.sections import RESULT_SECTIONS, Results
+from rtransfer.report.tables import render
+
+
+def build_sections(data: ReportData) -> tuple[list[Section], Results]:
+    results = Results(data)
+    return [make(data, results) for make in (*RESULT_SECTIONS, *EVIDENCE_SECTIONS)], results
+
+
+def write_report(study_dir: str | Path, out: str | Path | None = None) -> dict:
+    data = load_study(study_dir)
+    return _write(data, Path(out) if out else Path(study_dir), f"rtransfer report: study {data.title}")
+
+
+def write_run_report(run_dirs: list[str | Path], base: str | None, out: str | Path) -> dict:
+    data = load_runs(run_dirs, base)
+    return _write(data, Path(out), "rtransfer report: " + ", ".join(data.models))
+
+
+def _write(data: ReportData, out: Path, title: str) -> dict:
+    sections, results = build_sections(data)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(exist_ok=True)
+    (out / "tables").mkdir(exist_ok=True)
+    tables = []
+    for section in sections:
+        for figure in section.figures():
+            (out / "figures" / f"{figure.name}.png").write_bytes(figure.png)
+        for table in section.tables():
+            if not table.name:
+                continue
+            for form, suffix in (("csv", "csv"), ("latex", "tex")):
+                path = out / "tables" / f"{table.name}.{suffix}"
+                path.write_text(render(table.header, table.rows, form, table.caption), encoding="utf-8")
+                tables.append(path)
+    html, md = out / "report.html", out / "report.md"
+    html.write_text(render_html(title, sections), encoding="utf-8")
+    md.write_text(render_markdown(title, sections), encoding="utf-8")
+    return {"html": html, "md": md, "tables": tables, "finding": results.finding}

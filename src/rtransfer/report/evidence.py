@@ -1,0 +1,236 @@
+"""The report's evidence sections: training curves, latent and token probes, example answers, the manifest."""
+
+import json
+
+from rtransfer.benchmarks.names import GROUPS, display, group_of
+from rtransfer.report import plots
+from rtransfer.report.collect import ReportData
+from rtransfer.report.document import Code, Figure, Section, Table, Text
+from rtransfer.report.tables import fmt, fmt_ci
+from rtransfer.runs import RunDir
+
+EXAMPLES_PER_BENCHMARK = 2
+ANSWER_CHARS = 700  # longer answers are cut, and say so
+
+
+def _ci(values, digits: int = 3) -> str:
+    return fmt_ci(tuple(values), digits) if values else ""
+
+
+def training(data: ReportData, results=None) -> Section:
+    if not data.logs:
+        return Section("training", "Training curves", [Text("No training logs: this study trained no model.")])
+    caption = (
+        "log.jsonl per tuned model against the optimiser step. One training run per model and seed, so the curves "
+        "have no CI: the seeds' curves side by side show the spread. The band around the mean reward is ± its "
+        "standard deviation over the step's rollouts (the spread of rewards, not an uncertainty of the mean)."
+    )
+    blocks = []
+    png = plots.training_curves(data.logs)
+    if png:
+        blocks.append(Figure("training", png, caption, "training curves"))
+    rows = []
+    for model, log in data.logs.items():
+        info = data.training.get(model) or {}
+        first, last = log[0], log[-1]
+        rows.append(
+            [
+                model,
+                data.models[model].method,
+                str(info.get("steps", last["step"])),
+                fmt(info.get("seconds")),
+                fmt(first.get("loss"), 3),
+                fmt(last.get("loss"), 3),
+                fmt(last.get("reward_mean"), 3),
+                fmt(last.get("completion_length")),
+            ]
+        )
+    header = ["model", "method", "steps", "seconds", "first loss", "last loss", "last reward", "last length (tokens)"]
+    blocks.append(Table("training", header, rows, "First and last logged values; seconds from train.json."))
+    return Section("training", "Training curves", blocks)
+
+
+def latent(data: ReportData, results=None) -> Section:
+    probed = {m: p["latent"] for m, p in data.probes.items() if "latent" in p}
+    if not probed:
+        return Section("latent", "Latent PCA shift", [Text("No latent probe was run in this study.")])
+    blocks = []
+    rows = []
+    for model, result in probed.items():
+        caption = (
+            f"{model} vs its base: per layer, the mean of the texts' pooled hidden states projected on the base's "
+            "first two principal axes (the base sits at shift 0). d: distance between the two centroids over "
+            "layers, with its bootstrap CI over texts (PCA refit per replicate); noise floor: d of the base against "
+            "its own bf16-rounded copy."
+        )
+        blocks.append(Figure(f"latent_{model}", plots.pca_panels(result["rows"]), caption, f"PCA shift of {model}"))
+        for r in result["rows"]:
+            floor = r.get("noise_floor") or {}
+            cka = r.get("cka") or []
+            rows.append(
+                [
+                    model,
+                    r["benchmark"],
+                    fmt(r["d"], 4),
+                    _ci(r.get("d_ci"), 4),
+                    fmt(floor.get("d_null"), 4),
+                    fmt(floor.get("d_split"), 4),
+                    fmt(sum(cka) / len(cka), 4) if cka else "—",
+                    str(r.get("n", "")),
+                ]
+            )
+        for g in result.get("groups", []):
+            rows.append([model, f"{g['group']} (mean)", fmt(g["d"], 4), _ci(g.get("d_ci"), 4), "", "", "", ""])
+    header = ["model", "benchmark", "d", "d CI", "noise floor d", "split-half d", "mean CKA", "texts"]
+    caption = (
+        "d with its bootstrap CI; noise floor d: base vs its bf16-rounded copy; split-half d: base on one half of "
+        "the texts vs the other half (how far d moves from the texts alone). Units: hidden-state units."
+    )
+    blocks.append(Table("latent", header, rows, caption))
+    return Section("latent", "Latent PCA shift", blocks)
+
+
+def tokens(data: ReportData, results=None) -> Section:
+    probed = {m: p["tokens"] for m, p in data.probes.items() if "tokens" in p}
+    if not probed:
+        return Section("tokens", "Token KL and rank shift", [Text("No token probe was run in this study.")])
+    blocks, rows, shifted = [], [], []
+    for model, result in probed.items():
+        caption = (
+            f"{model} on its own greedy answers, scored by both models: exact KL(tuned‖base) per token, mean rank "
+            "of the answer token under the base minus 1, share of positions the base ranks below 3; error bars: "
+            "bootstrap CIs over prompts; black tick: the noise floor (base vs its bf16-rounded copy)."
+        )
+        blocks.append(Figure(f"tokens_{model}", plots.token_bars(result["rows"]), caption, f"token drift of {model}"))
+        for r in result["rows"]:
+            floor = (r.get("noise_floor") or {}).get("kl_null")
+            rows.append(
+                [
+                    model,
+                    r["benchmark"],
+                    fmt(r["kl_exact"], 4),
+                    _ci(r.get("kl_exact_ci"), 4),
+                    fmt(floor, 4),
+                    fmt(r["kl_sampled"], 4),
+                    _ci(r.get("kl_sampled_ci"), 4),
+                    fmt(r["mean_rank_shift"], 3),
+                    _ci(r.get("mean_rank_shift_ci")),
+                    fmt(100 * r["shifted"]),
+                    _ci([100 * v for v in r["shifted_ci"]], 1) if r.get("shifted_ci") else "",
+                ]
+            )
+            top = ", ".join(f"{tok!r}×{n}" for tok, n in r.get("top_shifted_tokens", [])[:12])
+            shifted.append([model, r["benchmark"], str(r.get("positions", "")), top or "none shifted (rank > 3)"])
+    header = ["model", "benchmark", "KL", "KL CI", "noise floor KL", "sampled |log ratio|", "CI", "mean rank shift"]
+    header += ["CI", "shifted %", "shifted CI"]
+    caption = (
+        "KL in nats per token; 'sampled |log ratio|' is the authors' estimator (labelled as such); rank shift in "
+        "ranks; shifted: % of answer positions with base rank > 3. CIs: bootstrap over prompts."
+    )
+    blocks.append(Table("tokens", header, rows, caption))
+    blocks.append(
+        Table(
+            "shifted_tokens",
+            ["model", "benchmark", "positions", "most often shifted tokens (count)"],
+            shifted,
+            "The answer tokens most often at base rank > 3 (counts are over all answer positions; no CI).",
+        )
+    )
+    return Section("tokens", "Token KL and rank shift", blocks)
+
+
+def _prompt_text(prompt) -> str:
+    if isinstance(prompt, list):
+        users = [m.get("content", "") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        return users[-1] if users else json.dumps(prompt, ensure_ascii=False)
+    return str(prompt)
+
+
+def _answer(record) -> str:
+    text = record.response if record.response is not None else f"(log-likelihood choice) {record.extracted!r}"
+    if len(text) > ANSWER_CHARS:
+        text = text[:ANSWER_CHARS] + f" … [{len(text) - ANSWER_CHARS} more characters cut]"
+    return text
+
+
+def examples(data: ReportData, results=None) -> Section:
+    models = [m for m in data.models.values() if m.run_dir and m.run_dir.exists()]
+    if not models:
+        return Section("examples", "Example answers", [Text("No run directories: no records to show.")])
+    benchmarks = sorted({b for r in data.rows for b in r.scores}, key=lambda b: (GROUPS.index(group_of(b)), b))
+    blocks = [
+        Text(
+            f"The first {EXAMPLES_PER_BENCHMARK} documents per benchmark that every model answered (sample 0), base "
+            "first; grade 1 = correct. Single answers illustrate, they do not measure: the tables above do."
+        )
+    ]
+    for bench in benchmarks:
+        records = {m.name: _by_doc(RunDir(m.run_dir), bench) for m in models}
+        shared = [d for d in records[models[0].name] if all(d in r for r in records.values())]
+        for doc in shared[:EXAMPLES_PER_BENCHMARK]:
+            first = records[models[0].name][doc]
+            gold = (first.grading or {}).get("gold")
+            blocks.append(
+                Code(
+                    _prompt_text(first.prompt),
+                    f"{display(bench)} · {doc} · prompt" + (f" (gold: {gold})" if gold else ""),
+                )
+            )
+            for m in models:
+                r = records[m.name][doc]
+                blocks.append(Code(_answer(r), f"{m.label} — grade {fmt(r.grade, 2)}"))
+    return Section("examples", "Example answers", blocks)
+
+
+def _by_doc(run: RunDir, bench: str) -> dict:
+    out = {}
+    for r in run.records(bench):
+        if r.sample == 0:
+            out.setdefault(r.doc_id, r)
+    return out
+
+
+def manifest(data: ReportData, results=None) -> Section:
+    m = data.manifest
+    blocks = []
+    if "runs" in m:
+        rows = [
+            [
+                name,
+                str(data.models[name].run_dir),
+                str(r.get("model")),
+                json.dumps(r.get("sampling") or {}),
+                str(r.get("seed")),
+                str(r.get("rtransfer_version")),
+                str(r.get("created")),
+            ]
+            for name, r in m["runs"].items()
+        ]
+        header = ["model", "run dir", "model path or id", "sampling", "seed", "rtransfer", "created"]
+        return Section("manifest", "Manifest", [Table("runs", header, rows, "The run directories' manifests.")])
+    rows = [
+        [
+            name,
+            e.arm,
+            e.method,
+            str(e.thinking or ""),
+            "" if e.seed is None else str(e.seed),
+            str(e.run_dir.relative_to(data.root)) if e.run_dir else "",
+            str(e.train_dir.relative_to(data.root)) if e.train_dir else "",
+        ]
+        for name, e in data.models.items()
+    ]
+    blocks.append(Table("models", ["model", "arm", "method", "thinking", "seed", "run dir", "training dir"], rows))
+    stages = [
+        [s, str(v.get("key", "")), fmt(v.get("seconds")), str(v.get("finished", ""))]
+        for s, v in (m.get("stages") or {}).items()
+    ]
+    blocks.append(Table("stages", ["stage", "key", "seconds", "finished"], stages, "Stage times from the manifest."))
+    versions = [[k, str(v)] for k, v in (m.get("versions") or {}).items()]
+    blocks.append(Table("versions", ["package", "version"], versions))
+    blocks.append(Text(f"Study {m.get('study')}, created {m.get('created')}, seeds {m.get('seeds')}. Config:"))
+    blocks.append(Code(json.dumps(m.get("config") or {}, indent=2, ensure_ascii=False), "config"))
+    return Section("manifest", "Manifest", blocks)
+
+
+EVIDENCE_SECTIONS = (training, latent, tokens, examples, manifest)

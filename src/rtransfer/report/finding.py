@@ -1,0 +1,167 @@
+"""The finding in words, computed from the numbers by a few fixed rules, never assumed.
+
+Rules (each uncertainty is a paired-bootstrap percentile CI over documents, at the study's confidence level):
+
+1. A change is *real* when its CI excludes 0: above 0 "raised/gained", below 0 "lowered/lost"; a CI that
+   includes 0 is "no measurable change". No minimum effect size is imposed: benchmarks differ in scale, and the
+   CI already says what the document sample can resolve. A change without a CI (no per-document records) is
+   reported as a point estimate and never called real.
+2. An arm *raised math* when the CI of its Δmath (change of the math group's mean score) lies above 0.
+3. The TI compares transfer only when it is defined (DI_math > 0) and stable (DI_math's CI excludes 0):
+   otherwise it is a ratio to noise or to a loss. When the TI cannot be used, the arms are compared on the
+   group changes Δother and Δnon, which are always defined, and the sentence says so.
+4. On-policy (onpolicy, grpo) vs off-policy SFT (sft): for each such pair of arms, the difference on−off of each
+   group's measure (rule 3), with its paired CI (rule 1). The verdict "on-policy transfers better/worse" needs
+   every pair to agree: at least one group real in that direction, none real in the other. Anything else is
+   "the data cannot tell", with the numbers.
+"""
+
+from collections.abc import Sequence
+
+from rtransfer.report.compare import OFF_POLICY, ON_POLICY, Difference
+from rtransfer.report.tables import fmt, fmt_ci
+
+GROUP_WORDS = {"math": "math", "other": "other reasoning", "non": "non-reasoning"}
+
+
+def signed(x: float | None, digits: int = 1) -> str:
+    text = fmt(x, digits)
+    return f"+{text}" if x is not None and text not in ("—",) and float(text) > 0 else text
+
+
+def direction(value: float | None, ci: Sequence[float] | None) -> str:
+    """Rule 1: "up" or "down" when the CI excludes 0, "flat" when it includes 0, "unknown" without a CI."""
+    if value is None or not ci or ci[0] is None or ci[1] is None:
+        return "unknown"
+    if ci[0] > 0:
+        return "up"
+    if ci[1] < 0:
+        return "down"
+    return "flat"
+
+
+def _change(row: dict, group: str) -> tuple[float | None, list | None]:
+    return (row.get("change") or {}).get(group), (row.get("change_ci") or {}).get(group)
+
+
+def raised_math(row: dict) -> bool:
+    """Rule 2."""
+    return direction(*_change(row, "math")) == "up"
+
+
+def ti_usable(row: dict) -> bool:
+    """Rule 3: defined and stable."""
+    return not row.get("error") and not row.get("unstable") and row.get("TI_other") is not None
+
+
+def _describe_change(row: dict, group: str) -> str:
+    value, ci = _change(row, group)
+    what = {"up": "gained", "down": "lost", "flat": "no measurable change", "unknown": "changed (no CI)"}
+    text = f"{signed(value)} points"
+    if ci:
+        text += f" {fmt_ci(tuple(ci))}"
+    return f"{GROUP_WORDS[group]} {what[direction(value, ci)]} ({text})"
+
+
+def model_sentence(row: dict) -> str:
+    """What happened to one tuned model, group by group, and its TI when it can be read (rule 3)."""
+    value, ci = _change(row, "math")
+    math = {"up": "raised math", "down": "lowered math", "flat": "did not change math measurably"}
+    math_text = math.get(direction(value, ci), "changed math without a CI")
+    parts = [f"{row['model']} {math_text} ({signed(value)} points{' ' + fmt_ci(tuple(ci)) if ci else ''})"]
+    parts += [_describe_change(row, g) for g in ("other", "non")]
+    sentence = "; ".join(parts)
+    if ti_usable(row):
+        tis = [
+            f"TI_{g} {fmt(row.get(f'TI_{g}'))}"
+            + (f" {fmt_ci(tuple(row[f'TI_{g}_ci']))}" if row.get(f"TI_{g}_ci") else "")
+            for g in ("other", "non")
+        ]
+        sentence += "; " + ", ".join(tis)
+    elif row.get("error"):
+        sentence += "; TI undefined (no math gain to divide by)"
+    elif row.get("unstable"):
+        sentence += "; TI unstable (the math index's CI includes 0), not read"
+    return sentence + "."
+
+
+def _difference_words(d: Difference, group: str, measure: str) -> tuple[str, str]:
+    """(direction of a−b, a clause) for one group's difference."""
+    est = d.estimate
+    where = direction(est.value if d.defined else None, est.ci)
+    unit = "" if measure == "TI" else " points"
+    numbers = f"{signed(est.value if d.defined else None)}{unit} {fmt_ci(est.ci)}".strip()
+    verdict = {
+        "up": f"{d.a} ahead",
+        "down": f"{d.b} ahead",
+        "flat": "cannot tell (the CI includes 0)",
+        "unknown": "cannot tell (no CI)",
+    }[where]
+    return where, f"{GROUP_WORDS[group]} {measure} {d.a} − {d.b} = {numbers}: {verdict}"
+
+
+def pair_sentence(a: str, b: str, by_quantity: dict[str, Difference], usable: bool) -> tuple[str, set[str]]:
+    """Rule 4 for one on-policy arm a and one off-policy arm b: the sentence and the directions it found."""
+    measure = "TI" if usable else "Δ"
+    found, clauses = set(), []
+    for g in ("other", "non"):
+        d = by_quantity[f"TI_{g}" if usable else f"Δ{g}"]
+        where, clause = _difference_words(d, g, measure)
+        found.add(where)
+        clauses.append(clause)
+    how = "by the TI" if usable else "by group changes (the TI cannot be used for both: rule 3)"
+    return f"{a} vs {b}, {how}: " + "; ".join(clauses) + ".", found
+
+
+def finding(
+    ti_rows: Sequence[dict], arms: dict[str, list[str]], method_of: dict[str, str], differences: Sequence[Difference]
+) -> list[str]:
+    """The finding as a list of sentences: which arms raised math, what happened elsewhere, on- vs off-policy."""
+    by_model = {r["model"]: r for r in ti_rows}
+    rows = [by_model[m] for models in arms.values() for m in models if m in by_model]
+    if not rows:
+        return ["No tuned model to compare with a base."]
+    raised = [r["model"] for r in rows if raised_math(r)]
+    if raised:
+        lines = [f"Raised math beyond noise (Δmath CI above 0): {', '.join(raised)}."]
+    else:
+        lines = [
+            "No model raised math beyond noise (every Δmath CI reaches 0 or below), so no TI is defined and stable: "
+            "transfer of a math gain cannot be measured here; the group changes below say what happened."
+        ]
+    lines += [model_sentence(r) for r in rows]
+    lines.append(on_vs_off(by_model, arms, method_of, differences))
+    return lines
+
+
+def on_vs_off(
+    by_model: dict[str, dict], arms: dict[str, list[str]], method_of: dict[str, str], differences: Sequence[Difference]
+) -> str:
+    on = [a for a in arms if method_of.get(a) in ON_POLICY]
+    off = [a for a in arms if method_of.get(a) in OFF_POLICY]
+    if not on or not off:
+        missing = "on-policy (onpolicy, grpo)" if not on else "off-policy SFT"
+        return f"On- vs off-policy: not compared, the study has no {missing} arm."
+    table = {(d.a, d.b, d.quantity): d for d in differences}
+    sentences, verdicts = [], set()
+    for a in on:
+        for b in off:
+            quantities = {q: table[a, b, q] for (x, y, q) in table if (x, y) == (a, b)}
+            if not quantities:
+                continue
+            usable = all(ti_usable(by_model[m]) for m in [*arms[a], *arms[b]])
+            text, found = pair_sentence(a, b, quantities, usable)
+            sentences.append(text)
+            if "up" in found and "down" not in found:
+                verdicts.add("better")
+            elif "down" in found and "up" not in found:
+                verdicts.add("worse")
+            else:
+                verdicts.add("unclear")
+    if verdicts == {"better"}:
+        head = "On-policy arms transfer better than off-policy SFT here, in every pair compared."
+    elif verdicts == {"worse"}:
+        head = "On-policy arms transfer worse than off-policy SFT here, in every pair compared."
+    else:
+        head = "Whether on-policy arms transfer better than off-policy SFT: the data cannot tell."
+    return " ".join([head, *sentences])

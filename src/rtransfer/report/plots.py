@@ -1,0 +1,259 @@
+"""The report's figures as PNG bytes (matplotlib's object API on the Agg canvas: no display, no global state).
+
+Every axis is named with its unit; every value drawn from resampling carries its CI as an error bar; the
+captions (written in sections.py) say what a bar means or why a curve has none.
+"""
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+
+from rtransfer.benchmarks.names import GROUPS, display, group_of
+from rtransfer.report.compare import Difference, Estimate
+
+MARKERS = {"sft": "o", "onpolicy": "s", "grpo": "^", "": "D"}  # by training method, as the paper's Figure 1
+DPI = 110
+
+
+def _figure(width: float, height: float, rows: int = 1, cols: int = 1):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, axes
+
+
+def _png(fig) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png", metadata={"Software": None})
+    return out.getvalue()
+
+
+def _err(values: Sequence[float], cis: Sequence[Sequence[float] | None]) -> np.ndarray:
+    """matplotlib's asymmetric error bars [2, n] from CIs (0 where a value has none)."""
+    low = [v - ci[0] if ci else 0.0 for v, ci in zip(values, cis, strict=True)]
+    high = [ci[1] - v if ci else 0.0 for v, ci in zip(values, cis, strict=True)]
+    return np.maximum(np.array([low, high], dtype=float), 0.0)
+
+
+def ti_scatter(points: Sequence[dict]) -> bytes:
+    """TI_other vs TI_non, one marker per model by method, CIs as error bars; unstable rows drawn hollow.
+    `points`: {"model", "method", "x", "y", "x_ci", "y_ci", "unstable"}."""
+    fig, axes = _figure(6.4, 5.2)
+    ax = axes[0, 0]
+    for ref in (0, 100):
+        ax.axhline(ref, color="0.8", lw=0.8, zorder=0)
+        ax.axvline(ref, color="0.8", lw=0.8, zorder=0)
+    seen = set()
+    for i, p in enumerate(points):
+        color = f"C{i % 10}"
+        method = p["method"] or ""
+        ax.errorbar(
+            [p["x"]],
+            [p["y"]],
+            xerr=_err([p["x"]], [p["x_ci"]]),
+            yerr=_err([p["y"]], [p["y_ci"]]),
+            fmt="none",
+            ecolor=color,
+            elinewidth=0.9,
+            capsize=3,
+            zorder=1,
+        )
+        label = method or "other"
+        ax.scatter(
+            [p["x"]],
+            [p["y"]],
+            marker=MARKERS.get(method, "D"),
+            s=60,
+            zorder=2,
+            edgecolors=color,
+            facecolors="none" if p["unstable"] else color,
+            label=None if label in seen else label,
+        )
+        seen.add(label)
+        ax.annotate(p["model"], (p["x"], p["y"]), xytext=(5, 4), textcoords="offset points", fontsize=8)
+    ax.set_xlabel("TI_other (% of the math domain index)")
+    ax.set_ylabel("TI_non (% of the math domain index)")
+    ax.set_title("Transferability: other vs non-reasoning")
+    if points:
+        ax.legend(title="method (hollow: unstable)", fontsize=8, title_fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def change_bars(changes: dict[str, dict[str, Estimate]]) -> bytes:
+    """Per benchmark, each model's score change vs its base with its CI; benchmarks ordered by group."""
+    benchmarks = sorted({b for c in changes.values() for b in c}, key=lambda b: (GROUPS.index(group_of(b)), b))
+    fig, axes = _figure(max(6.0, 0.9 * len(benchmarks) + 2), 4.2)
+    ax = axes[0, 0]
+    width = 0.8 / max(1, len(changes))
+    for i, (model, by_bench) in enumerate(changes.items()):
+        xs = [k + (i - (len(changes) - 1) / 2) * width for k, b in enumerate(benchmarks) if b in by_bench]
+        est = [by_bench[b] for b in benchmarks if b in by_bench]
+        values = [e.value for e in est]
+        ax.errorbar(xs, values, yerr=_err(values, [e.ci for e in est]), fmt="o", ms=4, capsize=2, label=model)
+    ax.axhline(0, color="0.5", lw=0.8)
+    _group_separators(ax, benchmarks)
+    ax.set_xticks(range(len(benchmarks)), [display(b) for b in benchmarks], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("score change vs base (points, 0–100)")
+    ax.set_xlabel("benchmark (grouped: math | other | non)")
+    ax.legend(fontsize=8, frameon=False, ncol=min(4, len(changes)))
+    return _png(fig)
+
+
+def _group_separators(ax, benchmarks: Sequence[str]) -> None:
+    groups = [group_of(b) for b in benchmarks]
+    for k in range(1, len(groups)):
+        if groups[k] != groups[k - 1]:
+            ax.axvline(k - 0.5, color="0.85", lw=0.8, ls="--")
+
+
+def difference_forest(differences: Sequence[Difference]) -> bytes:
+    """Arm a − arm b per quantity with its paired CI: group changes (points) left, TIs (%) right."""
+    fig, axes = _figure(10, 0.32 * max(4, len(differences) // 2) + 1.6, 1, 2)
+    for ax, kind, unit in (
+        (axes[0, 0], "Δ", "difference of group change (points)"),
+        (axes[0, 1], "TI", "difference of TI (percentage points of TI)"),
+    ):
+        rows = [d for d in differences if d.quantity.startswith(kind)]
+        labels = [f"{d.a} − {d.b}: {d.quantity}" for d in rows]
+        values = [d.estimate.value if d.defined else np.nan for d in rows]
+        ys = np.arange(len(rows))[::-1]
+        ax.errorbar(
+            values,
+            ys,
+            xerr=_err(np.nan_to_num(values), [d.estimate.ci if d.defined else None for d in rows]),
+            fmt="o",
+            ms=4,
+            capsize=2,
+            color="C0",
+        )
+        for y, d in zip(ys, rows, strict=True):
+            if not d.defined:
+                ax.text(0, y, "undefined", fontsize=7, color="0.4", va="center")
+        ax.axvline(0, color="0.5", lw=0.8)
+        ax.set_yticks(ys, labels, fontsize=7)
+        ax.set_xlabel(unit)
+    axes[0, 0].set_title("arm differences, paired bootstrap", fontsize=10)
+    return _png(fig)
+
+
+def step_curves(curves: dict[str, dict[int, dict[str, Estimate]]]) -> bytes:
+    """Per arm model, each quantity against the training step, CIs as error bars. Undefined TIs are gaps."""
+    quantities = ("Δmath", "Δother", "Δnon", "TI_other", "TI_non")
+    fig, axes = _figure(12, 6.4, 2, 3)
+    for ax, q in zip(axes.flat, quantities, strict=False):
+        for i, (model, by_step) in enumerate(curves.items()):
+            steps = sorted(by_step)
+            values = [by_step[s][q].value for s in steps]
+            cis = [by_step[s][q].ci if np.isfinite(by_step[s][q].value) else None for s in steps]
+            ax.errorbar(
+                steps,
+                values,
+                yerr=_err(np.nan_to_num(values), cis),
+                marker="o",
+                ms=3,
+                capsize=2,
+                color=f"C{i % 10}",
+                label=model,
+            )
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set_title(q, fontsize=10)
+        ax.set_xlabel("training step (optimiser steps)")
+        ax.set_ylabel("change vs base (points)" if q.startswith("Δ") else "TI (% of the math domain index)")
+    axes[1, 2].set_axis_off()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    axes[1, 2].legend(handles, labels, loc="center", frameon=False, title="model")
+    return _png(fig)
+
+
+TRAIN_METRICS = (  # log.jsonl field, axis label, its spread field (drawn as a band) if any
+    ("loss", "training loss (nats per token)", None),
+    ("reward_mean", "mean reward (share correct, 0–1)", "reward_std"),
+    ("completion_length", "completion length (tokens)", None),
+    ("kept_share", "kept samples (share, 0–1)", None),
+)
+
+
+def training_curves(logs: dict[str, list[dict]]) -> bytes | None:
+    metrics = [m for m in TRAIN_METRICS if any(m[0] in row for rows in logs.values() for row in rows)]
+    if not metrics:
+        return None
+    fig, axes = _figure(4.2 * len(metrics), 3.6, 1, len(metrics))
+    for ax, (key, label, spread) in zip(axes[0], metrics, strict=True):
+        for i, (model, rows) in enumerate(logs.items()):
+            rows = [r for r in rows if r.get(key) is not None]
+            if not rows:
+                continue
+            steps = np.array([r["step"] for r in rows])
+            values = np.array([r[key] for r in rows], dtype=float)
+            ax.plot(steps, values, marker=".", ms=3, lw=1, color=f"C{i % 10}", label=model)
+            if spread and all(r.get(spread) is not None for r in rows):
+                sd = np.array([r[spread] for r in rows], dtype=float)
+                ax.fill_between(steps, values - sd, values + sd, color=f"C{i % 10}", alpha=0.15, lw=0)
+        ax.set_xlabel("training step (optimiser steps)")
+        ax.set_ylabel(label)
+    axes[0, 0].legend(fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def pca_panels(rows: Sequence[dict]) -> bytes:
+    """The paper's latent panel per probed benchmark: each layer's (PC1 shift, mean PC2) for base and tuned,
+    joined per layer; centroids as crosses; the title gives d with its CI and the noise floor."""
+    cols = min(3, len(rows))
+    n_rows = -(-len(rows) // cols)
+    fig, axes = _figure(4.2 * cols, 3.8 * n_rows, n_rows, cols)
+    for ax in axes.flat[len(rows) :]:
+        ax.set_axis_off()
+    for ax, row in zip(axes.flat, rows, strict=False):
+        base = np.array([p["base"] for p in row["layers"]])
+        tuned = np.array([p["tuned"] for p in row["layers"]])
+        for b, t in zip(base, tuned, strict=True):
+            ax.plot([b[0], t[0]], [b[1], t[1]], color="0.8", lw=0.7, zorder=1)
+        ax.scatter(base[:, 0], base[:, 1], s=14, label="base (one point per layer)", zorder=2)
+        ax.scatter(tuned[:, 0], tuned[:, 1], s=14, label="tuned", zorder=2)
+        for name, c in (("centroid_base", "C0"), ("centroid_tuned", "C1")):
+            ax.scatter(*row[name], marker="x", s=60, color=c, zorder=3)
+        ci = row.get("d_ci")
+        title = f"{row['benchmark']}: d = {row['d']:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
+        floor = (row.get("noise_floor") or {}).get("d_null")
+        if floor is not None:
+            title += f"\nnoise floor d = {floor:.3g}"
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("PC1 shift, tuned − base (hidden-state units)")
+        ax.set_ylabel("mean PC2 (hidden-state units)")
+    axes[0, 0].legend(fontsize=7, frameon=False)
+    return _png(fig)
+
+
+TOKEN_BARS = (  # field, axis label, scale
+    ("kl_exact", "KL(tuned‖base) (nats per token)", 1.0),
+    ("mean_rank_shift", "mean rank shift (ranks below the base's top)", 1.0),
+    ("shifted", "shifted positions (% with base rank > 3)", 100.0),
+)
+
+
+def token_bars(rows: Sequence[dict]) -> bytes:
+    """Per probed benchmark: exact KL, mean rank shift and shifted share, with their bootstrap CIs; the noise
+    floor (base vs its bf16-rounded copy) as a black tick where the probe measured one."""
+    fig, axes = _figure(4.3 * len(TOKEN_BARS), 3.8, 1, len(TOKEN_BARS))
+    names = [r["benchmark"] for r in rows]
+    xs = np.arange(len(rows))
+    for ax, (key, label, scale) in zip(axes[0], TOKEN_BARS, strict=True):
+        values = [scale * r[key] for r in rows]
+        cis = [[scale * v for v in r[f"{key}_ci"]] if r.get(f"{key}_ci") else None for r in rows]
+        ax.bar(xs, values, color="C1", alpha=0.8)
+        ax.errorbar(xs, values, yerr=_err(values, cis), fmt="none", ecolor="k", capsize=3, lw=0.9)
+        if key == "kl_exact":
+            floors = [(r.get("noise_floor") or {}).get("kl_null") for r in rows]
+            for x, f in zip(xs, floors, strict=True):
+                if f is not None:
+                    ax.plot([x - 0.35, x + 0.35], [f, f], color="k", lw=1.5)
+        ax.set_xticks(xs, names, rotation=30, ha="right", fontsize=8)
+        ax.set_xlabel("benchmark")
+        ax.set_ylabel(label, fontsize=9)
+    return _png(fig)

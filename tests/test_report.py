@@ -1,0 +1,244 @@
+"""The report: every section present, every number equal to the study's files, a self-contained HTML file, arm
+differences that behave as differences, and the finding's rules on hand-made inputs."""
+
+import base64
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+
+from rtransfer.report.compare import QUANTITIES, Difference, Estimate, Resampled
+from rtransfer.report.finding import direction, finding, raised_math
+from rtransfer.report.tables import fmt, fmt_ci
+
+SECTIONS = [
+    "summary",
+    "scores",
+    "ti",
+    "ti-scatter",
+    "changes",
+    "arms",
+    "steps",
+    "training",
+    "latent",
+    "tokens",
+    "examples",
+    "manifest",
+]
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory):
+    from study_fixture import build_study
+
+    return build_study(tmp_path_factory.mktemp("study"))
+
+
+@pytest.fixture(scope="session")
+def report(study):
+    from rtransfer.report.build import write_report
+
+    return write_report(study)
+
+
+def csv_rows(path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """Every table of a Markdown file as rows of cells (header first, the --- line left out)."""
+    tables, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            if not all(c and set(c) <= {"-"} for c in cells):
+                current.append(cells)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def test_every_section_is_present_in_both_formats(report):
+    html = report["html"].read_text()
+    md = report["md"].read_text()
+    for sid in SECTIONS:
+        assert f'<section id="{sid}">' in html, sid
+        assert f'<a id="{sid}"></a>' in md, sid
+    assert "No checkpoints were evaluated" not in html  # the fixture evaluated one
+    assert '<figure id="figure-ti_steps">' in html and '<figure id="figure-training">' in html
+    for figure in ("benchmark_changes", "arm_differences", "latent_onpolicy-s0", "tokens_onpolicy-s0"):
+        assert f'<figure id="figure-{figure}">' in html, figure
+    assert '<figure id="figure-ti_scatter">' in html or "No model has a defined TI" in html
+
+
+def test_scores_and_ti_tables_are_the_study_files(study, report):
+    scores = json.loads((study / "scores.json").read_text())
+    table = {r["model"]: r for r in csv_rows(study / "tables" / "scores.csv")}
+    headers = list(next(iter(table.values())))
+    for s in scores:
+        column = next(h for h in headers if h.split(": ")[-1].lower().replace("-", "_") == s["benchmark"])
+        assert table[s["model"]][column] == f"{fmt(s['score'])} {fmt_ci((s['ci_low'], s['ci_high']))}"
+    assert len(table) == len({s["model"] for s in scores})
+    ti = json.loads((study / "ti.json").read_text())
+    rows = {r["model"]: r for r in csv_rows(study / "tables" / "ti.csv")}
+    assert set(rows) == {r["model"] for r in ti}
+    for r in ti:
+        row = rows[r["model"]]
+        for g in ("other", "non"):
+            assert row[f"TI_{g}"] == fmt(r[f"TI_{g}"])
+            assert row[f"TI_{g} CI"] == (fmt_ci(tuple(r[f"TI_{g}_ci"])) if r.get(f"TI_{g}_ci") else "")
+        for g in ("math", "other", "non"):
+            assert row[f"Δ{g}"] == fmt(r["change"][g]) and row[f"Δ{g} CI"] == fmt_ci(tuple(r["change_ci"][g]))
+        assert row["DI_math"] == fmt(r["DI_math"], 3)
+        assert row["flag"] == ("undefined" if r.get("error") else "unstable" if r.get("unstable") else "")
+    # The Markdown report shows exactly the CSV tables' cells.
+    md_tables = markdown_tables(report["md"].read_text())
+    for name in ("scores", "ti", "benchmark_changes", "arm_differences"):
+        with open(study / "tables" / f"{name}.csv", newline="", encoding="utf-8") as f:
+            assert list(csv.reader(f)) in md_tables, name
+
+
+def test_html_is_self_contained(report):
+    html = report["html"].read_text()
+    assert "<script" not in html.lower() and "<link" not in html.lower() and "url(" not in html
+    for attr in re.findall(r'(?:src|href)="([^"]*)"', html):
+        assert attr.startswith(("data:image/png;base64,", "#")), attr[:60]
+    images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == html.count("<img") >= 6
+    assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for data in images)
+    md = report["md"].read_text()
+    for ref in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert (report["md"].parent / ref).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_text_is_escaped_in_html():
+    from rtransfer.report.document import Code, Section
+    from rtransfer.report.html import render_html
+
+    html = render_html("t", [Section("examples", "Examples", [Code("<b>x</b> & <script>alert(1)</script>")])])
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_an_arm_against_itself_is_exactly_zero_and_swapping_negates(study):
+    from rtransfer.report.collect import load_study
+
+    data = load_study(study)
+    res = Resampled(data.rows, 300, 0)
+    arms = data.arms()
+    for q in QUANTITIES:
+        for models in arms.values():
+            same = res.difference(models, models, q)
+            if np.isfinite(same.value):
+                assert same.value == 0.0 and same.ci == (0.0, 0.0)
+        ab = res.difference(arms["onpolicy"], arms["sft-nothink"], q)
+        ba = res.difference(arms["sft-nothink"], arms["onpolicy"], q)
+        if np.isfinite(ab.value):
+            assert ba.value == pytest.approx(-ab.value)
+            assert ba.ci == pytest.approx((-ab.ci[1], -ab.ci[0]), abs=1e-9)
+
+
+def test_seed_spread_and_steps_are_reported(study, report):
+    rows = csv_rows(study / "tables" / "seed_spread.csv")
+    assert {r["arm"] for r in rows} == {"onpolicy"} and {r["quantity"] for r in rows} == set(QUANTITIES)
+    steps = csv_rows(study / "tables" / "ti_steps.csv")
+    assert {(r["model"], r["step"]) for r in steps} == {("onpolicy-s0", "2"), ("onpolicy-s0", "4")}
+
+
+def test_the_command_writes_a_run_report_and_fails_in_one_line(cli, study, tmp_path):
+    runs = [study / "runs" / name for name in ("base", "grpo", "sft-nothink")]
+    code, _, err = cli("report", *runs, "--base", runs[0], "--out", tmp_path / "rep")
+    assert code == 0, err
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert all(f'<section id="{sid}">' in html for sid in SECTIONS)
+    assert "No checkpoints were evaluated" in html and "No training logs" in html
+    ti = csv_rows(tmp_path / "rep" / "tables" / "ti.csv")
+    assert {r["model"] for r in ti} == {"grpo", "sft-nothink"}
+    code, _, err = cli("report", *runs)
+    assert code == 2 and err.count("\n") == 1 and "--out" in err
+    code, _, err = cli("report", tmp_path / "nothing")
+    assert code == 2 and "no manifest.json" in err
+
+
+# --- the finding's rules, on hand-made ti.json rows ------------------------------------------------------------
+
+
+def row(model, method, math, other, non, ti=None, unstable=False):
+    """A ti.json row: (value, low, high) per group change; ti = (TI_other, TI_non) when defined."""
+    out = {"model": model, "base": "base", "method": method}
+    out["change"] = {g: v[0] for g, v in zip(("math", "other", "non"), (math, other, non), strict=True)}
+    out["change_ci"] = {g: list(v[1:]) for g, v in zip(("math", "other", "non"), (math, other, non), strict=True)}
+    if ti:
+        out |= {"TI_other": ti[0], "TI_non": ti[1], "TI_other_ci": [ti[0] - 5, ti[0] + 5]}
+        out |= {"TI_non_ci": [ti[1] - 5, ti[1] + 5]}
+    else:
+        out |= {"TI_other": None, "TI_non": None, "error": "DI_math is zero"}
+    if unstable:
+        out["unstable"] = "DI_math's CI includes 0"
+    return out
+
+
+def diffs(a, b, values: dict[str, tuple[float, float, float]]) -> list[Difference]:
+    return [Difference(a, b, q, Estimate(v, (lo, hi))) for q, (v, lo, hi) in values.items()]
+
+
+ARMS = {"sft": ["sft"], "grpo": ["grpo"]}
+METHODS = {"sft": "sft", "grpo": "grpo"}
+
+
+def test_rule_a_change_counts_when_its_ci_excludes_zero():
+    assert direction(2.0, [0.5, 3.0]) == "up" and direction(-2.0, [-3.0, -0.1]) == "down"
+    assert direction(1.0, [-0.5, 2.0]) == "flat" and direction(1.0, [0.0, 2.0]) == "flat"
+    assert direction(1.0, None) == "unknown"
+    assert raised_math(row("m", "grpo", (3, 1, 5), (0, -1, 1), (0, -1, 1), ti=(50, 20)))
+    assert not raised_math(row("m", "grpo", (3, -1, 5), (0, -1, 1), (0, -1, 1)))
+
+
+def test_finding_math_raised_and_on_policy_better():
+    rows = [
+        row("sft", "sft", (5, 2, 8), (-4, -6, -2), (-6, -9, -3), ti=(-30, -60)),
+        row("grpo", "grpo", (4, 1, 7), (2, 0.5, 3.5), (0, -1, 1), ti=(60, 10)),
+    ]
+    d = diffs("grpo", "sft", {"TI_other": (90, 40, 140), "TI_non": (70, 10, 130), "Δother": (6, 3, 9)})
+    d += diffs("grpo", "sft", {"Δnon": (6, 2, 10), "Δmath": (-1, -4, 2)})
+    lines = finding(rows, ARMS, METHODS, d)
+    assert lines[0] == "Raised math beyond noise (Δmath CI above 0): sft, grpo."
+    assert "sft raised math (+5.0 points [2.0, 8.0]); other reasoning lost" in lines[1]
+    assert "TI_other -30.0 [-35.0, -25.0]" in lines[1]
+    assert lines[-1].startswith("On-policy arms transfer better than off-policy SFT here")
+    assert "by the TI" in lines[-1] and "grpo − sft = +90.0 [40.0, 140.0]: grpo ahead" in lines[-1]
+
+
+def test_finding_cannot_tell_when_the_difference_ci_includes_zero():
+    rows = [
+        row("sft", "sft", (5, 2, 8), (1, -1, 3), (0, -1, 1), ti=(20, 0)),
+        row("grpo", "grpo", (4, 1, 7), (2, 0.5, 3.5), (0, -1, 1), ti=(40, 5)),
+    ]
+    d = diffs("grpo", "sft", {"TI_other": (20, -30, 70), "TI_non": (5, -40, 50), "Δother": (1, -1, 3)})
+    d += diffs("grpo", "sft", {"Δnon": (0, -1, 1), "Δmath": (-1, -4, 2)})
+    last = finding(rows, ARMS, METHODS, d)[-1]
+    assert last.startswith("Whether on-policy arms transfer better than off-policy SFT: the data cannot tell.")
+    assert "cannot tell (the CI includes 0)" in last
+
+
+def test_finding_without_a_math_gain_compares_group_changes():
+    rows = [
+        row("sft", "sft", (-3, -6, -1), (-4, -6, -2), (-6, -9, -3)),
+        row("grpo", "grpo", (1, -1, 3), (0, -1, 1), (0, -1, 1), ti=(300, 200), unstable=True),
+    ]
+    d = diffs("grpo", "sft", {"TI_other": (np.nan, None, None), "TI_non": (np.nan, None, None)})
+    d += diffs("grpo", "sft", {"Δother": (4, 2, 6), "Δnon": (6, 3, 9), "Δmath": (4, 1, 7)})
+    lines = finding(rows, ARMS, METHODS, d)
+    assert lines[0].startswith("No model raised math beyond noise")
+    assert "sft lowered math" in lines[1] and "TI undefined" in lines[1]
+    assert "TI unstable" in lines[2] and "300" not in lines[2]  # an unstable TI is not read
+    assert "by group changes" in lines[-1] and lines[-1].startswith("On-policy arms transfer better")
+
+
+def test_finding_without_an_off_policy_arm_says_so():
+    rows = [row("grpo", "grpo", (4, 1, 7), (2, 0.5, 3.5), (0, -1, 1), ti=(40, 5))]
+    last = finding(rows, {"grpo": ["grpo"]}, {"grpo": "grpo"}, [])[-1]
+    assert last == "On- vs off-policy: not compared, the study has no off-policy SFT arm."
