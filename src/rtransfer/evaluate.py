@@ -251,6 +251,30 @@ def evaluate(
     return results
 
 
+def evaluate_spec(
+    spec,
+    run_dir: Path,
+    suite: str,
+    *,
+    data_dir: Path | None = None,
+    limit: int | None = None,
+    name: str | None = None,
+    base: str | None = None,
+    progress=None,
+) -> dict[str, dict[str, Any]]:
+    """The model an EngineSpec describes on a suite (or comma-separated benchmark names), into `run_dir`: the
+    evaluation that training's checkpoints and the study share. Data is loaded before the model."""
+    from rtransfer.benchmarks.registry import SUITES, get_task, resolve
+    from rtransfer.engines.factory import make_engine
+
+    names = resolve(suite=suite) if suite in SUITES else resolve(benchmarks=suite)
+    plan = EvalPlan([get_task(n) for n in names], data_dir=data_dir, limit=limit).load()
+    engine = make_engine(spec)
+    if spec.engine == "openai":  # enough (doc, sample) pairs per call to keep every server busy
+        plan.chunk = max(plan.chunk, 2 * spec.concurrency * len(spec.base_urls))
+    return evaluate(engine, plan, RunDir(run_dir), name=name, base=base, progress=progress)
+
+
 def regrade_run(run: RunDir, data_dir: Path | None = None, seed: int | None = None, workers: int | None = None):
     """Grade every benchmark of a run directory again from its stored responses (and log-likelihoods), with the
     graders installed now: records rewritten atomically, the manifest's grader versions and scores.json follow

@@ -4,9 +4,8 @@ import argparse
 import json
 import sys
 
-from rtransfer.benchmarks.names import GROUPS
 from rtransfer.errors import DataError, RtransferError
-from rtransfer.report.tables import fmt, fmt_ci, render
+from rtransfer.report.tables import render, ti_table
 from rtransfer.transfer import INDEXES, SIGMAS, ModelScores, TIResult, transferability
 
 EPILOG = """inputs (any mix):
@@ -81,7 +80,7 @@ def run(args) -> int:
         print(json.dumps([_json_row(r, reported) for r in results], indent=2, ensure_ascii=False))
         return 0
     form = "csv" if args.csv else "latex" if args.latex else "terminal"
-    header, cells = _table(results, reported)
+    header, cells = ti_table(results, reported)
     title = f"Transferability Index {args.index}" + (f", σ {args.sigma}" if args.index == "v2" else "")
     sys.stdout.write(render(header, cells, form, title))
     if reported and form == "terminal":
@@ -116,37 +115,6 @@ def _json_row(r: TIResult, reported: dict) -> dict:
     if r.model in reported:
         row.update(comparison(r, reported[r.model]))
     return row
-
-
-def _table(results: list[TIResult], reported: dict) -> tuple[list[str], list[list[str]]]:
-    with_ci = any(r.ci for r in results)
-    header = ["model", "base", "method", "TI_other", "TI_non"]
-    if with_ci:
-        header += ["TI_other CI", "TI_non CI"]
-    # The group changes, always beside the TI: points of the group's mean score (with their CI when resampled).
-    header += [f"Δ{g}" for g in GROUPS]
-    if with_ci:
-        header += [f"Δ{g} CI" for g in GROUPS]
-    if reported:
-        header += ["paper TI_other", "paper TI_non", "diff other", "diff non", ""]
-    cells = []
-    for r in results:
-        row = [r.model, r.base, r.method, fmt(r.ti["other"]), fmt(r.ti["non"])]
-        if with_ci:
-            row += [fmt_ci(r.ci.get("other")), fmt_ci(r.ci.get("non"))]
-        row += [fmt(r.change.get(g, float("nan"))) for g in GROUPS]
-        if with_ci:
-            row += [fmt_ci(r.change_ci.get(g)) for g in GROUPS]
-        rep = reported.get(r.model)
-        if reported and rep:
-            from rtransfer.paper import mark
-
-            row += [fmt(rep.other), fmt(rep.non), fmt(r.ti["other"] - rep.other), fmt(r.ti["non"] - rep.non)]
-            row.append(mark(r, rep))
-        elif reported:
-            row += ["", "", "", "", ""]
-        cells.append(row)
-    return header, cells
 
 
 def _print_paper_summary(results: list[TIResult], reported: dict, sigma: str) -> None:

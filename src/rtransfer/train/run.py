@@ -75,7 +75,12 @@ def train(job: TrainJob, callbacks=()) -> Path:
     recipe = _validated(job)  # before any model loads
     base = resolve_base(job.model)
     out = Path(job.out)
-    callbacks = [*callbacks, *([checkpoint_evaluator(out, job)] if job.eval_every else [])]
+    if job.eval_every:
+
+        def evaluate_checkpoint(checkpoint: Path, run: Path) -> None:
+            evaluate_model(checkpoint, run, job.eval_suite)
+
+        callbacks = [*callbacks, checkpoint_evaluator(out, job.eval_every, evaluate_checkpoint)]
     if job.method == "sft":
         from rtransfer.train.sft import train_sft
 
@@ -114,26 +119,25 @@ def sft_traces(job: TrainJob, recipe, out: Path):
 
 
 def evaluate_model(model_dir: Path, run_dir: Path, suite: str) -> dict:
-    from rtransfer.benchmarks.registry import SUITES, get_task, resolve
-    from rtransfer.engines.factory import EngineSpec, make_engine
-    from rtransfer.evaluate import EvalPlan, evaluate
-    from rtransfer.runs import RunDir
+    """A trained model (or checkpoint) on a suite or comma-separated benchmarks, in process."""
+    from rtransfer.engines.factory import EngineSpec
+    from rtransfer.evaluate import evaluate_spec
 
-    engine = make_engine(EngineSpec(str(model_dir), batch_size=64))
-    names = resolve(suite=suite) if suite in SUITES else resolve(benchmarks=suite)  # a suite, or benchmark names
-    plan = EvalPlan([get_task(name) for name in names])
-    return evaluate(engine, plan, RunDir(run_dir), name=run_dir.name)
+    return evaluate_spec(EngineSpec(str(model_dir), batch_size=64), run_dir, suite, name=run_dir.name)
 
 
-def checkpoint_evaluator(out: Path, job: TrainJob):
-    """A callback evaluating each checkpoint whose step is a multiple of eval_every, into DIR/evals/step-<N>:
-    the TI can then be plotted against training steps. A TrainerCallback for TRL, a plain call for on-policy."""
+def checkpoint_evaluator(out: Path, every: int, evaluate_checkpoint=None):
+    """A callback evaluating each checkpoint whose step is a multiple of `every`, into DIR/evals/step-<N>: the TI
+    can then be plotted against training steps. A TrainerCallback for TRL, a plain call for on-policy.
+    `evaluate_checkpoint(checkpoint, run_dir)` does the evaluation (default: the lab suite)."""
     from transformers import TrainerCallback
+
+    evaluate_checkpoint = evaluate_checkpoint or (lambda checkpoint, run: evaluate_model(checkpoint, run, "lab"))
 
     def evaluate_step(step: int) -> None:
         checkpoint = out / "checkpoints" / f"checkpoint-{step}"
-        if step % job.eval_every == 0 and checkpoint.exists():
-            evaluate_model(checkpoint, out / "evals" / f"step-{step}", job.eval_suite)
+        if step % every == 0 and checkpoint.exists():
+            evaluate_checkpoint(checkpoint, out / "evals" / f"step-{step}")
 
     class EvaluateCheckpoints(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):

@@ -1,0 +1,217 @@
+"""`run_study`: one base → arms trained on math → every model evaluated → scores and TI → probes → the report.
+
+It composes the library's stages (train.run.train, evaluate.evaluate_spec, probes.pipeline, transfer, report)
+and never the commands. Every stage writes into the study directory and is content-keyed (study/stages.py).
+
+DIR/manifest.json        config, versions, seeds, the models, every stage's key and time
+DIR/models/<model>/      training directories (absent for a survey); checkpoint evals in evals/step-<N>/
+DIR/runs/<model>/        evaluation run directories
+DIR/probes/<model>/      latent.json, tokens.json: base vs the model
+DIR/scores.json          one row per model and benchmark, with the score's CI
+DIR/ti.json              as `rtransfer ti --json`, σ pooled over the study's models
+DIR/report.html, report.md, tables/, figures/
+"""
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rtransfer.errors import RtransferError
+from rtransfer.study.config import StudyConfig
+from rtransfer.study.stages import Ledger, Stage, key_of
+
+KINDS = ("train", "eval", "probes", "ti", "report")
+LAB_BASES = ("lab", "lab:quick")
+
+
+class StudyError(RtransferError):
+    pass
+
+
+@dataclass
+class Model:
+    """One model of the study: the base, a trained arm (per seed), or a survey's checkpoint."""
+
+    name: str
+    arm: str  # "base", the arm's name, or (survey) the model's own name
+    method: str  # "" for the base; sft, onpolicy, grpo; survey: base, SFT, RL, reference
+    seed: int | None = None
+    thinking: str | None = None
+    source: str = ""  # what is evaluated: a directory or hub id (a trained arm: its training directory)
+    base: str | None = None  # the name of the model it is compared with
+    job: Any = None  # the TrainJob of a trained arm
+    launch: tuple[str, ...] = ()
+
+    @property
+    def trained(self) -> bool:
+        return self.job is not None
+
+
+def identity(model: str) -> dict[str, str]:
+    """What names a model's content without loading it: a lab base's build key, a local directory's
+    fingerprint, or the hub id."""
+    if model in LAB_BASES:
+        from rtransfer.lab.build import QUICK, BuildConfig
+
+        return {"lab": (QUICK if model == "lab:quick" else BuildConfig()).key()}
+    if Path(model).exists():
+        from rtransfer.runs import fingerprint
+
+        return {"path": str(Path(model).resolve()), "fingerprint": fingerprint(model)}
+    return {"hub": model}
+
+
+def plan_models(config: StudyConfig, out: Path, base: str) -> list[Model]:
+    from rtransfer.train.run import TrainJob, job_recipe
+
+    if config.survey:
+        return [
+            Model(m.name, m.name, m.method, thinking=m.thinking, source=m.model, base=m.base or None)
+            for m in config.models
+        ]
+    models = [Model("base", "base", "", source=base)]
+    for arm in config.arms:
+        for seed in range(config.seeds):
+            name = arm.name if config.seeds == 1 else f"{arm.name}-s{seed}"
+            job = TrainJob(
+                method=arm.method,
+                model=base,
+                out=out / "models" / name,
+                config=arm.recipe or config.recipe,
+                data=arm.data,
+                seed=None if config.seeds == 1 else seed,
+                overrides=list(arm.set),
+                thinking=arm.thinking,
+            )
+            recipe = job_recipe(job)  # validated here, before anything runs
+            every = config.eval.eval_every
+            if every and every % recipe.save_every:
+                raise StudyError(
+                    f"arm {arm.name}: eval_every {every} is not a multiple of its save_every {recipe.save_every}"
+                )
+            model = Model(name, arm.name, arm.method, recipe.seed, arm.thinking, str(job.out), "base", job)
+            models.append(replace(model, launch=tuple(arm.launch)))
+    return models
+
+
+def run_study(config: StudyConfig, out: Path, only: tuple[str, ...] = (), dry_run: bool = False) -> dict[str, Any]:
+    """Run (or resume) the study into `out`; with dry_run, validate and say what would run, running nothing.
+    `only` restricts the run to those stage kinds; what they read must already be done."""
+    from rtransfer.runs import versions
+
+    unknown = set(only) - set(KINDS)
+    if unknown:
+        raise StudyError(f"--only {', '.join(sorted(unknown))}: choose from {', '.join(KINDS)}")
+    out = Path(out)
+    base = config.base if dry_run or config.survey else _resolve_base(config.base)
+    models = plan_models(config, out, base)
+    stages = build_stages(config, out, models, base)
+    manifest_path = out / "manifest.json"
+    if dry_run:
+        ledger = Ledger(manifest_path, _read(manifest_path))
+        return dry_run_plan(stages, ledger, models)
+    header = {
+        "study": config.name,
+        "config": config.as_dict(),
+        "seeds": sorted({m.seed for m in models if m.seed is not None}),
+        "versions": versions(),
+        "base": {"model": base, **identity(config.base if config.base in LAB_BASES else base)},
+        "models": {m.name: _model_entry(m, config) for m in models},
+    }
+    ledger = Ledger.open(manifest_path, header)
+    selected = [s for s in stages if not only or s.kind in only]
+    _check_needs(selected, stages, ledger)
+    for number, stage in enumerate(selected, 1):
+        info = ledger.run(stage, f"[{number}/{len(selected)}]")
+        if stage.kind == "train" and info.get("steps"):
+            ledger.data["models"][stage.name.split(":", 1)[1]]["steps"] = info["steps"]
+            ledger.save()
+    return ledger.data
+
+
+def _resolve_base(name: str) -> str:
+    from rtransfer.train.run import resolve_base
+
+    return resolve_base(name)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(path.read_text()) if path.exists() else {"stages": {}}
+
+
+def _model_entry(model: Model, config: StudyConfig) -> dict[str, Any]:
+    probes = {}
+    if model.base is not None and not config.survey:
+        probes = {p: f"probes/{model.name}/{p}.json" for p in ("latent", "tokens") if getattr(config.probes, p)}
+    return {
+        "arm": model.arm,
+        "method": model.method,
+        "thinking": model.thinking,
+        "seed": model.seed,
+        "source": model.source,
+        "base": model.base,
+        "run_dir": f"runs/{model.name}",
+        "train_dir": f"models/{model.name}" if model.trained else None,
+        "steps": {},
+        "probes": probes,
+    }
+
+
+def _check_needs(selected: list[Stage], stages: list[Stage], ledger: Ledger) -> None:
+    chosen = {s.name for s in selected}
+    for stage in selected:
+        for need in stage.needs:
+            upstream = next(s for s in stages if s.name == need)
+            if need not in chosen and ledger.status(upstream) != "done":
+                raise StudyError(f"{stage.name} reads {need}, which is not done: run it first (or drop --only)")
+
+
+def dry_run_plan(stages: list[Stage], ledger: Ledger, models: list[Model]) -> dict[str, Any]:
+    from rtransfer.train.run import check
+
+    plan = {"stages": [], "training": {}}
+    for stage in stages:
+        plan["stages"].append({"stage": stage.name, "status": ledger.status(stage), "key": stage.key})
+    for m in models:
+        if m.trained:
+            checked = check(m.job)
+            if m.launch:
+                checked["command"] = train_command(m)
+            plan["training"][m.name] = checked
+    return plan
+
+
+def train_command(model: Model) -> list[str]:
+    """The launcher command of an arm trained in its own processes (accelerate, torchrun, ...)."""
+    job = model.job
+    command = [*model.launch, "-m", "rtransfer.cli", "train", job.method, "--model", job.model, "--out", str(job.out)]
+    command += ["--config", job.config] if job.config else []
+    command += ["--data", job.data] if job.data else []
+    command += ["--seed", str(job.seed)] if job.seed is not None else []
+    command += ["--thinking", job.thinking] if job.thinking else []
+    for item in job.overrides:
+        command += ["--set", item]
+    return command
+
+
+def build_stages(config: StudyConfig, out: Path, models: list[Model], base: str) -> list[Stage]:
+    from rtransfer.study import steps
+
+    base_identity = identity(config.base if config.base in LAB_BASES else base)
+    stages: list[Stage] = []
+    weights: dict[str, str] = {}  # model name → the key of what defines its weights
+    for m in models:
+        if m.trained:
+            stages.append(steps.train_stage(m, config, base_identity))
+            weights[m.name] = stages[-1].key
+        else:
+            weights[m.name] = key_of(base_identity if m.name == "base" and not config.survey else identity(m.source))
+    evals = {m.name: steps.eval_stage(m, config, out, weights[m.name]) for m in models}
+    stages += evals.values()
+    if not config.survey and (config.probes.latent or config.probes.tokens):
+        stages += [steps.probe_stage(m, config, out, base, weights, evals) for m in models if m.base is not None]
+    stages.append(steps.ti_stage(models, config, out, evals))
+    stages.append(steps.report_stage(out, stages))
+    return stages
