@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean screenshot
 
 # A torch that the chosen Python already has (say, a CUDA build on a GPU box) is respected: the venv then
 # sees the system site-packages, and pip treats torch as satisfied instead of replacing it.
@@ -36,6 +36,14 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+
+# A report rendered in headless Chromium (Debian's package, installed here when missing) to a PNG; fails on any
+# console message or external reference. REPORT=path/to/report.html renders that one instead of a quick study's.
+REPORT ?=
+SCREENSHOT ?= docs/report-screenshot.png
+screenshot: $(VENV)/.installed-models
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
+	$(BIN)/python bench/report_screenshot.py $(REPORT) --out $(SCREENSHOT)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -89,7 +89,8 @@ def load_study(root: str | Path) -> ReportData:
     for name, entry in manifest["models"].items():
         base = None
         if entry.get("arm") != "base":
-            base = bases_of.get(name) or (declared_bases[0] if len(declared_bases) == 1 else None)
+            only = declared_bases[0] if len(declared_bases) == 1 else None
+            base = entry.get("base") or bases_of.get(name) or only
         models[name] = Model(
             name=name,
             arm=entry.get("arm") or name,

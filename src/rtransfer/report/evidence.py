@@ -6,15 +6,20 @@ from rtransfer.benchmarks.names import GROUPS, display, group_of
 from rtransfer.report import plots
 from rtransfer.report.collect import ReportData
 from rtransfer.report.document import Code, Figure, Section, Table, Text
-from rtransfer.report.tables import fmt, fmt_ci
+from rtransfer.report.tables import fmt
 from rtransfer.runs import RunDir
 
 EXAMPLES_PER_BENCHMARK = 2
 ANSWER_CHARS = 700  # longer answers are cut, and say so
 
 
-def _ci(values, digits: int = 3) -> str:
-    return fmt_ci(tuple(values), digits) if values else ""
+def _g(x: float | None) -> str:
+    """Probe figures span orders of magnitude (a KL of 2e-6 beside 0.3): three significant digits, not decimals."""
+    return "—" if x is None else f"{x:.3g}"
+
+
+def _ci(values) -> str:
+    return f"[{_g(values[0])}, {_g(values[1])}]" if values else ""
 
 
 def training(data: ReportData, results=None) -> Section:
@@ -39,9 +44,9 @@ def training(data: ReportData, results=None) -> Section:
                 data.models[model].method,
                 str(info.get("steps", last["step"])),
                 fmt(info.get("seconds")),
-                fmt(first.get("loss"), 3),
-                fmt(last.get("loss"), 3),
-                fmt(last.get("reward_mean"), 3),
+                _g(first.get("loss")),
+                _g(last.get("loss")),
+                _g(last.get("reward_mean")),
                 fmt(last.get("completion_length")),
             ]
         )
@@ -71,16 +76,16 @@ def latent(data: ReportData, results=None) -> Section:
                 [
                     model,
                     r["benchmark"],
-                    fmt(r["d"], 4),
-                    _ci(r.get("d_ci"), 4),
-                    fmt(floor.get("d_null"), 4),
-                    fmt(floor.get("d_split"), 4),
+                    _g(r["d"]),
+                    _ci(r.get("d_ci")),
+                    _g(floor.get("d_null")),
+                    _g(floor.get("d_split")),
                     fmt(sum(cka) / len(cka), 4) if cka else "—",
                     str(r.get("n", "")),
                 ]
             )
         for g in result.get("groups", []):
-            rows.append([model, f"{g['group']} (mean)", fmt(g["d"], 4), _ci(g.get("d_ci"), 4), "", "", "", ""])
+            rows.append([model, f"{g['group']} (mean)", _g(g["d"]), _ci(g.get("d_ci")), "", "", "", ""])
     header = ["model", "benchmark", "d", "d CI", "noise floor d", "split-half d", "mean CKA", "texts"]
     caption = (
         "d with its bootstrap CI; noise floor d: base vs its bf16-rounded copy; split-half d: base on one half of "
@@ -98,7 +103,7 @@ def tokens(data: ReportData, results=None) -> Section:
     for model, result in probed.items():
         caption = (
             f"{model} on its own greedy answers, scored by both models: exact KL(tuned‖base) per token, mean rank "
-            "of the answer token under the base minus 1, share of positions the base ranks below 3; error bars: "
+            "of the answer token under the base minus 1, share of positions the base ranks worse than 3; error bars: "
             "bootstrap CIs over prompts; black tick: the noise floor (base vs its bf16-rounded copy)."
         )
         blocks.append(Figure(f"tokens_{model}", plots.token_bars(result["rows"]), caption, f"token drift of {model}"))
@@ -108,15 +113,15 @@ def tokens(data: ReportData, results=None) -> Section:
                 [
                     model,
                     r["benchmark"],
-                    fmt(r["kl_exact"], 4),
-                    _ci(r.get("kl_exact_ci"), 4),
-                    fmt(floor, 4),
-                    fmt(r["kl_sampled"], 4),
-                    _ci(r.get("kl_sampled_ci"), 4),
-                    fmt(r["mean_rank_shift"], 3),
+                    _g(r["kl_exact"]),
+                    _ci(r.get("kl_exact_ci")),
+                    _g(floor),
+                    _g(r["kl_sampled"]),
+                    _ci(r.get("kl_sampled_ci")),
+                    _g(r["mean_rank_shift"]),
                     _ci(r.get("mean_rank_shift_ci")),
                     fmt(100 * r["shifted"]),
-                    _ci([100 * v for v in r["shifted_ci"]], 1) if r.get("shifted_ci") else "",
+                    _ci([100 * v for v in r["shifted_ci"]]) if r.get("shifted_ci") else "",
                 ]
             )
             top = ", ".join(f"{tok!r}×{n}" for tok, n in r.get("top_shifted_tokens", [])[:12])

@@ -172,7 +172,7 @@ def arms(data: ReportData, results: Results) -> Section:
         e = d.estimate
         note = "undefined (an arm's TI is undefined)" if not d.defined else ""
         if d.defined and e.undefined_share:
-            note = f"undefined in {e.undefined_share:.0%} of replicates"
+            note = f"undefined in {round(e.undefined_share * BOOTSTRAP)} of {BOOTSTRAP} replicates"
         rows.append([d.a, d.b, d.quantity, fmt(e.value) if d.defined else "—", fmt_ci(e.ci) if d.defined else "", note])
     caption = (
         f"Arm a − arm b (an arm with several seeds: the mean of its seeds); {CI_WORDS}, the same documents drawn "
