@@ -62,12 +62,17 @@ def markdown_tables(text: str) -> list[list[list[str]]]:
     return tables
 
 
-def test_every_section_is_present_in_both_formats(report):
-    html = report["html"].read_text()
-    md = report["md"].read_text()
+def check_sections(report: dict) -> None:
+    """Every section in report.html and report.md (shared with the study's end-to-end test)."""
+    html, md = report["html"].read_text(), report["md"].read_text()
     for sid in SECTIONS:
         assert f'<section id="{sid}">' in html, sid
         assert f'<a id="{sid}"></a>' in md, sid
+
+
+def test_every_section_is_present_in_both_formats(report):
+    check_sections(report)
+    html = report["html"].read_text()
     assert "No checkpoints were evaluated" not in html  # the fixture evaluated one
     assert '<figure id="figure-ti_steps">' in html and '<figure id="figure-training">' in html
     for figure in ("benchmark_changes", "arm_differences", "latent_onpolicy-s0", "tokens_onpolicy-s0"):
@@ -76,6 +81,12 @@ def test_every_section_is_present_in_both_formats(report):
 
 
 def test_scores_and_ti_tables_are_the_study_files(study, report):
+    check_numbers(study, report)
+
+
+def check_numbers(study, report: dict) -> None:
+    """Every number of the scores and TI tables equals scores.json / ti.json, and report.md shows exactly the CSV
+    tables' cells (shared with the study's end-to-end test)."""
     scores = json.loads((study / "scores.json").read_text())
     table = {r["model"]: r for r in csv_rows(study / "tables" / "scores.csv")}
     headers = list(next(iter(table.values())))
