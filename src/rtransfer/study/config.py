@@ -53,6 +53,8 @@ class EvalConfig:
     data_dir: str = ""  # local benchmark files ("" : the packaged lab data / the hub)
     limit: int = 0  # only the first N documents per benchmark (0: all)
     batch_size: int = 64  # prompts per generate() call (hf engine)
+    dtype: str = "auto"  # hf engine: auto, bfloat16, float16, float32
+    device_map: str = ""  # hf engine: "auto" spreads a large model over the GPUs ("" : one device)
     eval_every: int = 0  # also evaluate every N steps' checkpoint (a multiple of save_every; 0: never)
     # OpenAI-compatible servers per model name (vLLM, SGLang); a model without an entry runs in process (hf).
     servers: dict[str, list[str]] = field(default_factory=dict)

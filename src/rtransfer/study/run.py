@@ -186,7 +186,8 @@ def dry_run_plan(stages: list[Stage], ledger: Ledger, models: list[Model]) -> di
 def train_command(model: Model) -> list[str]:
     """The launcher command of an arm trained in its own processes (accelerate, torchrun, ...)."""
     job = model.job
-    command = [*model.launch, "-m", "rtransfer.cli", "train", job.method, "--model", job.model, "--out", str(job.out)]
+    launch = [_shipped_config(part) for part in model.launch]
+    command = [*launch, "-m", "rtransfer.cli", "train", job.method, "--model", job.model, "--out", str(job.out)]
     command += ["--config", job.config] if job.config else []
     command += ["--data", job.data] if job.data else []
     command += ["--seed", str(job.seed)] if job.seed is not None else []
@@ -194,6 +195,18 @@ def train_command(model: Model) -> list[str]:
     for item in job.overrides:
         command += ["--set", item]
     return command
+
+
+def _shipped_config(part: str) -> str:
+    """{zero3} / {ddp} in a launch prefix: the path of the accelerate config shipped with rtransfer."""
+    if part.startswith("{") and part.endswith("}"):
+        from importlib.resources import files
+
+        path = Path(str(files("rtransfer") / "data" / "accelerate" / f"{part[1:-1]}.yaml"))
+        if not path.exists():
+            raise StudyError(f"launch: no shipped accelerate config {part} (ddp, zero3)")
+        return str(path)
+    return part
 
 
 def build_stages(config: StudyConfig, out: Path, models: list[Model], base: str) -> list[Stage]:

@@ -78,7 +78,7 @@ def _complete(run_dir: Path, config: StudyConfig) -> bool:
 
 def _eval_inputs(config: StudyConfig) -> dict[str, Any]:
     e = config.eval
-    return {"suite": e.suite, "data_dir": e.data_dir, "limit": e.limit, "batch_size": e.batch_size}
+    return {"suite": e.suite, "data_dir": e.data_dir, "limit": e.limit, "dtype": e.dtype}
 
 
 def _evaluate(source: str, run_dir: Path, config: StudyConfig, name: str, base: str | None, server_name, thinking=None):
@@ -93,6 +93,8 @@ def _evaluate(source: str, run_dir: Path, config: StudyConfig, name: str, base: 
         base_urls=urls,
         api_key_env=e.api_key_env or None,
         batch_size=e.batch_size,
+        dtype=e.dtype,
+        device_map=e.device_map or None,
         thinking=None if thinking is None else thinking == "on",
         tokenizer=source if urls and Path(source).exists() else None,
     )

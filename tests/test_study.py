@@ -1,0 +1,240 @@
+"""`rtransfer study`: configs validated before anything runs, content-keyed stages, the quick lab study end to end,
+resumption after SIGKILL with the same final files."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rtransfer.study.config import load_study
+from rtransfer.study.run import run_study
+
+SHIPPED = ("lab", "qwen3-0.6b", "unireason", "survey")
+LAB_MODELS = ("base", "sft-think", "sft-nothink", "onpolicy", "grpo")
+
+
+@pytest.fixture(scope="session")
+def study_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("study-cache")
+
+
+@pytest.fixture(scope="session")
+def quick_study(tmp_path_factory, study_cache) -> Path:
+    """The quick lab study, run once to its end (uninterrupted): the reference for the other tests."""
+    out = tmp_path_factory.mktemp("quick") / "study"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RTRANSFER_CACHE", str(study_cache))
+        run_study(load_study("lab", quick=True), out)
+    return out
+
+
+def stages(plan: dict) -> dict[str, dict]:
+    return {s["stage"]: s for s in plan["stages"]}
+
+
+# --- configs -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_config_dry_runs_without_the_hub(name, tmp_path, cli):
+    code, out, err = cli("study", name, "--out", tmp_path / "s", "--dry-run")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert all(s["status"] == "new" for s in plan["stages"])
+    assert not (tmp_path / "s").exists()  # a dry run writes nothing
+    names = [s["stage"] for s in plan["stages"]]
+    assert names[-2:] == ["ti", "report"]
+    if name != "survey":
+        assert [n for n in names if n.startswith("train:")] == [f"train:{m}" for m in LAB_MODELS[1:]]
+        assert set(plan["training"]) == set(LAB_MODELS[1:])
+
+
+def test_the_survey_config_is_the_papers_table(shared):
+    config = load_study("survey")
+    with open(shared / "paper" / "scores.csv") as f:
+        paper = list(csv.DictReader(f))
+    assert [m.name for m in config.models] == [r["model"] for r in paper]
+    for model, row in zip(config.models, paper, strict=True):
+        assert (model.base, model.method) == (row["base"], row["method"])
+    assert config.eval.suite == "paper" and not config.arms
+
+
+def test_unireason_trains_sft_and_grpo_through_accelerate_with_the_shipped_zero3(tmp_path):
+    plan = run_study(load_study("unireason"), tmp_path / "s", dry_run=True)
+    for arm in ("sft-think", "sft-nothink", "grpo"):
+        command = plan["training"][arm]["command"]
+        assert command[:2] == ["accelerate", "launch"]
+        config = Path(command[command.index("--config_file") + 1])
+        assert config.name == "zero3.yaml" and config.exists()
+        method = "grpo" if arm == "grpo" else "sft"
+        assert command[command.index("-m") + 1 : command.index("-m") + 4] == ["rtransfer.cli", "train", method]
+    assert "command" not in plan["training"]["onpolicy"]  # rtransfer's own one-process loop
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('name = "x"\nbogus = 1\n[[arms]]\nname = "a"\nmethod = "sft"\n', "unknown field 'bogus'"),
+        ('seeds = "two"\n[[arms]]\nname = "a"\nmethod = "sft"\n', "seeds = 'two' is not a int"),
+        ('[[arms]]\nname = "a"\nmethod = "dpo"\n', "method 'dpo'"),
+        ('[[arms]]\nname = "a"\nmethod = "grpo"\n[[arms]]\nname = "a"\nmethod = "sft"\n', "unique"),
+        ('[[arms]]\nmethod = "sft"\n', "missing name"),
+        ('[[models]]\nname = "t"\nmodel = "m"\nbase = "nope"\nmethod = "RL"\n', "base 'nope'"),
+        ('[[arms]]\nname = "a"\nmethod = "sft"\n[eval]\neval_every = 7\n', "not a multiple of its save_every"),
+        ('[[arms]]\nname = "a"\nmethod = "sft"\nset = ["lr=fast"]\n', "lr = 'fast' is not a float"),
+        ("[eval]\nlimit = 3\n", "needs arms to train"),
+        ('[[arms]]\nname = "a"\nmethod = "sft"\n[eval.servers]\nzzz = ["http://h:1/v1"]\n', "no model named zzz"),
+    ],
+)
+def test_a_bad_config_is_one_line_before_anything_runs(tmp_path, cli, text, message):
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    code, _, err = cli("study", path, "--out", tmp_path / "s")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_changed_recipe_reruns_that_arm_and_what_reads_it_only(tmp_path, quick_study):
+    config = load_study("lab", quick=True)
+    before = stages(run_study(config, quick_study, dry_run=True))
+    assert all(s["status"] == "done" for s in before.values())
+    grpo = next(a for a in config.arms if a.name == "grpo")
+    grpo.set.append("lr=5e-4")
+    after = stages(run_study(config, quick_study, dry_run=True))
+    stale = {name for name, s in after.items() if s["status"] != "done"}
+    assert stale == {"train:grpo", "eval:grpo", "probes:grpo", "ti", "report"}
+    assert all(after[n]["key"] == before[n]["key"] for n in after if n not in stale)
+
+
+def test_only_refuses_a_stage_whose_inputs_are_not_done(tmp_path, cli):
+    code, _, err = cli("study", "--quick", "--out", tmp_path / "s", "--only", "ti")
+    assert code == 2 and "ti reads eval:base, which is not done" in err
+
+
+# --- the quick study end to end ----------------------------------------------------------------------------------
+
+
+def test_the_quick_study_writes_every_file_the_report_reads(quick_study):
+    manifest = json.loads((quick_study / "manifest.json").read_text())
+    assert set(manifest["models"]) == set(LAB_MODELS)
+    assert all(s["finished"] for s in manifest["stages"].values()) and len(manifest["stages"]) == 15
+    for name, entry in manifest["models"].items():
+        assert (quick_study / entry["run_dir"] / "manifest.json").exists()
+        if name != "base":
+            assert (quick_study / entry["train_dir"] / "log.jsonl").exists()
+            assert {"latent", "tokens"} <= set(entry["probes"])
+            assert all((quick_study / p).exists() for p in entry["probes"].values())
+            # Checkpoints every 4 steps were evaluated (every arm trains at least 4 steps in the quick recipes).
+            assert "4" in entry["steps"] and (quick_study / entry["steps"]["4"] / "scores.json").exists()
+    for f in ("scores.json", "ti.json", "report.html", "report.md"):
+        assert (quick_study / f).exists(), f
+
+
+def test_the_quick_studys_report_has_every_section_and_the_studys_numbers(quick_study):
+    from test_report import check_numbers, check_sections
+
+    report = {"html": quick_study / "report.html", "md": quick_study / "report.md"}
+    check_sections(report)
+    check_numbers(quick_study, report)
+
+
+def test_scores_json_is_the_records_and_ti_json_is_rtransfer_ti(quick_study, cli):
+    from rtransfer.sources import load_run_dir
+
+    scores = json.loads((quick_study / "scores.json").read_text())
+    assert {(r["model"], r["benchmark"]) for r in scores} == {
+        (m, b) for m in LAB_MODELS for b in load_run_dir(quick_study / "runs" / m)[0].scores
+    }
+    for r in scores:
+        row, _ = load_run_dir(quick_study / "runs" / r["model"])
+        assert r["score"] == row.scores[r["benchmark"]]
+        assert r["ci_low"] <= r["score"] <= r["ci_high"]
+        assert r["method"] == {"base": "", "sft-think": "sft", "sft-nothink": "sft"}.get(r["arm"], r["arm"])
+    runs = [quick_study / "runs" / m for m in LAB_MODELS]
+    code, out, err = cli("ti", *runs, "--base", quick_study / "runs" / "base", "--json", "--bootstrap", "200")
+    assert code == 0, err
+    by_model = {r["model"]: r for r in json.loads(out)}
+    for row in json.loads((quick_study / "ti.json").read_text()):
+        theirs = by_model[row["model"]]
+        for key in ("TI_other", "TI_non", "DI_math", "DI_other", "DI_non", "change", "change_ci", "TI_other_ci"):
+            assert row.get(key) == theirs.get(key), (row["model"], key)
+
+
+def test_a_finished_study_reruns_in_seconds_and_changes_nothing(quick_study, study_cache, monkeypatch, cli):
+    monkeypatch.setenv("RTRANSFER_CACHE", str(study_cache))
+    files = {f: (quick_study / f).read_bytes() for f in ("scores.json", "ti.json", "report.md")}
+    started = time.time()
+    code, out, err = cli("study", "--quick", "--out", quick_study)
+    assert code == 0, err
+    assert time.time() - started < 30
+    assert err.count("done earlier, reused") == 15 and "running" not in err
+    assert "Transferability Index" in out and "report:" in out
+    assert {f: (quick_study / f).read_bytes() for f in files} == files
+
+
+# --- SIGKILL and resume -------------------------------------------------------------------------------------------
+
+
+def _study(out: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rtransfer.cli", "study", "--quick", "--out", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _kill_when(process: subprocess.Popen, ready, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not ready():
+        assert process.poll() is None, f"the study ended before the kill point: {process.stderr.read()[-2000:]}"
+        assert time.time() < deadline, "the kill point never came"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def _started(out: Path, stage: str) -> bool:
+    try:
+        entry = json.loads((out / "manifest.json").read_text())["stages"].get(stage)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return entry is not None and entry["finished"] is None
+
+
+def _records(run: Path) -> dict[str, list]:
+    """Each records file's (doc, sample, response, grade) rows, in a fixed order (timestamps differ by design)."""
+    out = {}
+    for f in sorted((run / "records").glob("*.jsonl")):
+        rows = [json.loads(line) for line in f.read_text().splitlines()]
+        out[f.name] = sorted((r["doc_id"], r["sample"], r.get("response"), json.dumps(r.get("grade"))) for r in rows)
+    return out
+
+
+def test_a_study_killed_in_training_and_in_evaluation_resumes_to_the_same_files(tmp_path, quick_study, study_cache):
+    out = tmp_path / "study"
+    env = {**os.environ, "RTRANSFER_CACHE": str(study_cache), "OMP_NUM_THREADS": "2"}
+    onpolicy = out / "models" / "onpolicy" / "checkpoints" / "checkpoint-4"
+    _kill_when(_study(out, env), lambda: _started(out, "train:onpolicy") and onpolicy.exists())
+    records = out / "runs" / "grpo" / "records"
+    _kill_when(_study(out, env), lambda: _started(out, "eval:grpo") and any(records.glob("*.jsonl")))
+    finished = _study(out, env)
+    assert finished.wait(timeout=600) == 0, finished.stderr.read()[-2000:]
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    assert all(s["finished"] for s in stages.values())
+    assert _records(out / "runs" / "grpo")  # the records the kill tests compare are there
+    for f in ("scores.json", "ti.json"):
+        assert json.loads((out / f).read_text()) == json.loads((quick_study / f).read_text()), f
+    for m in LAB_MODELS:
+        assert _records(out / "runs" / m) == _records(quick_study / "runs" / m), m
+    log = [json.loads(line) for line in (out / "models" / "onpolicy" / "log.jsonl").read_text().splitlines()]
+    reference = [json.loads(line) for line in (quick_study / "models/onpolicy/log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [r["step"] for r in reference]  # no step logged twice or lost
+    assert [r.get("loss") for r in log] == [r.get("loss") for r in reference]
