@@ -265,3 +265,23 @@ def test_shipped_base_has_real_partial_skill(name, shipped_scores):
     score, (low, _) = shipped_scores[name]["score"], shipped_scores[name]["ci"]
     assert 10 <= score <= 90
     assert low > blind_guess(name, 100)
+
+
+def test_an_edited_generator_changes_the_build_key_and_retires_the_shipped_base(monkeypatch):
+    """The build key hashes the generated corpus, so a generator edited without a LAB_VERSION bump cannot leave
+    the shipped (or a cached) base in use."""
+    from rtransfer.lab import build
+
+    config = build.BuildConfig()
+    key = config.key()
+    assert build.shipped_base(config) is not None  # the shipped base is the current corpus's
+    original = build.conversations
+    monkeypatch.setattr(build, "conversations", lambda c: [(p, h.replace(".", "!")) for p, h in original(c)])
+    build.corpus_hash.cache_clear()
+    try:
+        assert config.key() != key
+        assert build.shipped_base(config) is None
+    finally:
+        build.corpus_hash.cache_clear()
+    monkeypatch.undo()
+    assert config.key() == key

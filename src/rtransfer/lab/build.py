@@ -7,6 +7,7 @@ config: data order comes from the seed, the weights from torch's seeded RNG, and
 since a different number of threads sums floating-point numbers in another order.
 """
 
+import functools
 import hashlib
 import json
 import random
@@ -23,6 +24,9 @@ from rtransfer.lab.tiny import build_tiny_model, train_tokenizer
 from rtransfer.paths import cache_dir
 
 CHECKPOINT_EVERY = 50
+# Bump when the build's training code (_train, _encode, the loss) changes. The config and the generated corpus are
+# hashed into the build key on their own, so neither needs a bump.
+BUILD_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,10 @@ class BuildConfig:
     prompt_weight: float = 0.25
 
     def key(self) -> str:
-        text = json.dumps({"lab": LAB_VERSION, **asdict(self)}, sort_keys=True)
+        """The build key: what the cached and the shipped base are checked against. It hashes the generated
+        corpus itself, not LAB_VERSION (the tasks' data version), so an edited generator cannot leave a stale base
+        in use unnoticed, bumped or not."""
+        text = json.dumps({"build": BUILD_VERSION, **asdict(self), "corpus": corpus_hash(self)}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -87,6 +94,17 @@ def tokenizer_corpus(config: BuildConfig, pairs: list[tuple[str, str]]) -> list[
         for item in training_items(name, 200, config.seed)
     ]
     return [text for pair in pairs for text in pair] + teacher
+
+
+@functools.lru_cache(maxsize=4)
+def corpus_hash(config: BuildConfig) -> str:
+    """A hash of everything the base learns from: the tokenizer's corpus, which holds every (prompt, house answer)
+    pair in training order and the teacher's texts (about a second for the default's 84,000 pairs)."""
+    digest = hashlib.sha256()
+    for text in tokenizer_corpus(config, conversations(config)):
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
 
 
 def shipped_base(config: BuildConfig) -> Path | None:
@@ -224,6 +242,8 @@ def _train(config: BuildConfig, final: Path, progress) -> None:
     report = {
         "config": asdict(config),
         "key": config.key(),
+        "build_version": BUILD_VERSION,
+        "corpus": corpus_hash(config),
         "lab_version": LAB_VERSION,
         "examples": len(pairs),
         "final_loss": sum(losses[-20:]) / len(losses[-20:]),

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-LAB_VERSION = "3"  # bump when a generator, the house style or the training recipe changes
+# The lab's data version, which every lab task carries (benchmark versions in run manifests): bump when a generator
+# or the house style changes. The base's build key (build.BuildConfig.key) hashes the generated corpus itself.
+LAB_VERSION = "3"
 
 LETTERS = "ABCD"
 NAMES = ("Ann", "Bob", "Cal", "Dia", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Leo", "Mia", "Ned", "Ola")
