@@ -23,12 +23,11 @@ $(VENV)/.installed-%: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$*]"
 	@touch $@
 
-# The embedded default: the lab's base model (shipped with rtransfer, so no training here), scored on the lab
-# suite (a resumable run under runs/demo), then the paper's Transferability Index, reported vs recomputed.
+# The embedded default: the lab study (docs/study.md). The shipped lab base is trained four ways on the lab's math
+# (off-policy SFT think and no-think, on-policy SFT, GRPO), every model is scored on the lab suite, then the TI with
+# CIs, the probes and the report (studies/lab/report.html). A rerun reuses every finished stage; a killed one resumes.
 demo: $(VENV)/.installed-models
-	$(BIN)/rtransfer lab build
-	$(BIN)/rtransfer eval --model "$$($(BIN)/rtransfer lab build --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["path"])')" --suite lab --out runs/demo/lab-base
-	$(BIN)/rtransfer ti --paper
+	$(BIN)/rtransfer study lab --out studies/lab
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

@@ -2,8 +2,8 @@
 
     python bench/report_screenshot.py [REPORT_HTML] [--out PNG] [--size 1200,3000]
 
-Without REPORT_HTML, a quick study is built first (`rtransfer study --quick` where that command exists, else the
-tests' fixture study) and its report rendered. `make screenshot` installs Debian's chromium and runs this.
+Without REPORT_HTML, a quick study is built first (`rtransfer study --quick`) and its report rendered.
+`make screenshot` installs Debian's chromium and runs this.
 
 Checks, each a failure with a one-line reason:
   * the report references nothing but data: URIs and in-page anchors (so nothing can fail to load offline);
@@ -21,23 +21,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 CONSOLE = re.compile(r":CONSOLE(?:\(\d+\))?[:\]]|Uncaught ")
 
 
 def build_quick_report(where: Path) -> Path:
-    from rtransfer.cli import COMMANDS
-
     study = where / "study"
-    if "study" in COMMANDS:
-        subprocess.run([sys.executable, "-m", "rtransfer.cli", "study", "--quick", "--out", str(study)], check=True)
-    else:  # until `rtransfer study` lands: the report tests' fixture study, then its report
-        sys.path.insert(0, str(ROOT / "tests"))
-        from rtransfer.report.build import write_report
-        from study_fixture import build_study
-
-        build_study(study)
-        write_report(study)
+    subprocess.run([sys.executable, "-m", "rtransfer.cli", "study", "--quick", "--out", str(study)], check=True)
     return study / "report.html"
 
 

@@ -253,3 +253,21 @@ def test_finding_without_an_off_policy_arm_says_so():
     rows = [row("grpo", "grpo", (4, 1, 7), (2, 0.5, 3.5), (0, -1, 1), ti=(40, 5))]
     last = finding(rows, {"grpo": ["grpo"]}, {"grpo": "grpo"}, [])[-1]
     assert last == "On- vs off-policy: not compared, the study has no off-policy SFT arm."
+
+
+def test_against_the_paper_reproduces_contradicts_or_says_what_is_missing():
+    from rtransfer.report.finding import against_the_paper
+
+    raised = [
+        row("sft", "sft", (5, 2, 8), (-4, -6, -2), (-6, -9, -3), ti=(-30, -60)),
+        row("grpo", "grpo", (4, 1, 7), (2, 0.5, 3.5), (0, -1, 1), ti=(60, 10)),
+    ]
+    assert against_the_paper(raised, ARMS, "better").endswith("This study reproduces both.")
+    assert against_the_paper(raised, ARMS, "worse").endswith("contradicts it: here on-policy arms transfer worse.")
+    assert against_the_paper(raised, ARMS, "unclear").endswith(
+        "does not reproduce it: on-policy arms are not shown to transfer better."
+    )
+    lost = [row("sft", "sft", (-3, -6, -1), (-4, -6, -2), (-6, -9, -3)), raised[1]]
+    text = against_the_paper(lost, ARMS, "better")
+    assert text.endswith("does not reproduce it: not every arm raised math (sft did not).")
+    assert "GRPO 82.3 / 52.2" in text  # the paper's own TIs (BRIEF §4), quoted

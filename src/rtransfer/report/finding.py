@@ -14,6 +14,11 @@ Rules (each uncertainty is a paired-bootstrap percentile CI over documents, at t
    group's measure (rule 3), with its paired CI (rule 1). The verdict "on-policy transfers better/worse" needs
    every pair to agree: at least one group real in that direction, none real in the other. Anything else is
    "the data cannot tell", with the numbers.
+5. Against the paper (BRIEF §4): in its controlled study every arm raised math, and on-policy training (GRPO,
+   on-policy SFT) transferred better than off-policy SFT, most of all to non-reasoning. A study reproduces that
+   when every arm raised math (rule 2) and rule 4 finds "better"; it contradicts it when rule 4 finds "worse";
+   otherwise it does not reproduce it, and the sentence says which part is missing. The paper's figures are
+   quoted, not used in any computation.
 """
 
 from collections.abc import Sequence
@@ -137,11 +142,19 @@ def finding(
 def on_vs_off(
     by_model: dict[str, dict], arms: dict[str, list[str]], method_of: dict[str, str], differences: Sequence[Difference]
 ) -> str:
+    verdict, sentences = on_off_verdict(by_model, arms, method_of, differences)
+    return " ".join([VERDICT_WORDS[verdict], *sentences])
+
+
+def on_off_verdict(
+    by_model: dict[str, dict], arms: dict[str, list[str]], method_of: dict[str, str], differences: Sequence[Difference]
+) -> tuple[str, list[str]]:
+    """Rule 4: "better", "worse", "unclear" or "absent" (no pair to compare), and the sentence of each pair."""
     on = [a for a in arms if method_of.get(a) in ON_POLICY]
     off = [a for a in arms if method_of.get(a) in OFF_POLICY]
     if not on or not off:
         missing = "on-policy (onpolicy, grpo)" if not on else "off-policy SFT"
-        return f"On- vs off-policy: not compared, the study has no {missing} arm."
+        return "absent", [f"the study has no {missing} arm."]
     table = {(d.a, d.b, d.quantity): d for d in differences}
     sentences, verdicts = [], set()
     for a in on:
@@ -158,10 +171,38 @@ def on_vs_off(
                 verdicts.add("worse")
             else:
                 verdicts.add("unclear")
-    if verdicts == {"better"}:
-        head = "On-policy arms transfer better than off-policy SFT here, in every pair compared."
-    elif verdicts == {"worse"}:
-        head = "On-policy arms transfer worse than off-policy SFT here, in every pair compared."
-    else:
-        head = "Whether on-policy arms transfer better than off-policy SFT: the data cannot tell."
-    return " ".join([head, *sentences])
+    return _verdict(verdicts), sentences
+
+
+def _verdict(verdicts: set[str]) -> str:
+    return next(iter(verdicts)) if len(verdicts) == 1 else "unclear"
+
+
+VERDICT_WORDS = {
+    "better": "On-policy arms transfer better than off-policy SFT here, in every pair compared.",
+    "worse": "On-policy arms transfer worse than off-policy SFT here, in every pair compared.",
+    "unclear": "Whether on-policy arms transfer better than off-policy SFT: the data cannot tell.",
+    "absent": "On- vs off-policy: not compared,",
+}
+
+PAPER = (
+    "In the paper's controlled study (Qwen3-14B-Base, BRIEF §4) every arm raised math and on-policy training "
+    "transferred better than off-policy SFT (TI_other / TI_non: GRPO 82.3 / 52.2, think-SFT 52.2 / −104.1, "
+    "no-think-SFT 165.4 / −278.9; on-policy vs off-policy SFT on Qwen3-8B-Base 68.6 / 30.2 vs 18.3 / −40.5)."
+)
+
+
+def against_the_paper(ti_rows: Sequence[dict], arms: dict[str, list[str]], verdict: str) -> str:
+    """Rule 5, from rule 2 per arm and rule 4's verdict."""
+    by_model = {r["model"]: r for r in ti_rows}
+    not_raised = [a for a, models in arms.items() if not all(raised_math(by_model[m]) for m in models if m in by_model)]
+    if verdict == "worse":
+        return f"{PAPER} This study contradicts it: here on-policy arms transfer worse."
+    if verdict == "better" and not not_raised:
+        return f"{PAPER} This study reproduces both."
+    missing = []
+    if not_raised:
+        missing.append(f"not every arm raised math ({', '.join(not_raised)} did not)")
+    if verdict != "better":
+        missing.append("on-policy arms are not shown to transfer better" if verdict != "absent" else "no on/off pair")
+    return f"{PAPER} This study does not reproduce it: {'; '.join(missing)}."

@@ -9,7 +9,7 @@ from rtransfer.report import plots
 from rtransfer.report.collect import BOOTSTRAP, CONFIDENCE, SEED, ReportData
 from rtransfer.report.compare import QUANTITIES, Resampled, arm_pairs, compare_arms, seed_spread
 from rtransfer.report.document import Bullets, Figure, Section, Table, Text
-from rtransfer.report.finding import finding
+from rtransfer.report.finding import against_the_paper, finding, on_off_verdict
 from rtransfer.report.tables import fmt, fmt_ci
 
 CI_WORDS = f"{CONFIDENCE:.0%} paired-bootstrap CI over documents ({BOOTSTRAP} replicates, seed {SEED})"
@@ -35,6 +35,10 @@ class Results:
         self.differences = compare_arms(self.resampled, self.arms, arm_pairs(list(self.arms), self.method_of))
         self.spread = seed_spread(data.ti, self.arms)
         self.finding = finding(data.ti, self.arms, self.method_of, self.differences)
+        if data.training:  # the paper's controlled study is the reference of a training study, not a survey
+            by_model = {r["model"]: r for r in data.ti}
+            verdict, _ = on_off_verdict(by_model, self.arms, self.method_of, self.differences)
+            self.finding.append(against_the_paper(data.ti, self.arms, verdict))
 
 
 def summary(data: ReportData, results: Results) -> Section:
