@@ -355,3 +355,12 @@ def test_weight_probe_on_constructed_pairs(tiny_model, tmp_path, capsys):
     tiny = perturbed_copy(tiny_model, tmp_path / "tiny-noise", 1e-7)  # below bf16's resolution
     cli = _probe(capsys, "weights", "--base", tiny_model, "--tuned", tiny, "--json")
     assert cli["total"]["unchanged_share"] < 0.5 and cli["total"]["unchanged_bf16_share"] > 0.99
+
+
+def test_plot_latent_draws_the_papers_panel_with_the_reports_drawing(tmp_path):
+    from rtransfer.probes.latent import plot_latent
+
+    layers = [{"base": [0.0, 1.0], "tuned": [0.5, 1.2]}, {"base": [1.0, 0.0], "tuned": [1.4, 0.1]}]
+    result = {"layers": layers, "centroid_base": [0.5, 0.5], "centroid_tuned": [0.95, 0.65], "d": 0.45}
+    plot_latent(result, str(tmp_path / "panel.png"), title="lab_arith")
+    assert (tmp_path / "panel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -125,7 +125,10 @@ def test_the_quick_study_writes_every_file_the_report_reads(quick_study):
     assert set(manifest["models"]) == set(LAB_MODELS)
     assert all(s["finished"] for s in manifest["stages"].values()) and len(manifest["stages"]) == 15
     for name, entry in manifest["models"].items():
-        assert (quick_study / entry["run_dir"] / "manifest.json").exists()
+        run = json.loads((quick_study / entry["run_dir"] / "manifest.json").read_text())
+        # Every model answers the prompts the base answers: no-think SFT means the teacher's traces, not the
+        # chat template's mode at evaluation.
+        assert run["engine_info"]["thinking"] is None, name
         if name != "base":
             assert (quick_study / entry["train_dir"] / "log.jsonl").exists()
             assert {"latent", "tokens"} <= set(entry["probes"])

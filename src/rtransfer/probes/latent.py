@@ -199,17 +199,12 @@ def plot_latent(result: dict[str, Any], path: str, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    base = np.array([p["base"] for p in result["layers"]])
-    tuned = np.array([p["tuned"] for p in result["layers"]])
+    from rtransfer.report.plots import draw_latent
+
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    for b, t in zip(base, tuned, strict=True):
-        ax.plot([b[0], t[0]], [b[1], t[1]], color="0.75", lw=0.8, zorder=1)
-    ax.scatter(base[:, 0], base[:, 1], s=16, label="base", zorder=2)
-    ax.scatter(tuned[:, 0], tuned[:, 1], s=16, label="tuned", zorder=2)
-    for name, c in (("centroid_base", "C0"), ("centroid_tuned", "C1")):
-        ax.scatter(*result[name], marker="x", s=60, color=c, zorder=3)
-    ax.set_xlabel("PC1 shift (tuned − base)")
-    ax.set_ylabel("mean PC2")
+    draw_latent(ax, result)
+    ax.set_xlabel("PC1 shift, tuned − base (hidden-state units)")
+    ax.set_ylabel("mean PC2 (hidden-state units)")
     ax.set_title(f"{title}  d = {result['d']:.3g}")
     ax.legend(frameon=False)
     fig.tight_layout()

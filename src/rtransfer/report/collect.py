@@ -134,7 +134,7 @@ def load_runs(run_dirs: list[str | Path], base: str | None) -> ReportData:
         models[row.model] = Model(row.model, arm, row.method, manifests[row.model].get("seed"), None, row.base, Path(p))
     models = dict(sorted(models.items(), key=lambda kv: kv[1].base is not None))
     rows = sorted(rows, key=lambda r: list(models).index(r.model))
-    scores = [s for r in rows for s in _score_row(models[r.model], r, RunDir(models[r.model].run_dir))]
+    scores = [s for r in rows for s in score_row(models[r.model], r, RunDir(models[r.model].run_dir))]
     ti = [r.as_dict() for r in transferability(rows, bootstrap=BOOTSTRAP, confidence=CONFIDENCE, seed=SEED)]
     data = ReportData("eval runs", Path.cwd(), models, rows, scores, ti, {"runs": manifests})
     data.notes = notes
@@ -176,7 +176,9 @@ def _check_scores(data: ReportData) -> None:
             )
 
 
-def _score_row(model: Model, row: ModelScores, run: RunDir) -> list[dict[str, Any]]:
+def score_row(model, row: ModelScores, run: RunDir) -> list[dict[str, Any]]:
+    """scores.json's rows of one model: `model` names it (name, arm, method, seed), `row` holds its scores (from
+    the records), the run's scores.json the CIs."""
     stored = run.scores().get("benchmarks", {})
     out = []
     for bench, score in row.scores.items():

@@ -201,6 +201,19 @@ def training_curves(logs: dict[str, list[dict]]) -> bytes | None:
     return _png(fig)
 
 
+def draw_latent(ax, result: dict) -> None:
+    """One latent panel: each layer's (PC1 shift, mean PC2) for base and tuned, a line joining a layer's two
+    points, the centroids as crosses (the paper's figure; `rtransfer probe latent --plots` draws it too)."""
+    base = np.array([p["base"] for p in result["layers"]])
+    tuned = np.array([p["tuned"] for p in result["layers"]])
+    for b, t in zip(base, tuned, strict=True):
+        ax.plot([b[0], t[0]], [b[1], t[1]], color="0.8", lw=0.7, zorder=1)
+    ax.scatter(base[:, 0], base[:, 1], s=14, label="base (one point per layer)", zorder=2)
+    ax.scatter(tuned[:, 0], tuned[:, 1], s=14, label="tuned", zorder=2)
+    for name, c in (("centroid_base", "C0"), ("centroid_tuned", "C1")):
+        ax.scatter(*result[name], marker="x", s=60, color=c, zorder=3)
+
+
 def pca_panels(rows: Sequence[dict]) -> bytes:
     """The paper's latent panel per probed benchmark: each layer's (PC1 shift, mean PC2) for base and tuned,
     joined per layer; centroids as crosses; the title gives d with its CI and the noise floor."""
@@ -210,14 +223,7 @@ def pca_panels(rows: Sequence[dict]) -> bytes:
     for ax in axes.flat[len(rows) :]:
         ax.set_axis_off()
     for ax, row in zip(axes.flat, rows, strict=False):
-        base = np.array([p["base"] for p in row["layers"]])
-        tuned = np.array([p["tuned"] for p in row["layers"]])
-        for b, t in zip(base, tuned, strict=True):
-            ax.plot([b[0], t[0]], [b[1], t[1]], color="0.8", lw=0.7, zorder=1)
-        ax.scatter(base[:, 0], base[:, 1], s=14, label="base (one point per layer)", zorder=2)
-        ax.scatter(tuned[:, 0], tuned[:, 1], s=14, label="tuned", zorder=2)
-        for name, c in (("centroid_base", "C0"), ("centroid_tuned", "C1")):
-            ax.scatter(*row[name], marker="x", s=60, color=c, zorder=3)
+        draw_latent(ax, row)
         ci = row.get("d_ci")
         title = f"{row['benchmark']}: d = {row['d']:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
         floor = (row.get("noise_floor") or {}).get("d_null")

@@ -22,27 +22,9 @@ def load_rows(models, out: Path):
 
 
 def score_rows(models, rows, out: Path) -> list[dict[str, Any]]:
-    from rtransfer.benchmarks.names import group_of
+    from rtransfer.report.collect import score_row
 
-    table = []
-    for m, row in zip(models, rows, strict=True):
-        stored = RunDir(out / "runs" / m.name).scores().get("benchmarks", {})
-        for bench, score in row.scores.items():
-            ci = (stored.get(bench) or {}).get("ci") or [None, None]
-            table.append(
-                {
-                    "model": m.name,
-                    "arm": m.arm,
-                    "method": m.method,
-                    "seed": m.seed,
-                    "benchmark": bench,
-                    "group": group_of(bench),
-                    "score": score,
-                    "ci_low": ci[0],
-                    "ci_high": ci[1],
-                }
-            )
-    return table
+    return [r for m, row in zip(models, rows, strict=True) for r in score_row(m, row, RunDir(out / "runs" / m.name))]
 
 
 def write_results(models, config, out: Path) -> dict[str, Any]:

@@ -36,7 +36,11 @@ class Model:
     arm: str  # "base", the arm's name, or (survey) the model's own name
     method: str  # "" for the base; sft, onpolicy, grpo; survey: base, SFT, RL, reference
     seed: int | None = None
-    thinking: str | None = None
+    thinking: str | None = None  # an sft arm: the teacher's traces (on: think, off: no-think); survey: as below
+    # The chat template's enable_thinking when the model is evaluated (on, off; None: the template's default). An
+    # arm is evaluated as its recipe renders prompts in training (the recipe's `thinking`), never by its
+    # teacher's mode: the base and every arm answer the same prompts.
+    chat_thinking: str | None = None
     source: str = ""  # what is evaluated: a directory or hub id (a trained arm: its training directory)
     base: str | None = None  # the name of the model it is compared with
     job: Any = None  # the TrainJob of a trained arm
@@ -66,7 +70,15 @@ def plan_models(config: StudyConfig, out: Path, base: str) -> list[Model]:
 
     if config.survey:
         return [
-            Model(m.name, m.name, m.method, thinking=m.thinking, source=m.model, base=m.base or None)
+            Model(
+                m.name,
+                m.name,
+                m.method,
+                thinking=m.thinking,
+                chat_thinking=m.thinking,
+                source=m.model,
+                base=m.base or None,
+            )
             for m in config.models
         ]
     models = [Model("base", "base", "", source=base)]
@@ -89,7 +101,8 @@ def plan_models(config: StudyConfig, out: Path, base: str) -> list[Model]:
                 raise StudyError(
                     f"arm {arm.name}: eval_every {every} is not a multiple of its save_every {recipe.save_every}"
                 )
-            model = Model(name, arm.name, arm.method, recipe.seed, arm.thinking, str(job.out), "base", job)
+            chat = None if recipe.thinking == "default" else recipe.thinking
+            model = Model(name, arm.name, arm.method, recipe.seed, arm.thinking, chat, str(job.out), "base", job)
             models.append(replace(model, launch=tuple(arm.launch)))
     return models
 
@@ -119,6 +132,9 @@ def run_study(config: StudyConfig, out: Path, only: tuple[str, ...] = (), dry_ru
         "models": {m.name: _model_entry(m, config) for m in models},
     }
     ledger = Ledger.open(manifest_path, header)
+    names = {s.name for s in stages}  # a stage of a model no longer in the config is forgotten (its files stay)
+    ledger.data["stages"] = {k: v for k, v in ledger.data["stages"].items() if k in names}
+    _quiet_loading()
     selected = [s for s in stages if not only or s.kind in only]
     _check_needs(selected, stages, ledger)
     for number, stage in enumerate(selected, 1):
@@ -127,6 +143,13 @@ def run_study(config: StudyConfig, out: Path, only: tuple[str, ...] = (), dry_ru
             ledger.data["models"][stage.name.split(":", 1)[1]]["steps"] = info["steps"]
             ledger.save()
     return ledger.data
+
+
+def _quiet_loading() -> None:
+    """No progress bar per model load (the probes load three models per arm): the stage lines say what runs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _resolve_base(name: str) -> str:
@@ -149,6 +172,7 @@ def _model_entry(model: Model, config: StudyConfig) -> dict[str, Any]:
         "arm": model.arm,
         "method": model.method,
         "thinking": model.thinking,
+        "chat_thinking": model.chat_thinking,
         "seed": model.seed,
         "source": model.source,
         "base": model.base,

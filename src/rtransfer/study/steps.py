@@ -124,11 +124,11 @@ def _progress(name: str):
 
 
 def eval_stage(model, config: StudyConfig, out: Path, weights_key: str) -> Stage:
-    inputs = {"weights": weights_key, "thinking": model.thinking, **_eval_inputs(config)}
+    inputs = {"weights": weights_key, "chat_thinking": model.chat_thinking, **_eval_inputs(config)}
     run_dir = out / "runs" / model.name
 
     def run() -> None:
-        _evaluate(model.source, run_dir, config, model.name, model.base, model.name, model.thinking)
+        _evaluate(model.source, run_dir, config, model.name, model.base, model.name, model.chat_thinking)
 
     needs = [f"train:{model.name}"] if model.trained else []
     return Stage(f"eval:{model.name}", "eval", inputs, [run_dir], run, needs)
