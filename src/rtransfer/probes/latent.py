@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 
 from rtransfer.errors import DataError
 from rtransfer.probes.models import forward_mode
@@ -166,7 +167,8 @@ def _tuned_point(x_b: np.ndarray, g_bb: np.ndarray, g_bd: np.ndarray, idx: np.nd
     row_b = g_bb[idx] @ w  # B · μ_b for each resampled base text
     total_b = w @ g_bb @ w  # μ_b · μ_b
     gram = g_bb[np.ix_(idx, idx)] - row_b[:, None] - row_b[None, :] + total_b  # (B − μ)(B − μ)ᵀ
-    values, vectors = np.linalg.eigh(gram)
+    # Only the top two eigenpairs are needed: LAPACK's subset driver finds them in about half eigh's time.
+    values, vectors = scipy.linalg.eigh(gram, subset_by_index=[max(len(w) - 2, 0), len(w) - 1], check_finite=False)
     top = np.argsort(values)[::-1][:2]
     # (B − μ) δ with δ = μ_t − μ_b = w @ (T − B): the resampled base texts against the mean difference.
     b_delta = g_bd[idx] @ w - w @ g_bd @ w
