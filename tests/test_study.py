@@ -179,6 +179,12 @@ def test_a_finished_study_reruns_in_seconds_and_changes_nothing(quick_study, stu
     assert err.count("done earlier, reused") == 15 and "running" not in err
     assert "Transferability Index" in out and "report:" in out
     assert {f: (quick_study / f).read_bytes() for f in files} == files
+    steps = {m: e["steps"] for m, e in json.loads((quick_study / "manifest.json").read_text())["models"].items()}
+    # The report alone again: training is not run, and its checkpoint evaluations stay in the manifest.
+    code, _, err = cli("study", "--quick", "--out", quick_study, "--only", "report")
+    assert code == 0 and "train:" not in err, err
+    after = {m: e["steps"] for m, e in json.loads((quick_study / "manifest.json").read_text())["models"].items()}
+    assert after == steps and all(after[m] for m in LAB_MODELS[1:])
 
 
 # --- SIGKILL and resume -------------------------------------------------------------------------------------------

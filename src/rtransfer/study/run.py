@@ -137,12 +137,19 @@ def run_study(config: StudyConfig, out: Path, only: tuple[str, ...] = (), dry_ru
     _quiet_loading()
     selected = [s for s in stages if not only or s.kind in only]
     _check_needs(selected, stages, ledger)
+    for stage in stages:  # checkpoint evaluations of training done earlier (also when --only skips training)
+        if stage.kind == "train" and ledger.status(stage) == "done":
+            _record_steps(ledger, stage, ledger.data["stages"][stage.name].get("info") or {})
     for number, stage in enumerate(selected, 1):
         info = ledger.run(stage, f"[{number}/{len(selected)}]")
-        if stage.kind == "train" and info.get("steps"):
-            ledger.data["models"][stage.name.split(":", 1)[1]]["steps"] = info["steps"]
-            ledger.save()
+        if stage.kind == "train":
+            _record_steps(ledger, stage, info)
     return ledger.data
+
+
+def _record_steps(ledger: Ledger, stage: Stage, info: dict[str, Any]) -> None:
+    ledger.data["models"][stage.name.split(":", 1)[1]]["steps"] = info.get("steps", {})
+    ledger.save()
 
 
 def _quiet_loading() -> None:
