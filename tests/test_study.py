@@ -14,6 +14,7 @@ import pytest
 
 from rtransfer.study.config import load_study
 from rtransfer.study.run import run_study
+from rtransfer.transfer import TIResult
 
 SHIPPED = ("lab", "qwen3-0.6b", "unireason", "survey")
 LAB_MODELS = ("base", "sft-think", "sft-nothink", "onpolicy", "grpo")
@@ -89,6 +90,10 @@ def test_unireason_trains_sft_and_grpo_through_accelerate_with_the_shipped_zero3
         ('[[arms]]\nname = "a"\nmethod = "sft"\n[eval]\neval_every = 7\n', "not a multiple of its save_every"),
         ('[[arms]]\nname = "a"\nmethod = "sft"\nset = ["lr=fast"]\n', "lr = 'fast' is not a float"),
         ("[eval]\nlimit = 3\n", "needs arms to train"),
+        (
+            '[[arms]]\nname = "a"\nmethod = "sft"\nlaunch = ["accelerate", "launch"]\n[eval]\neval_every = 50\n',
+            "cannot evaluate checkpoints in training",
+        ),
         ('[[arms]]\nname = "a"\nmethod = "sft"\n[eval.servers]\nzzz = ["http://h:1/v1"]\n', "no model named zzz"),
     ],
 )
@@ -163,6 +168,8 @@ def test_scores_json_is_the_records_and_ti_json_is_rtransfer_ti(quick_study, cli
     code, out, err = cli("ti", *runs, "--base", quick_study / "runs" / "base", "--json", "--bootstrap", "200")
     assert code == 0, err
     by_model = {r["model"]: r for r in json.loads(out)}
+    ti = json.loads((quick_study / "ti.json").read_text())
+    assert [TIResult.from_dict(r).as_dict() for r in ti] == ti  # what `rtransfer study` prints its table from
     for row in json.loads((quick_study / "ti.json").read_text()):
         theirs = by_model[row["model"]]
         for key in ("TI_other", "TI_non", "DI_math", "DI_other", "DI_non", "change", "change_ci", "TI_other_ci"):

@@ -246,3 +246,14 @@ def test_a_math_gain_within_noise_is_flagged_unstable():
     assert noisy.domain_ci["math"][0] <= 0 <= noisy.domain_ci["math"][1] and noisy.as_dict()["unstable"]
     clear = transferability(rows(2000, 25.0), sigma="model", bootstrap=400, seed=0)[0]
     assert clear.unstable is None and clear.domain_ci["math"][0] > 0
+
+
+def test_a_ti_row_read_back_from_json_is_the_same_result(shared):
+    """TIResult.from_dict inverts as_dict (a study prints its TI table from ti.json, not from a second bootstrap),
+    NaN included: undefined rows and missing CIs survive the JSON round trip."""
+    from rtransfer.paper import paper_scores
+    from rtransfer.transfer import TIResult, transferability
+
+    for r in transferability(paper_scores()):
+        row = json.loads(json.dumps(r.as_dict()))
+        assert TIResult.from_dict(row).as_dict() == r.as_dict()

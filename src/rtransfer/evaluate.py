@@ -264,11 +264,10 @@ def evaluate_spec(
 ) -> dict[str, dict[str, Any]]:
     """The model an EngineSpec describes on a suite (or comma-separated benchmark names), into `run_dir`: the
     evaluation that training's checkpoints and the study share. Data is loaded before the model."""
-    from rtransfer.benchmarks.registry import SUITES, get_task, resolve
+    from rtransfer.benchmarks.registry import get_task, resolve_suite
     from rtransfer.engines.factory import make_engine
 
-    names = resolve(suite=suite) if suite in SUITES else resolve(benchmarks=suite)
-    plan = EvalPlan([get_task(n) for n in names], data_dir=data_dir, limit=limit).load()
+    plan = EvalPlan([get_task(n) for n in resolve_suite(suite)], data_dir=data_dir, limit=limit).load()
     engine = make_engine(spec)
     if spec.engine == "openai":  # enough (doc, sample) pairs per call to keep every server busy
         plan.chunk = max(plan.chunk, 2 * spec.concurrency * len(spec.base_urls))

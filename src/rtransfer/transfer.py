@@ -97,6 +97,36 @@ class TIResult:
             out["unstable"] = self.unstable
         return out
 
+    @classmethod
+    def from_dict(cls, row: dict) -> "TIResult":
+        """The TIResult that `as_dict` wrote (null back to NaN), e.g. a study's ti.json row; other keys (the
+        paper's comparison) are ignored."""
+
+        def num(v):
+            return float("nan") if v is None else v
+
+        def pairs(d: dict) -> dict:
+            return {g: (num(lo), num(hi)) for g, (lo, hi) in d.items()}
+
+        prefix = "DI" if row["index"] == "v2" else "dR"
+        return cls(
+            model=row["model"],
+            base=row["base"],
+            method=row["method"],
+            index=row["index"],
+            ti={g: num(row[f"TI_{g}"]) for g in ("other", "non")},
+            domain={g: num(row[f"{prefix}_{g}"]) for g in GROUPS if f"{prefix}_{g}" in row},
+            sigma={g: num(v) for g, v in (row.get("sigma") or {}).items()},
+            benchmarks=row["benchmarks"],
+            undefined=row.get("error"),
+            change={g: num(v) for g, v in row["change"].items()},
+            ci=pairs({g: row[f"TI_{g}_ci"] for g in ("other", "non") if f"TI_{g}_ci" in row}),
+            ci_undefined_share=row.get("ci_undefined_share", 0.0),
+            domain_ci=pairs({g: row[f"{prefix}_{g}_ci"] for g in GROUPS if f"{prefix}_{g}_ci" in row}),
+            change_ci=pairs(row.get("change_ci") or {}),
+            unstable=row.get("unstable"),
+        )
+
 
 def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None

@@ -30,6 +30,11 @@ SUITES = {
 }
 
 
+def resolve_suite(text: str) -> list[str]:
+    """A suite name, or comma-separated benchmark names (a study's and a checkpoint evaluation's `suite`)."""
+    return resolve(suite=text) if text in SUITES else resolve(benchmarks=text)
+
+
 def get_task(name: str) -> Task:
     """The task for a benchmark name, or `name:variant` for a documented variant (e.g. the paper's procedure
     where ours differs: `gpqa_diamond:paper-order`, `acpbench:multiturn`). A variant has its own version, so

@@ -58,12 +58,12 @@ def run(args) -> int:
 
 
 def _print_ti(config, out: Path, manifest: dict) -> None:
+    """The TI table from the study's ti.json (not computed again)."""
     from rtransfer.report.tables import render, ti_table
-    from rtransfer.study.results import ti_results
-    from rtransfer.study.run import plan_models
+    from rtransfer.transfer import TIResult
 
-    if "ti" not in manifest["stages"] or not manifest["stages"]["ti"].get("finished"):
+    if not manifest["stages"].get("ti", {}).get("finished"):
         return
-    models = plan_models(config, out, manifest["base"]["model"])
-    header, cells = ti_table(ti_results(models, config, out))
+    results = [TIResult.from_dict(row) for row in json.loads((out / "ti.json").read_text())]
+    header, cells = ti_table(results)
     sys.stdout.write(render(header, cells, "terminal", f"{config.name}: Transferability Index {config.ti.index}"))

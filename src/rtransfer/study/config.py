@@ -5,15 +5,13 @@ Every field is documented in the dataclasses below and in the shipped configs (r
 config's `[quick]` table holds the overrides `--quick` applies: a seconds-long smoke version of the same study.
 """
 
-import types
-import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from rtransfer.errors import RtransferError
-from rtransfer.train.config import RECIPES, read_recipe_file
+from rtransfer.train.config import RECIPES, checked_fields, read_recipe_file
 
 METHODS = tuple(RECIPES)  # sft, onpolicy, grpo
 SURVEY_METHODS = ("base", "SFT", "RL", "reference")  # the paper's table: reference rows are shown, never compared
@@ -183,30 +181,10 @@ def _dataclass(cls, table: Any, where: str):
     return cls(**values)
 
 
-def _allowed(kind) -> tuple[type, ...]:
-    """The runtime types a field's annotation admits: `str | None` → (str, NoneType), `list[str]` → (list,)."""
-    parts = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
-    return tuple(typing.get_origin(p) or p for p in parts)
-
-
 def _checked(cls, table: dict[str, Any], where: str) -> dict[str, Any]:
-    """Known fields of the right type only (an int is accepted where a float is asked)."""
-    hints = typing.get_type_hints(cls)
+    """Known fields of the right type only; the sections and lists of tables are read by _build."""
     known = {f.name for f in fields(cls)} - {"source", "arms", "models", *SECTIONS}
-    out = {}
-    for key, value in table.items():
-        if key not in known:
-            raise StudyConfigError(f"{where}: unknown field {key!r} (known: {', '.join(sorted(known))})")
-        allowed = _allowed(hints[key])
-        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            names = " or ".join(t.__name__ for t in allowed)
-            raise StudyConfigError(f"{where}: {key} = {value!r} is not a {names}")
-        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-            raise StudyConfigError(f"{where}: {key} must be a list of strings")
-        out[key] = value
-    return out
+    return checked_fields(cls, table, where, StudyConfigError, known)
 
 
 def validate(config: StudyConfig) -> None:
@@ -232,6 +210,13 @@ def validate(config: StudyConfig) -> None:
             raise StudyConfigError(f"model {m.name}: method {m.method!r} (choose {', '.join(SURVEY_METHODS)})")
         if m.method in ("SFT", "RL") and m.base not in survey:
             raise StudyConfigError(f"model {m.name}: its base {m.base!r} is not one of the study's models")
+    launched = [a.name for a in config.arms if a.launch]
+    if config.eval.eval_every and launched:
+        # Checkpoints are evaluated by a callback in the training process; a launcher starts several of them.
+        raise StudyConfigError(
+            f"[eval] eval_every: arms trained through a launcher ({', '.join(launched)}) cannot evaluate checkpoints "
+            "in training; evaluate their kept checkpoints with `rtransfer eval` afterwards"
+        )
     if config.eval.limit < 0 or config.eval.batch_size < 1 or config.eval.eval_every < 0:
         raise StudyConfigError("[eval]: limit and eval_every must be >= 0, batch_size >= 1")
     if config.probes.samples < 1 or config.probes.bootstrap < 0:

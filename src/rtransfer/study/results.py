@@ -43,11 +43,6 @@ def write_results(models, config, out: Path) -> dict[str, Any]:
     return {"notes": notes} if notes else {}
 
 
-def ti_results(models, config, out: Path):
-    """The TIResults again (for printing): recomputed with the study's settings and seed, equal to ti.json's."""
-    return _transferability(load_rows(models, out)[0], config)
-
-
 def _transferability(rows, config):
     from rtransfer.transfer import transferability
 

@@ -12,7 +12,7 @@ DIR/ti.json              as `rtransfer ti --json`, σ pooled over the study's mo
 DIR/report.html, report.md, tables/, figures/
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +101,19 @@ def plan_models(config: StudyConfig, out: Path, base: str) -> list[Model]:
                 raise StudyError(
                     f"arm {arm.name}: eval_every {every} is not a multiple of its save_every {recipe.save_every}"
                 )
-            chat = None if recipe.thinking == "default" else recipe.thinking
-            model = Model(name, arm.name, arm.method, recipe.seed, arm.thinking, chat, str(job.out), "base", job)
-            models.append(replace(model, launch=tuple(arm.launch)))
+            model = Model(
+                name,
+                arm.name,
+                arm.method,
+                seed=recipe.seed,
+                thinking=arm.thinking,
+                chat_thinking=None if recipe.thinking == "default" else recipe.thinking,
+                source=str(job.out),
+                base="base",
+                job=job,
+                launch=tuple(arm.launch),
+            )
+            models.append(model)
     return models
 
 
@@ -118,7 +128,9 @@ def run_study(config: StudyConfig, out: Path, only: tuple[str, ...] = (), dry_ru
     out = Path(out)
     base = config.base if dry_run or config.survey else _resolve_base(config.base)
     models = plan_models(config, out, base)
-    stages = build_stages(config, out, models, base)
+    # A lab base is named by its build key (known before it is built, so a dry run sees the real keys).
+    base_identity = identity(config.base if config.base in LAB_BASES else base)
+    stages = build_stages(config, out, models, base, base_identity)
     manifest_path = out / "manifest.json"
     if dry_run:
         ledger = Ledger(manifest_path, _read(manifest_path))
@@ -128,7 +140,7 @@ def run_study(config: StudyConfig, out: Path, only: tuple[str, ...] = (), dry_ru
         "config": config.as_dict(),
         "seeds": sorted({m.seed for m in models if m.seed is not None}),
         "versions": versions(),
-        "base": {"model": base, **identity(config.base if config.base in LAB_BASES else base)},
+        "base": {"model": base, **base_identity},
         "models": {m.name: _model_entry(m, config) for m in models},
     }
     ledger = Ledger.open(manifest_path, header)
@@ -137,8 +149,9 @@ def run_study(config: StudyConfig, out: Path, only: tuple[str, ...] = (), dry_ru
     _quiet_loading()
     selected = [s for s in stages if not only or s.kind in only]
     _check_needs(selected, stages, ledger)
-    for stage in stages:  # checkpoint evaluations of training done earlier (also when --only skips training)
-        if stage.kind == "train" and ledger.status(stage) == "done":
+    chosen = {s.name for s in selected}
+    for stage in stages:  # checkpoint evaluations of training that --only skips now, done earlier
+        if stage.kind == "train" and stage.name not in chosen and ledger.status(stage) == "done":
             _record_steps(ledger, stage, ledger.data["stages"][stage.name].get("info") or {})
     for number, stage in enumerate(selected, 1):
         info = ledger.run(stage, f"[{number}/{len(selected)}]")
@@ -240,10 +253,11 @@ def _shipped_config(part: str) -> str:
     return part
 
 
-def build_stages(config: StudyConfig, out: Path, models: list[Model], base: str) -> list[Stage]:
+def build_stages(
+    config: StudyConfig, out: Path, models: list[Model], base: str, base_identity: dict[str, str]
+) -> list[Stage]:
     from rtransfer.study import steps
 
-    base_identity = identity(config.base if config.base in LAB_BASES else base)
     stages: list[Stage] = []
     weights: dict[str, str] = {}  # model name → the key of what defines its weights
     for m in models:

@@ -43,28 +43,26 @@ def _train(model, config: StudyConfig) -> dict[str, Any]:
     if model.launch:
         from rtransfer.study.run import train_command
 
-        command = train_command(model)
-        command += ["--eval-every", str(every), "--eval-suite", config.eval.suite] if every else []
+        command = train_command(model)  # no checkpoint evaluations: config.validate refuses them with a launcher
         done = subprocess.run(command, check=False)
         if done.returncode:
             raise RtransferError(f"training {model.name} failed (exit {done.returncode}): {' '.join(command)}")
     else:
         train(job, [checkpoint_evaluator(out, every, evaluate_checkpoint)] if every else [])
     steps = {}
-    for run_dir in sorted((out / "evals").glob("step-*"), key=lambda p: int(p.name.removeprefix("step-"))):
-        checkpoint = out / "checkpoints" / f"checkpoint-{run_dir.name.removeprefix('step-')}"
+    for step, run_dir in sorted((int(p.name.removeprefix("step-")), p) for p in (out / "evals").glob("step-*")):
+        checkpoint = out / "checkpoints" / f"checkpoint-{step}"
         if not _complete(run_dir, config) and checkpoint.exists():  # killed during this checkpoint's evaluation
             evaluate_checkpoint(checkpoint, run_dir)
         if _complete(run_dir, config):
-            steps[run_dir.name.removeprefix("step-")] = str(run_dir.relative_to(out.parent.parent))
+            steps[str(step)] = str(run_dir.relative_to(out.parent.parent))
     return {"steps": steps} if steps else {}
 
 
 def _benchmarks(config: StudyConfig) -> list[str]:
-    from rtransfer.benchmarks.registry import SUITES, resolve
+    from rtransfer.benchmarks.registry import resolve_suite
 
-    suite = config.eval.suite
-    return resolve(suite=suite) if suite in SUITES else resolve(benchmarks=suite)
+    return resolve_suite(config.eval.suite)
 
 
 def _complete(run_dir: Path, config: StudyConfig) -> bool:
@@ -136,12 +134,13 @@ def eval_stage(model, config: StudyConfig, out: Path, weights_key: str) -> Stage
 
 def probe_stage(model, config: StudyConfig, out: Path, base: str, weights: dict, evals: dict) -> Stage:
     p = config.probes
+    names = p.benchmarks or _benchmarks(config)
     inputs = {
         "base": weights[model.base],
         "tuned": weights[model.name],
         "answers": evals[model.name].key,  # the token probe scores the model's own eval answers
         **asdict(p),
-        "benchmarks": p.benchmarks or _benchmarks(config),
+        "benchmarks": names,
     }
     folder = out / "probes" / model.name
 
@@ -149,7 +148,6 @@ def probe_stage(model, config: StudyConfig, out: Path, base: str, weights: dict,
         from rtransfer.benchmarks.registry import get_task
         from rtransfer.probes.pipeline import LatentSettings, TokenSettings, run_latent, run_tokens, write_result
 
-        names = p.benchmarks or _benchmarks(config)
         common = {
             "base": base,
             "tuned": model.source,

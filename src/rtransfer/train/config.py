@@ -169,19 +169,36 @@ def _parse_value(text: str) -> Any:
 
 
 def _checked(cls: type[Recipe], table: dict[str, Any], where: str) -> dict[str, Any]:
-    known = {f.name: f for f in fields(cls)}
+    return checked_fields(cls, table, where, RecipeError, what=f"{cls.__name__} field")
+
+
+def checked_fields(
+    cls, table: dict[str, Any], where: str, error: type[Exception], known: set[str] | None = None, what: str = "field"
+) -> dict[str, Any]:
+    """The entries of a TOML/YAML table for dataclass `cls`: known fields (`known`, default all) of the right type
+    only, else one-line `error`s. An int is accepted where a float is asked; a list must hold strings. Recipes
+    and study configs both read their files through it."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)} if known is None else known
     out = {}
     for key, value in table.items():
         if key not in known:
-            raise RecipeError(f"{where}: unknown {cls.__name__} field {key!r} (known: {', '.join(sorted(known))})")
-        kind = typing.get_type_hints(cls)[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            raise error(f"{where}: unknown {what} {key!r} (known: {', '.join(sorted(known))})")
+        allowed = _allowed(hints[key])
+        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        allowed = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            raise RecipeError(f"{where}: {key} = {value!r} is not a {kind.__name__}")
+            raise error(f"{where}: {key} = {value!r} is not a {' or '.join(t.__name__ for t in allowed)}")
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise error(f"{where}: {key} must be a list of strings")
         out[key] = value
     return out
+
+
+def _allowed(kind) -> tuple[type, ...]:
+    """The runtime types an annotation admits: `str | None` → (str, NoneType), `list[str]` → (list,)."""
+    parts = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    return tuple(typing.get_origin(p) or p for p in parts)
 
 
 def validate(recipe: Recipe) -> None:
