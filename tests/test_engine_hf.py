@@ -1,5 +1,6 @@
 """The in-process transformers engine on a tiny local Qwen3 model."""
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -45,16 +46,113 @@ class _OlderCacheNaming(torch.nn.Module):
         super().__init__()
         self.inner = model
 
-    def forward(self, input_ids, attention_mask=None, use_cache=None, past_key_values=None):
-        out = self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache, cache=past_key_values)
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=None, past_key_values=None):
+        out = self.inner(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=use_cache,
+            cache=past_key_values,
+        )
         return SimpleNamespace(logits=out.logits, past_key_values=out.cache)
 
 
-def test_log_likelihood_works_with_the_older_cache_naming(engine, monkeypatch):
-    requests = [([{"role": "user", "content": "Is this plausible?"}], [" yes", " no", " maybe not"])]
-    expected = engine.loglikelihood(requests)
-    monkeypatch.setattr(engine, "model", _OlderCacheNaming(engine.model))
-    assert engine.loglikelihood(requests) == expected
+def test_decoding_works_with_the_older_cache_naming(engine, monkeypatch):
+    batch = [engine.encode(engine.render(p)) for p in PROMPTS[:3]]
+    expected = engine.generate_ids(batch, SamplingParams(max_new_tokens=6))
+    older = _OlderCacheNaming(engine.model)
+    older.config, older.generation_config = engine.model.config, engine.model.generation_config
+    monkeypatch.setattr(engine, "model", older)
+    assert engine.generate_ids(batch, SamplingParams(max_new_tokens=6)) == expected
+
+
+def _ends_early(engine):
+    """An end-of-turn token the random model says partway through some answers but not others, so that rows of
+    one batch finish at different steps (the untrained model never says its real one)."""
+    free = engine.generate_ids([engine.encode(engine.render(p)) for p in PROMPTS], SamplingParams(max_new_tokens=12))
+    counts = {}
+    for ids, _ in free:
+        for t in set(ids[1:-1]):
+            counts[t] = counts.get(t, 0) + 1
+    return next(t for t, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n < len(PROMPTS))
+
+
+def test_fast_decoding_is_transformers_generate_with_finished_rows_dropped(engine, monkeypatch):
+    """The loop in decode.py against model.generate() on the same batches: greedy, with rows ending at different
+    steps (an end-of-turn token and a stop string), and sampled (batch of one: no row dropped, so the RNG draws
+    the same)."""
+    assert engine.fast_decode
+    stop_token = _ends_early(engine)
+    monkeypatch.setattr(engine.model.generation_config, "eos_token_id", [engine.tokenizer.eos_token_id, stop_token])
+    monkeypatch.setattr(engine, "eos_ids", {engine.tokenizer.eos_token_id, stop_token})
+    batch = [engine.encode(engine.render(p)) for p in PROMPTS]
+    greedy = SamplingParams(max_new_tokens=12)
+    fast = engine.generate_ids(batch, greedy)
+    assert fast == engine._generate_ids_hf(*_padded(engine, batch), greedy)
+    assert {ended for _, ended in fast} == {True, False} and len({len(ids) for ids, _ in fast}) > 1
+    text = engine.tokenizer.decode(fast[0][0])
+    stopped = SamplingParams(max_new_tokens=12, stop=(text[2:4],))
+    assert engine._generate_batch(batch, stopped) == [
+        _as_generation(engine, ids, ended, stopped)
+        for ids, ended in engine._generate_ids_hf(*_padded(engine, batch), stopped)
+    ]
+    sampled = SamplingParams(temperature=0.8, top_p=0.9, top_k=20, max_new_tokens=10)
+    for ids in batch[:3]:
+        torch.manual_seed(7)
+        a = engine.generate_ids([ids], sampled)
+        torch.manual_seed(7)
+        assert a == engine._generate_ids_hf(*_padded(engine, [ids]), sampled)
+
+
+def _padded(engine, batch):
+    width = max(map(len, batch))
+    pad = engine.tokenizer.pad_token_id
+    return (
+        torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch]),
+        torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch]),
+    )
+
+
+def _as_generation(engine, ids, ended, params):
+    from rtransfer.engines.base import Generation, cut_at_stop
+
+    text, cut = cut_at_stop(engine.tokenizer.decode(ids, skip_special_tokens=True), params.stop)
+    return Generation(text=text, tokens=len(ids), finish_reason="stop" if ended or cut else "length")
+
+
+def test_a_generation_config_asking_for_more_goes_to_generate(tiny_model, tmp_path):
+    import shutil
+
+    model = tmp_path / "penalised"
+    shutil.copytree(tiny_model, model)
+    config = json.loads((model / "generation_config.json").read_text())
+    (model / "generation_config.json").write_text(json.dumps({**config, "repetition_penalty": 1.3}))
+    penalised = HFEngine(str(model), device="cpu", batch_size=3)
+    assert not penalised.fast_decode
+    plain = HFEngine(str(tiny_model), device="cpu", batch_size=3)
+    params = SamplingParams(max_new_tokens=12)
+    assert [g.text for g in penalised.generate(PROMPTS, params, [0] * 7)] != [
+        g.text for g in plain.generate(PROMPTS, params, [0] * 7)
+    ]
+
+
+def test_batches_respect_both_the_prompt_count_and_the_token_budget(engine, monkeypatch):
+    lengths = [50, 40, 30, 30, 10, 5, 5, 5]
+    monkeypatch.setattr(engine, "batch_tokens", 90)
+    assert list(engine._batches(list(range(8)), lengths)) == [[0], [1, 2], [3, 4, 5], [6, 7]]
+    params = SamplingParams(max_new_tokens=8)
+    wide = engine.generate(PROMPTS, params, [0] * 7)
+    monkeypatch.setattr(engine, "batch_tokens", 1)  # one prompt per batch
+    assert [g.text for g in engine.generate(PROMPTS, params, [0] * 7)] == [g.text for g in wide]
+
+
+def test_log_likelihood_does_not_depend_on_batching(engine, monkeypatch):
+    requests = [(p, [" yes", " no, not at all", " 42"][: 2 + i % 2]) for i, p in enumerate(PROMPTS)]
+    together = engine.loglikelihood(requests)
+    monkeypatch.setattr(engine, "batch_size", 1)
+    alone = engine.loglikelihood(requests)
+    for a, b in zip(together, alone, strict=True):
+        assert a == pytest.approx(b, abs=1e-4)
 
 
 def test_greedy_generation_does_not_depend_on_batching(engine):

@@ -130,3 +130,33 @@ def test_greedy_runs_are_identical_and_batch_size_does_not_matter(tmp_path, tiny
         outputs[-1].sort()
     assert outputs[0] == outputs[1] == outputs[2]
     assert len({response for _, response, _ in outputs[0]}) > 1
+
+
+def test_one_engine_call_per_benchmark_still_writes_each_batch_as_it_ends(tmp_path, tiny_model):
+    """The HF engine gets every pending prompt at once (so it sorts and batches all of them) and streams them back
+    a batch at a time: a run stopped mid-call keeps every finished batch, and the rerun does only the rest."""
+    engine = HFEngine(str(tiny_model), batch_size=3, device="cpu")
+    calls = []
+    real = engine.generate_stream
+
+    def counted(prompts, params, seeds):
+        calls.append(len(prompts))
+        return real(prompts, params, seeds)
+
+    engine.generate_stream = counted
+    run = RunDir(tmp_path / "run")
+
+    def stop_after_two_batches(name):
+        def progress(done, total):
+            if done >= 6:
+                raise KeyboardInterrupt
+
+        return progress
+
+    greedy = Overrides(temperature=0.0, samples=1)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(engine, EvalPlan(tasks=[Sums()], overrides=greedy), run, progress=stop_after_two_batches)
+    kept = len(read_records(run.records_path("sums")))
+    assert calls == [10] and 6 <= kept < 10  # two batches of 3 at least, and not the whole call
+    evaluate(engine, EvalPlan(tasks=[Sums()], overrides=greedy), run)
+    assert calls == [10, 10 - kept] and len(read_records(run.records_path("sums"))) == 10

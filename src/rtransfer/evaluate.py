@@ -1,9 +1,10 @@
 """The runner: benchmarks × one model → records → scores, resumable at any point.
 
 For each benchmark: load the documents, skip every (doc, sample) already in the records, send the rest to the
-engine in chunks, grade each answer in a pool as it arrives and append it to the records (grade_record is the one
-grading path: `rtransfer grade` and `rtransfer regrade` use it too). Scores are computed from the
-records alone, so an interrupted run, a resumed run and a re-graded run all score the same way.
+engine (every pending generation in one call: the engine sorts and batches them and streams the answers back),
+grade each answer in a pool as it arrives and append it to the records (grade_record is the one grading path:
+`rtransfer grade` and `rtransfer regrade` use it too). Scores are computed from the records alone, so an
+interrupted run, a resumed run and a re-graded run all score the same way.
 """
 
 import hashlib
@@ -26,6 +27,7 @@ from rtransfer.records import Record, doc_grades, regrade
 from rtransfer.runs import RunDir, new_manifest, versions, write_json_atomic
 
 CI_REPLICATES = 1000
+LOGLIK_CHUNK = 256  # documents per log-likelihood call: what a kill can lose, and plenty to batch
 
 
 @dataclass
@@ -55,7 +57,10 @@ class EvalPlan:
     limit: int | None = None
     seed: int = 0
     overrides: Overrides = field(default_factory=Overrides)
-    chunk: int = 64  # (doc, sample) pairs per engine call: small enough to checkpoint often
+    # (doc, sample) pairs per engine call. None: every pending generation in one call, so the engine may sort and
+    # batch all of them; it still streams (the HF engine a batch at a time, servers an answer at a time), and each
+    # answer is written as it arrives. Log-likelihood engines answer a call at once: LOGLIK_CHUNK per call.
+    chunk: int | None = None
     docs: dict[str, list[Doc]] = field(default_factory=dict)  # documents already loaded, by task name
 
     def load(self) -> "EvalPlan":
@@ -145,8 +150,9 @@ def run_benchmark(
                 if progress:
                     progress(done, len(docs) * samples)
 
-        for start in range(0, len(pending), plan.chunk):
-            batch = pending[start : start + plan.chunk]
+        step = plan.chunk or (LOGLIK_CHUNK if task.kind == "loglik" else max(1, len(pending)))
+        for start in range(0, len(pending), step):
+            batch = pending[start : start + step]
             try:
                 for record in _answer(engine, task, batch, params, plan.seed):
                     queue.append(pool.submit(grade_record, task, by_id[record.doc_id], record))
@@ -269,8 +275,6 @@ def evaluate_spec(
 
     plan = EvalPlan([get_task(n) for n in resolve_suite(suite)], data_dir=data_dir, limit=limit).load()
     engine = make_engine(spec)
-    if spec.engine == "openai":  # enough (doc, sample) pairs per call to keep every server busy
-        plan.chunk = max(plan.chunk, 2 * spec.concurrency * len(spec.base_urls))
     return evaluate(engine, plan, RunDir(run_dir), name=name, base=base, progress=progress)
 
 

@@ -44,7 +44,10 @@ def add_engine_arguments(p) -> None:
     """The flags that choose and configure an engine (eval, and the teacher of `train teacher`)."""
     p.add_argument("--no-chat", action="store_true", help="base-model mode: plain prompts, no chat template")
     p.add_argument("--engine", choices=("hf", "openai"), default="hf", help="in-process transformers, or servers")
-    p.add_argument("--batch-size", type=int, default=8, help="hf: prompts per forward pass")
+    p.add_argument("--batch-size", type=int, default=8, help="hf: prompts (documents) per batch, at most")
+    p.add_argument(
+        "--batch-tokens", type=int, help="hf: padded prompt tokens per batch, at most (default 4096 CPU, 32768 GPU)"
+    )
     p.add_argument("--dtype", default="auto", help="hf: auto, float32, bfloat16 or float16")
     add_placement_args(p)
     p.add_argument("--revision", help="model revision on the hub")
@@ -68,7 +71,7 @@ def run(args) -> int:
     from rtransfer.evaluate import EvalPlan, Overrides, evaluate
     from rtransfer.runs import RunDir
 
-    for flag in ("limit", "samples", "max_new_tokens", "batch_size", "concurrency", "max_attempts"):
+    for flag in ("limit", "samples", "max_new_tokens", "batch_size", "batch_tokens", "concurrency", "max_attempts"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise DataError(f"--{flag.replace('_', '-')} must be at least 1, not {value}")
@@ -83,9 +86,6 @@ def run(args) -> int:
     )
     plan.load()  # fail on missing data before loading a model; the documents are loaded once
     engine = make_engine(args, None if args.thinking is None else args.thinking == "on")
-    if args.engine == "openai":
-        # A chunk is what the runner hands the engine at once: enough to keep every server busy.
-        plan.chunk = max(plan.chunk, 2 * args.concurrency * len(engine.base_urls))
     results = evaluate(engine, plan, RunDir(args.out), name=args.name, base=args.base, progress=_progress_bar)
     print_scores(results, args.json, title=f"{args.name or Path(args.model).name} — {args.out}")
     return 0
@@ -106,6 +106,7 @@ def make_engine(args, thinking: bool | None):
         device=args.device,
         device_map=args.device_map,
         batch_size=args.batch_size,
+        batch_tokens=args.batch_tokens,
         base_urls=args.base_url or [],
         api_key_env=args.api_key_env,
         concurrency=args.concurrency,

@@ -15,7 +15,8 @@ class EngineSpec:
     dtype: str = "auto"
     device: str | None = None
     device_map: str | None = None
-    batch_size: int = 8
+    batch_size: int = 8  # prompts (log-likelihood: documents) per batch, at most
+    batch_tokens: int | None = None  # padded prompt tokens per batch, at most (None: 4096 on a CPU, 32768 on a GPU)
     # openai
     base_urls: list[str] = field(default_factory=list)
     api_key_env: str | None = None  # the environment variable holding the servers' key
@@ -56,6 +57,7 @@ def make_engine(spec: EngineSpec):
         device=spec.device,
         device_map=spec.device_map,
         batch_size=spec.batch_size,
+        batch_tokens=spec.batch_tokens,
         chat=spec.chat,
         thinking=spec.thinking,
     )

@@ -1,17 +1,20 @@
 """In-process transformers engine: batched generation and log-likelihood scoring, on a CPU or GPUs.
 
-Generation sorts prompts by length and pads on the left, so each batch wastes little compute on padding and
-every prompt ends where generation starts. Log-likelihood scoring runs each context once and scores all of its
-continuations from the cached keys/values (multiple-choice contexts are long, the choices short).
+Generation sorts a whole call's prompts by length (the runner hands over everything pending), cuts them into
+batches of at most batch_size prompts and batch_tokens padded prompt tokens, pads on the left so every prompt ends
+where generation starts, and yields each batch's answers as it ends. Decoding (decode.py) drops each answer from
+its batch as it finishes. Log-likelihood scoring packs each document into one row (its context once, then every
+continuation under a block mask), sorted by length and batched the same way.
+Measured against lm-evaluation-harness's `hf` backend on the same prompts: bench/vs_lmeval.py.
 """
 
 import hashlib
-import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rtransfer.engines.base import AnswersInOrder, Generation, Messages, SamplingParams, cut_at_stop, render_plain
+from rtransfer.engines.base import Generation, Messages, SamplingParams, cut_at_stop, render_plain
+from rtransfer.engines.decode import decode, supported
 from rtransfer.errors import RtransferError, first_line
 
 
@@ -20,9 +23,10 @@ class ModelLoadError(RtransferError):
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+BATCH_TOKENS = {False: 4096, True: 32768}  # default padded prompt tokens per batch: CPU, GPU
 
 
-class HFEngine(AnswersInOrder):
+class HFEngine:
     def __init__(
         self,
         model: str,
@@ -32,6 +36,7 @@ class HFEngine(AnswersInOrder):
         device: str | None = None,
         device_map: str | None = None,
         batch_size: int = 8,
+        batch_tokens: int | None = None,
         chat: bool | None = None,
         thinking: bool | None = None,
         trust_remote_code: bool = False,
@@ -56,25 +61,33 @@ class HFEngine(AnswersInOrder):
         if device_map is None:
             self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.eval()
-        self._setup(chat, thinking)
+        self._setup(chat, thinking, batch_tokens)
 
     @classmethod
-    def from_loaded(cls, model, tokenizer, *, model_id: str, batch_size: int = 8, chat=None, thinking=None):
+    def from_loaded(
+        cls, model, tokenizer, *, model_id: str, batch_size: int = 8, batch_tokens=None, chat=None, thinking=None
+    ):
         """An engine over a model already in memory (on-policy training samples from the weights it trains)."""
         self = cls.__new__(cls)
         self.model_id, self.revision, self.batch_size = model_id, None, max(1, batch_size)
         self.model, self.tokenizer = model, tokenizer
-        self._setup(chat, thinking)
+        self._setup(chat, thinking, batch_tokens)
         return self
 
-    def _setup(self, chat: bool | None, thinking: bool | None) -> None:
+    def _setup(self, chat: bool | None, thinking: bool | None, batch_tokens: int | None) -> None:
         self.device = next(self.model.parameters()).device
+        # A batch holds at most batch_size prompts and batch_tokens padded prompt tokens: long prompts in big
+        # batches make a prefill slower than in small ones (CPU, MATH-500 prompts on the lab base: 1.6 s in
+        # batches of 2, 3.6 s in batches of 16); short ones still fill the batch for decoding.
+        self.batch_tokens = batch_tokens or BATCH_TOKENS[self.device.type == "cuda"]
         self.chat = bool(self.tokenizer.chat_template) if chat is None else chat
         if self.chat and not self.tokenizer.chat_template:
             raise ModelLoadError(f"model {self.model_id!r} has no chat template; use base-model mode (--no-chat)")
         self.thinking = thinking
         if self.tokenizer.pad_token_id is None:  # many base models ship without one; padding is masked anyway
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.eos_ids = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+        self.fast_decode = supported(self.model)
 
     # --- prompts -----------------------------------------------------------------------------------------
     def render(self, messages: Messages) -> str:
@@ -87,24 +100,42 @@ class HFEngine(AnswersInOrder):
         # A rendered chat template already holds its special tokens; plain text gets the tokenizer's own (BOS).
         return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
 
-    # --- generation ----------------------------------------------------------------------------------------
+    # --- generation ---------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]) -> list[Generation]:
+        out: list[Generation | None] = [None] * len(prompts)
+        for i, gen in self.generate_stream(prompts, params, seeds):
+            out[i] = gen
+        return out  # type: ignore[return-value]
+
+    def generate_stream(
+        self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]
+    ) -> Iterator[tuple[int, Generation]]:
+        """(index, generation) a batch at a time. The whole call is sorted by prompt length (longest first), so a
+        runner that hands over everything pending gets the least padding and still writes each batch as it ends."""
         import torch
 
         encoded = [self.encode(self.render(p)) for p in prompts]
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        out: list[Generation | None] = [None] * len(encoded)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            # HF sampling draws from one global RNG per batch, so a sampled output is reproducible given the
-            # same seeds, batch size and order; greedy outputs do not depend on batching.
+        for batch in self._batches(order, [len(e) for e in encoded]):
+            # Sampling draws from one global RNG per batch, so a sampled output is reproducible given the same
+            # seeds, batch size, token budget and order; greedy outputs do not depend on batching.
             batch_seed = _combine_seeds(seeds[i] for i in batch) if params.temperature > 0 else None
             if batch_seed is not None:
                 torch.manual_seed(batch_seed)
             for i, gen in zip(batch, self._generate_batch([encoded[i] for i in batch], params), strict=True):
                 gen.seed = batch_seed
-                out[i] = gen
-        return out  # type: ignore[return-value]
+                yield i, gen
+
+    def _batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:
+        """`order` (longest first) cut into batches of at most batch_size rows and batch_tokens padded tokens."""
+        batch: list[int] = []
+        for i in order:
+            if batch and (len(batch) == self.batch_size or (len(batch) + 1) * lengths[batch[0]] > self.batch_tokens):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
 
     def _generate_batch(self, batch: list[list[int]], params: SamplingParams) -> list[Generation]:
         results = []
@@ -124,6 +155,30 @@ class HFEngine(AnswersInOrder):
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.device)
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.device)
+        if self.fast_decode:
+            sampling = None
+            if params.temperature > 0:
+                sampling = {"temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p}
+            from transformers import StopStringCriteria
+
+            stopping = StopStringCriteria(self.tokenizer, list(params.stop)) if params.stop else None
+            return decode(
+                self.model,
+                input_ids,
+                mask,
+                max_new_tokens=params.max_new_tokens,
+                eos=self.eos_ids,
+                sampling=sampling,
+                stopping=stopping,
+            )
+        return self._generate_ids_hf(input_ids, mask, params)
+
+    def _generate_ids_hf(self, input_ids, mask, params: SamplingParams) -> list[tuple[list[int], bool]]:
+        """The same through transformers' generate(), for models whose generation config asks for more than
+        decode.py implements."""
+        import torch
+
+        pad = self.tokenizer.pad_token_id
         sampling = params.temperature > 0
         kwargs: dict[str, Any] = {"do_sample": sampling, "max_new_tokens": params.max_new_tokens, "pad_token_id": pad}
         if sampling:
@@ -134,29 +189,30 @@ class HFEngine(AnswersInOrder):
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         with torch.inference_mode():
             output = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
-        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
         answers = []
-        for row in output[:, width:].tolist():
-            ended = next((j for j, t in enumerate(row) if t in eos), None)
+        for row in output[:, input_ids.shape[1] :].tolist():
+            ended = next((j for j, t in enumerate(row) if t in self.eos_ids), None)
             answers.append((row if ended is None else row[:ended], ended is not None))
         return answers
 
     # --- log-likelihood ----------------------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[tuple[Messages, Sequence[str]]]) -> list[list[float]]:
-        return [
-            self._score_choices(self.render(context), [c.removeprefix(" ") if self.chat else c for c in choices])
+        """Documents are sorted by length and scored batch_size at a time, one row per document: its context once,
+        then every continuation, each attending to the context and to itself only (a block mask), its positions
+        counted on from the context's end. So no context is computed twice and no continuation is padded to the
+        longest; the model sees exactly what it would see scoring context + continuation alone."""
+        items = [
+            self._tokenize_choices(self.render(context), [c.removeprefix(" ") if self.chat else c for c in choices])
             for context, choices in requests
         ]
+        order = sorted(range(len(items)), key=lambda i: -(len(items[i][0]) + sum(map(len, items[i][1]))))
+        out: list[list[float]] = [[] for _ in items]
+        for batch in self._batches(order, [len(ctx) + sum(map(len, conts)) for ctx, conts in items]):
+            for i, scores in zip(batch, self._score_packed([items[i] for i in batch]), strict=True):
+                out[i] = scores
+        return out
 
-    @property
-    def _cache_name(self) -> str:
-        """The KV cache's name in the model's forward() and its output: `cache` in recent transformers 5 releases,
-        `past_key_values` before (5.17 has only that; 5.24 still takes it, deprecated until 5.40)."""
-        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
-
-    def _score_choices(self, context: str, continuations: Sequence[str]) -> list[float]:
-        import torch
-
+    def _tokenize_choices(self, context: str, continuations: Sequence[str]) -> tuple[list[int], list[list[int]]]:
         context_ids = self.encode(context)
         # Tokenize context+continuation together and split at the context's length (as lm-evaluation-harness
         # does), so BPE merges across the boundary match what the model would see in running text.
@@ -166,28 +222,45 @@ class HFEngine(AnswersInOrder):
             if whole[: len(context_ids)] != context_ids or len(whole) == len(context_ids):
                 whole = context_ids + self.tokenizer(c, add_special_tokens=False)["input_ids"]
             conts.append(whole[len(context_ids) :])
+        return context_ids, conts
+
+    def _score_packed(self, items: list[tuple[list[int], list[list[int]]]]) -> list[list[float]]:
+        import torch
+
+        rows = [pack_choices(ctx, conts) for ctx, conts in items]
+        width = max(len(ids) for ids, _, _, _ in rows)
+        pad = self.tokenizer.pad_token_id
+
+        def padded(column: int, fill: int):
+            return torch.tensor([r[column] + [fill] * (width - len(r[column])) for r in rows], device=self.device)
+
+        ids, positions, blocks = padded(0, pad), padded(1, 0), padded(2, -1)
+        # Query i sees key j when j <= i and j is context (block 0) or in i's own block; padding sees only itself,
+        # so that no row of the mask is empty (an empty row makes NaN keys that poison the masked products too).
+        causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
+        same = (blocks[:, None, :] == 0) | (blocks[:, None, :] == blocks[:, :, None])
+        allowed = causal & same & (blocks[:, None, :] >= 0) | torch.eye(width, dtype=torch.bool, device=self.device)
+        mask = torch.zeros(allowed.shape, dtype=self.model.dtype, device=self.device)
+        mask = mask.masked_fill(~allowed, torch.finfo(self.model.dtype).min)[:, None]
+        # Logits only where a continuation token is predicted (the vocabulary projection is the big tensor).
+        wanted = sorted({p for _, _, _, predictors in rows for p, _, _ in predictors})
+        keep = torch.tensor(wanted, device=self.device)
         with torch.inference_mode():
-            ctx = torch.tensor([context_ids], device=self.device)
-            first = self.model(input_ids=ctx, use_cache=True)
-            cache_name = self._cache_name  # one signature lookup per request, not two
-            cache = getattr(first, cache_name)
-            last_logprobs = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
-            n, width = len(conts), max(len(c) for c in conts)
-            cache.batch_repeat_interleave(n)
-            pad = self.tokenizer.pad_token_id
-            ids = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=self.device)
-            mask = torch.tensor(
-                [[1] * len(context_ids) + [1] * len(c) + [0] * (width - len(c)) for c in conts], device=self.device
-            )
-            logits = self.model(input_ids=ids, attention_mask=mask, **{cache_name: cache}).logits.float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-        scores = []
-        for i, c in enumerate(conts):
-            # Token 0 is predicted by the context's last position; token j by continuation position j-1.
-            total = last_logprobs[c[0]].item()
-            total += sum(logprobs[i, j - 1, c[j]].item() for j in range(1, len(c)))
-            scores.append(total)
-        return scores
+            logits = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=keep
+            ).logits
+            column = {p: k for k, p in enumerate(wanted)}
+            row_of = torch.tensor([b for b, r in enumerate(rows) for _ in r[3]], device=self.device)
+            at = torch.tensor([column[p] for r in rows for p, _, _ in r[3]], device=self.device)
+            target = torch.tensor([t for r in rows for _, t, _ in r[3]], device=self.device)
+            picked = torch.log_softmax(logits[row_of, at].float(), dim=-1).gather(1, target[:, None])[:, 0].tolist()
+        out: list[list[float]] = [[0.0] * len(conts) for _, conts in items]
+        k = 0
+        for b, r in enumerate(rows):
+            for _, _, choice in r[3]:
+                out[b][choice] += picked[k]
+                k += 1
+        return out
 
     # --- identity ----------------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -201,6 +274,20 @@ class HFEngine(AnswersInOrder):
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "device": str(self.device),
         }
+
+
+def pack_choices(context: list[int], continuations: list[list[int]]):
+    """One row holding a context and all its continuations: (ids, position ids, block per token: 0 for the
+    context, k for continuation k, and (row index of the predicting token, target id, k - 1) per continuation
+    token). A continuation's first token is predicted by the context's last."""
+    ids, positions, blocks, predictors = list(context), list(range(len(context))), [0] * len(context), []
+    for k, cont in enumerate(continuations, start=1):
+        start = len(ids)
+        ids += cont
+        positions += range(len(context), len(context) + len(cont))
+        blocks += [k] * len(cont)
+        predictors += [(len(context) - 1 if t == 0 else start + t - 1, token, k - 1) for t, token in enumerate(cont)]
+    return ids, positions, blocks, predictors
 
 
 def _as_list(x) -> list:

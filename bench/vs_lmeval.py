@@ -1,0 +1,183 @@
+"""rtransfer's runner against lm-evaluation-harness's `hf` backend on the same model, prompts and settings.
+
+    python bench/vs_lmeval.py [--setup] [--model DIR] [--batch-size 16] [--repeats 3] [--phases lab,math500,loglik]
+
+Phases (the lab base by default, fp32, greedy, on this machine's CPU):
+  lab      the lab suite's 7 × 200 prompts, max 160 new tokens (lm-eval gets them in one call, as its evaluator
+           sends every task's requests of a type together)
+  math500  MATH-500's first 192 prompts, greedy, max 128 new tokens
+  loglik   HEAD-QA + MC-TACO, 192 documents each (1,152 continuations)
+
+rtransfer's time is its runner (`rtransfer eval` without start-up): engine, grading, records on disk. lm-eval's
+is one `generate_until` / `loglikelihood` call, nothing graded. Both load the model first and warm up on 16
+requests; they run one after the other, never together, each phase --repeats times: the best time counts (the
+machine's speed drifts by ±20 % over minutes here; the least disturbed run is the one to compare). Prints per phase
+the seconds, tokens/s (documents/s for log-likelihood), the throughput ratio and the agreement of answers (text)
+and choices (argmax). lm-eval moves a context's trailing whitespace into the continuation (here the chat
+template's final newline), so its log-probabilities include that token's: the same offset for every choice of a
+document. The log-probability gap is therefore printed after removing each document's mean offset.
+
+lm-eval runs in its own venv (`--setup` makes bench/.venv-lmeval: torch 2.13.0 from this disk, lm-eval 0.4.13 and
+this venv's transformers from PyPI); it is never a dependency of rtransfer.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from importlib.resources import files
+from pathlib import Path
+
+import torch
+
+from rtransfer.benchmarks.registry import get_task, resolve_suite
+from rtransfer.engines.hf import HFEngine
+from rtransfer.evaluate import EvalPlan, Overrides, evaluate
+from rtransfer.runs import RunDir
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".venv-lmeval"
+LMEVAL = "lm-eval[hf]==0.4.13"
+SHARED = HERE.parent.parent / "shared" / "benchmarks"
+PHASES = {
+    "lab": (resolve_suite("lab"), None, Overrides()),
+    "math500": (["math500"], 192, Overrides(samples=1, temperature=0.0, top_p=1.0, max_new_tokens=128)),
+    "loglik": (["headqa", "mctaco"], 192, Overrides()),
+}
+
+
+def setup() -> None:
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True)  # first, alone: pip finds this exact CPU wheel on disk
+    subprocess.run([*pip, LMEVAL, f"transformers=={version('transformers')}"], check=True)
+
+
+def lmeval_requests(engine: HFEngine, plan: EvalPlan) -> tuple[str, list]:
+    """The phase's requests as lm-eval takes them: the prompts rtransfer renders, the same budgets and stops."""
+    requests = []
+    for task in plan.tasks:
+        docs = plan.docs[task.name][: plan.limit]
+        if task.kind == "loglik":
+            for context, choices in map(task.choices, docs):
+                rendered = engine.render(context)
+                requests += [[rendered, c.removeprefix(" ") if engine.chat else c] for c in choices]
+        else:
+            _, params = plan.overrides.apply(task)
+            kwargs = {"until": list(params.stop), "max_gen_toks": params.max_new_tokens, "do_sample": False}
+            requests += [[engine.render(task.prompt(d)), kwargs] for d in docs]
+    return ("loglik" if plan.tasks[0].kind == "loglik" else "generate"), requests
+
+
+def rtransfer_phase(engine: HFEngine, plan: EvalPlan, repeats: int = 1) -> tuple[list[float], list]:
+    """Seconds of each repeat of the runner over the phase's benchmarks (a fresh run directory each), and the
+    outputs of the last in lm-eval's request order."""
+    seconds, outputs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(repeats):
+            run = RunDir(Path(tmp) / f"run{repeat}")
+            start = time.perf_counter()
+            evaluate(engine, plan, run)
+            seconds.append(time.perf_counter() - start)
+        for task in plan.tasks:
+            by_id = {r.doc_id: r for r in run.records(task.name)}
+            for doc in plan.docs[task.name][: plan.limit]:
+                record = by_id[doc.id]
+                outputs += record.extra["logprobs"] if task.kind == "loglik" else [(record.response, record.extra)]
+    return seconds, outputs
+
+
+def agreement(plan: EvalPlan, ours: list, theirs: list) -> tuple[str, str]:
+    """(agreement line, throughput unit count): answers identical, or choices (argmax per document) identical."""
+    if plan.tasks[0].kind != "loglik":
+        same = sum(text == other for (text, _), other in zip(ours, theirs, strict=True))
+        return f"answers identical {same}/{len(ours)}", str(sum(extra["tokens"] for _, extra in ours))
+    same = docs = at = 0
+    gap = 0.0
+    for task in plan.tasks:
+        for doc in plan.docs[task.name][: plan.limit]:
+            n = len(task.choices(doc)[1])
+            a, b = ours[at : at + n], theirs[at : at + n]
+            same += a.index(max(a)) == b.index(max(b))
+            offset = sum(y - x for x, y in zip(a, b, strict=True)) / n
+            gap = max(gap, *(abs(y - x - offset) for x, y in zip(a, b, strict=True)))
+            docs, at = docs + 1, at + n
+    return f"choices identical {same}/{docs} (max |Δ log p| {gap:.1e} after each document's offset)", str(docs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--setup", action="store_true", help=f"create {VENV.name} with {LMEVAL} first")
+    ap.add_argument("--model", default=str(files("rtransfer") / "data" / "lab" / "base"))
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lmeval-batch-size", help="lm-eval's batch size, e.g. auto (default: --batch-size)")
+    ap.add_argument("--phases", default=",".join(PHASES))
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per phase and tool; the best counts")
+    ap.add_argument("--data-dir", type=Path, default=SHARED)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = ap.parse_args()
+    if args.setup or not (VENV / "bin" / "python").exists():
+        setup()
+    torch.set_num_threads(args.threads)
+    names = args.phases.split(",")
+    engine = HFEngine(args.model, batch_size=args.batch_size, dtype="float32", device="cpu")
+    plans = {}
+    for name in names:
+        tasks, limit, overrides = PHASES[name]
+        plans[name] = EvalPlan([get_task(t) for t in tasks], data_dir=args.data_dir, limit=limit, overrides=overrides)
+        plans[name].load()
+
+    ours = {}
+    for name in names:
+        plan = plans[name]
+        rtransfer_phase(engine, EvalPlan(plan.tasks[:1], limit=16, overrides=plan.overrides, docs=plan.docs))
+        ours[name] = rtransfer_phase(engine, plan, args.repeats)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        phases = []
+        for name in names:
+            kind, requests = lmeval_requests(engine, plans[name])
+            phases.append({"name": name, "kind": kind, "requests": requests})
+        spec = {
+            "model": args.model,
+            "batch_size": args.lmeval_batch_size or args.batch_size,
+            "threads": args.threads,
+            "repeats": args.repeats,
+            "phases": phases,
+        }
+        Path(tmp, "requests.json").write_text(json.dumps(spec))
+        worker = [
+            str(VENV / "bin" / "python"),
+            str(HERE / "lmeval_worker.py"),
+            *(f"{tmp}/{f}.json" for f in ("requests", "out")),
+        ]
+        subprocess.run(worker, check=True)
+        theirs = json.loads(Path(tmp, "out.json").read_text())
+
+    print(
+        f"model {args.model}, fp32, CPU, torch threads {args.threads}, batch {args.batch_size} "
+        f"(lm-eval {spec['batch_size']}); rtransfer {version('rtransfer')}, lm-eval {theirs['versions']['lm_eval']}; "
+        f"best of {args.repeats}"
+    )
+    print(f"{'phase':8} {'rtransfer s':>11} {'lm-eval s':>9} {'units':>7} {'ours/s':>8} {'theirs/s':>8} {'ratio':>6}")
+    for name in names:
+        times, outputs = ours[name]
+        other = theirs["phases"][name]
+        line, units = agreement(plans[name], outputs, other["outputs"])
+        n, mine, their = int(units), min(times), min(other["seconds"])
+        print(
+            f"{name:8} {mine:11.2f} {their:9.2f} {n:7d} {n / mine:8.1f} {n / their:8.1f} {their / mine:5.2f}x  {line}"
+        )
+        print(f"{'':8} all runs: rtransfer {_runs(times)}; lm-eval {_runs(other['seconds'])}")
+    print("units: generated tokens (generation) or documents (loglik); ratio: rtransfer's throughput / lm-eval's")
+
+
+def _runs(seconds: list[float]) -> str:
+    return ", ".join(f"{s:.2f}" for s in seconds) + " s"
+
+
+if __name__ == "__main__":
+    main()
