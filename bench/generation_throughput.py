@@ -25,8 +25,9 @@ def main() -> None:
     model = args.model or str(build_tiny_model(tempfile.mkdtemp() + "/tiny", hidden_size=256, layers=4, heads=8))
     engine = HFEngine(model, batch_size=args.batch_size)
     prompts = [[{"role": "user", "content": "Solve: " + "12 plus 30 " * (1 + i % 9)}] for i in range(args.prompts)]
-    # min_new_tokens keeps both runs generating the same number of tokens whatever the random model says.
-    engine.model.generation_config.min_new_tokens = args.new_tokens
+    # No end-of-turn token, so both runs generate the same number of tokens whatever the random model says (a
+    # min_new_tokens setting would do it too, but sends the engine to generate() instead of its own decoding).
+    engine.model.generation_config.eos_token_id, engine.eos_ids = None, set()
     params = SamplingParams(max_new_tokens=args.new_tokens)
 
     start = time.perf_counter()

@@ -139,7 +139,7 @@ def decode(
     extra: dict[str, Any] = (
         {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     )
-    eos_ids = torch.tensor(sorted(set(eos)), device=input_ids.device)
+    eos_ids = torch.tensor(sorted(set(eos)), dtype=torch.long, device=input_ids.device)
 
     positions = padded_positions(attention_mask)
     answers: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
