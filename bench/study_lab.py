@@ -32,7 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     first = run(args.config, args.out, args.quick)
-    stages = json.loads((args.out / "manifest.json").read_text())["stages"]
+    manifest = json.loads((args.out / "manifest.json").read_text())
+    stages = manifest["stages"]
     again = run(args.config, args.out, args.quick)
     print("| stage | seconds |\n|---|---|")
     for name, entry in stages.items():
@@ -41,6 +42,9 @@ def main() -> None:
     for name, entry in stages.items():
         kinds[name.split(":")[0]] = kinds.get(name.split(":")[0], 0.0) + entry["seconds"]
     print("\n" + ", ".join(f"{k} {v:.0f} s" for k, v in kinds.items()))
+    jobs = manifest["config"].get("train_jobs", 1)
+    if jobs > 1:
+        print(f"(train: stage seconds added up; {jobs} arms trained at once, so the wall time is less)")
     print(f"study from nothing: {first:.0f} s ({first / 60:.1f} min); rerun, everything reused: {again:.0f} s")
 
 

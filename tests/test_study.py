@@ -254,3 +254,18 @@ def test_a_study_killed_in_training_and_in_evaluation_resumes_to_the_same_files(
     reference = [json.loads(line) for line in (quick_study / "models/onpolicy/log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [r["step"] for r in reference]  # no step logged twice or lost
     assert [r.get("loss") for r in log] == [r.get("loss") for r in reference]
+
+
+def test_arms_trained_together_are_the_arms_trained_in_turn(tmp_path, quick_study, study_cache, monkeypatch):
+    """The lab config trains two arms at once, a core each (the quick study above did); in turn, on both cores,
+    every model comes out the same to the bit, and so do the scores."""
+    monkeypatch.setenv("RTRANSFER_CACHE", str(study_cache))
+    assert load_study("lab", quick=True).train_jobs == 2
+    out = tmp_path / "in-turn"
+    run_study(load_study("lab", quick=True, train_jobs=1), out)
+    assert not (out / "logs").exists() and (quick_study / "logs" / "train-grpo.log").exists()
+    for m in LAB_MODELS[1:]:
+        weights = [(d / "models" / m / "model.safetensors").read_bytes() for d in (out, quick_study)]
+        assert weights[0] == weights[1], m
+    for f in ("scores.json", "ti.json"):
+        assert json.loads((out / f).read_text()) == json.loads((quick_study / f).read_text()), f

@@ -31,6 +31,7 @@ def register(sub) -> None:
     p.add_argument("config", nargs="?", default="lab", help="a shipped config name or a TOML/YAML file (default: lab)")
     p.add_argument("--out", type=Path, required=True, help="the study directory (created, or resumed)")
     p.add_argument("--seeds", type=int, help="training seeds per arm (overrides the config's)")
+    p.add_argument("--jobs", type=int, help="training stages at once (overrides the config's train_jobs)")
     p.add_argument(
         "--only", nargs="+", default=[], metavar="STAGE", help="run only these stage kinds: train eval probes ti report"
     )
@@ -43,7 +44,7 @@ def run(args) -> int:
     from rtransfer.study.config import load_study
     from rtransfer.study.run import run_study
 
-    config = load_study(args.config, quick=args.quick, seeds=args.seeds)
+    config = load_study(args.config, quick=args.quick, seeds=args.seeds, train_jobs=args.jobs)
     result = run_study(config, args.out, only=tuple(args.only), dry_run=args.dry_run)
     if args.dry_run:
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))

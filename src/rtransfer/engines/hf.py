@@ -197,10 +197,10 @@ class HFEngine:
 
     # --- log-likelihood ----------------------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[tuple[Messages, Sequence[str]]]) -> list[list[float]]:
-        """Documents are sorted by length and scored batch_size at a time, one row per document: its context once,
-        then every continuation, each attending to the context and to itself only (a block mask), its positions
-        counted on from the context's end. So no context is computed twice and no continuation is padded to the
-        longest; the model sees exactly what it would see scoring context + continuation alone."""
+        """Documents are sorted by length and scored in batches (as prompts are), one row per document: its
+        context once, then every continuation, each attending to the context and to itself only (a block mask), its
+        positions counted on from the context's end. So no context is computed twice and no continuation is padded
+        to the longest; the model sees exactly what it would see scoring context + continuation alone."""
         items = [
             self._tokenize_choices(self.render(context), [c.removeprefix(" ") if self.chat else c for c in choices])
             for context, choices in requests

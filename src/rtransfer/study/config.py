@@ -89,6 +89,10 @@ class StudyConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     probes: ProbeConfig = field(default_factory=ProbeConfig)
     ti: TIConfig = field(default_factory=TIConfig)
+    # Training stages run at once, each in its own process on cores / train_jobs torch threads (arms trained in
+    # this process only; launched arms run one at a time). Not part of any stage's key: a model trained on 1 or 2
+    # threads is the same to the bit (measured on the lab arms, and tested).
+    train_jobs: int = 1
     source: str = ""  # the file it was read from (informational)
 
     @property
@@ -115,7 +119,9 @@ def config_path(name: str | None) -> Path:
     return path
 
 
-def load_study(name: str | None = None, quick: bool = False, seeds: int | None = None) -> StudyConfig:
+def load_study(
+    name: str | None = None, quick: bool = False, seeds: int | None = None, train_jobs: int | None = None
+) -> StudyConfig:
     """The study config `name` (a shipped name or a file), with its [quick] overrides when `quick`."""
     path = config_path(name)
     data = read_recipe_file(path)
@@ -127,6 +133,8 @@ def load_study(name: str | None = None, quick: bool = False, seeds: int | None =
         config = _apply_quick(config, quick_table, str(path))
     if seeds is not None:
         config = replace(config, seeds=seeds)
+    if train_jobs is not None:
+        config = replace(config, train_jobs=train_jobs)
     validate(config)
     return config
 
@@ -191,6 +199,8 @@ def validate(config: StudyConfig) -> None:
     """What cannot run, caught before a model loads."""
     if config.seeds < 1:
         raise StudyConfigError(f"seeds must be at least 1, not {config.seeds}")
+    if config.train_jobs < 1:
+        raise StudyConfigError(f"train_jobs must be at least 1, not {config.train_jobs}")
     if config.arms and config.models:
         raise StudyConfigError("a study has arms (trained here) or models (a survey), not both")
     if not config.arms and not config.models:

@@ -126,11 +126,7 @@ def run_study(config: StudyConfig, out: Path, only: tuple[str, ...] = (), dry_ru
     if unknown:
         raise StudyError(f"--only {', '.join(sorted(unknown))}: choose from {', '.join(KINDS)}")
     out = Path(out)
-    base = config.base if dry_run or config.survey else _resolve_base(config.base)
-    models = plan_models(config, out, base)
-    # A lab base is named by its build key (known before it is built, so a dry run sees the real keys).
-    base_identity = identity(config.base if config.base in LAB_BASES else base)
-    stages = build_stages(config, out, models, base, base_identity)
+    base, models, base_identity, stages = _plan(config, out, dry_run)
     manifest_path = out / "manifest.json"
     if dry_run:
         ledger = Ledger(manifest_path, _read(manifest_path))
@@ -153,11 +149,92 @@ def run_study(config: StudyConfig, out: Path, only: tuple[str, ...] = (), dry_ru
     for stage in stages:  # checkpoint evaluations of training that --only skips now, done earlier
         if stage.kind == "train" and stage.name not in chosen and ledger.status(stage) == "done":
             _record_steps(ledger, stage, ledger.data["stages"][stage.name].get("info") or {})
-    for number, stage in enumerate(selected, 1):
-        info = ledger.run(stage, f"[{number}/{len(selected)}]")
+    numbers = {s.name: f"[{i}/{len(selected)}]" for i, s in enumerate(selected, 1)}
+    together = [s for s in selected if s.kind == "train" and not s.inputs["launch"] and ledger.status(s) != "done"]
+    if config.train_jobs < 2 or len(together) < 2:
+        together = []
+    _train_together(config, out, together, ledger, numbers)
+    for stage in selected:
+        if stage in together:
+            continue  # trained just now, and said so
+        info = ledger.run(stage, numbers[stage.name])
         if stage.kind == "train":
             _record_steps(ledger, stage, info)
     return ledger.data
+
+
+def _plan(config: StudyConfig, out: Path, dry_run: bool = False):
+    """(base, models, the base's identity, stages): what the study and a training child both build."""
+    base = config.base if dry_run or config.survey else _resolve_base(config.base)
+    models = plan_models(config, out, base)
+    # A lab base is named by its build key (known before it is built, so a dry run sees the real keys).
+    base_identity = identity(config.base if config.base in LAB_BASES else base)
+    return base, models, base_identity, build_stages(config, out, models, base, base_identity)
+
+
+# Longest first (GRPO samples rollouts every step, on-policy SFT every round, SFT never), so the longest arm does
+# not start last. Only the order of starting: no stage reads another's outputs.
+METHOD_COST = {"grpo": 0, "onpolicy": 1, "sft": 2}
+
+
+def _train_together(config: StudyConfig, out: Path, stages: list[Stage], ledger: Ledger, numbers: dict) -> None:
+    """The training stages, config.train_jobs at a time, each in a child process with its share of the cores
+    (and its output in DIR/logs/<stage>.log); the ledger is written here only, as each one starts and ends."""
+    import multiprocessing
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    if not stages:
+        return
+    jobs = min(config.train_jobs, len(stages))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    queue = sorted(stages, key=lambda s: METHOD_COST.get(s.inputs["method"], len(METHOD_COST)))
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    running: dict = {}
+    # A fresh process per arm (spawned: no copy of this one's torch state), as `rtransfer train` would be.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=spawn, max_tasks_per_child=1) as pool:
+        while queue or running:
+            while queue and len(running) < jobs:
+                stage = queue.pop(0)
+                log = out / "logs" / f"{stage.name.replace(':', '-')}.log"
+                before = ledger.begin(stage, numbers[stage.name], f" ({jobs} at once, {threads} thread(s); {log})")
+                future = pool.submit(_train_child, config, out, stage.name, stage.key, threads, log)
+                running[future] = (stage, before)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                stage, before = running.pop(future)
+                info, seconds = future.result()  # a failed arm raises here; the others finish first (the with)
+                ledger.finish(stage, before, seconds, info, numbers[stage.name])
+                _record_steps(ledger, stage, info)
+
+
+def _train_child(config: StudyConfig, out: Path, name: str, key: str, threads: int, log: Path):
+    """In a fresh process: the training stage `name` of the study, on `threads` torch threads, its output into
+    `log`. Dies with the study's process (a killed study leaves no arm training on, to collide with the rerun)."""
+    import ctypes
+    import os
+    import signal
+    import sys
+    import time
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    with open(log, "a") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (the process's own streams)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    import torch
+
+    torch.set_num_threads(threads)
+    _quiet_loading()
+    stage = next(s for s in _plan(config, out)[3] if s.name == name)
+    if stage.key != key:  # the same config and directory cannot plan another stage: a bug, not bad input
+        raise StudyError(f"{name}: the child planned key {stage.key}, the study {key}")
+    started = time.time()
+    info = stage.run() or {}
+    return info, time.time() - started
 
 
 def _record_steps(ledger: Ledger, stage: Stage, info: dict[str, Any]) -> None:

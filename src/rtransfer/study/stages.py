@@ -68,30 +68,38 @@ class Ledger:
         return "done" if entry.get("finished") else "resume"
 
     def run(self, stage: Stage, number: str = "") -> dict[str, Any]:
+        if self.status(stage) == "done":
+            say(f"{number} {stage.name}: done earlier, reused")
+            return self.data["stages"][stage.name].get("info") or {}
+        before = self.begin(stage, number)
+        started = time.time()
+        info = stage.run() or {}
+        self.finish(stage, before, time.time() - started, info, number)
+        return info
+
+    def begin(self, stage: Stage, number: str = "", note: str = "") -> float:
+        """Record `stage` as started (a stale one's outputs removed first); returns the seconds of its earlier
+        attempts, which a resumed stage adds to."""
         status = self.status(stage)
         entry = self.data["stages"].get(stage.name, {})
-        if status == "done":
-            say(f"{number} {stage.name}: done earlier, reused")
-            return entry.get("info") or {}
         if status == "stale":
             for out in stage.outputs:
                 shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
-        say(f"{number} {stage.name}: " + ("resuming" if status == "resume" else "running") + " …")
+        say(f"{number} {stage.name}: " + ("resuming" if status == "resume" else "running") + f" …{note}")
         seconds = entry.get("seconds", 0.0) if status == "resume" else 0.0
         self.data["stages"][stage.name] = {"key": stage.key, "seconds": seconds, "finished": None}
         self.save()
-        started = time.time()
-        info = stage.run() or {}
-        elapsed = time.time() - started
+        return seconds
+
+    def finish(self, stage: Stage, before: float, elapsed: float, info: dict[str, Any], number: str = "") -> None:
         self.data["stages"][stage.name] = {
             "key": stage.key,
-            "seconds": round(seconds + elapsed, 1),  # all attempts together
+            "seconds": round(before + elapsed, 1),  # all attempts together
             "finished": now(),
             **({"info": info} if info else {}),
         }
         self.save()
         say(f"{number} {stage.name}: done in {elapsed:.0f} s")
-        return info
 
 
 def say(text: str) -> None:
