@@ -72,3 +72,13 @@ class AnswersInOrder:
         self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]
     ) -> Iterator[tuple[int, Generation]]:
         return enumerate(self.generate(prompts, params, seeds))  # type: ignore[attr-defined]
+
+
+class CollectsStream:
+    """For engines that stream their answers: `generate` is `generate_stream`, collected in prompt order."""
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]) -> list[Generation]:
+        out: list[Generation | None] = [None] * len(prompts)
+        for i, gen in self.generate_stream(prompts, params, seeds):  # type: ignore[attr-defined]
+            out[i] = gen
+        return out  # type: ignore[return-value]

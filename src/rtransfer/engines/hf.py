@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rtransfer.engines.base import Generation, Messages, SamplingParams, cut_at_stop, render_plain
+from rtransfer.engines.base import CollectsStream, Generation, Messages, SamplingParams, cut_at_stop, render_plain
 from rtransfer.engines.decode import decode, supported
 from rtransfer.errors import RtransferError, first_line
 
@@ -26,7 +26,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 BATCH_TOKENS = {False: 4096, True: 32768}  # default padded prompt tokens per batch: CPU, GPU
 
 
-class HFEngine:
+class HFEngine(CollectsStream):
     def __init__(
         self,
         model: str,
@@ -101,12 +101,6 @@ class HFEngine:
         return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
 
     # --- generation ---------------------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]) -> list[Generation]:
-        out: list[Generation | None] = [None] * len(prompts)
-        for i, gen in self.generate_stream(prompts, params, seeds):
-            out[i] = gen
-        return out  # type: ignore[return-value]
-
     def generate_stream(
         self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]
     ) -> Iterator[tuple[int, Generation]]:

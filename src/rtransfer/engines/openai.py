@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from rtransfer.engines.base import Generation, Messages, SamplingParams, render_plain
+from rtransfer.engines.base import CollectsStream, Generation, Messages, SamplingParams, render_plain
 from rtransfer.engines.responses import parse_generation, parse_prompt_logprobs
 from rtransfer.engines.transport import (
     Fleet,
@@ -51,7 +51,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class OpenAIEngine:
+class OpenAIEngine(CollectsStream):
     def __init__(
         self,
         model: str,
@@ -105,12 +105,6 @@ class OpenAIEngine:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
 
     # --- generation ----------------------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]) -> list[Generation]:
-        out: list[Generation | None] = [None] * len(prompts)
-        for i, gen in self.generate_stream(prompts, params, seeds):
-            out[i] = gen
-        return out  # type: ignore[return-value]
-
     def generate_stream(
         self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]
     ) -> Iterator[tuple[int, Generation]]:
