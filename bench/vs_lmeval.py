@@ -35,7 +35,7 @@ import torch
 
 from rtransfer.benchmarks.registry import get_task, resolve_suite
 from rtransfer.engines.hf import HFEngine
-from rtransfer.evaluate import EvalPlan, Overrides, evaluate
+from rtransfer.evaluate import EvalPlan, Overrides, evaluate, load_docs
 from rtransfer.runs import RunDir
 
 HERE = Path(__file__).resolve().parent
@@ -60,7 +60,7 @@ def lmeval_requests(engine: HFEngine, plan: EvalPlan) -> tuple[str, list]:
     """The phase's requests as lm-eval takes them: the prompts rtransfer renders, the same budgets and stops."""
     requests = []
     for task in plan.tasks:
-        docs = plan.docs[task.name][: plan.limit]
+        docs = load_docs(task, plan)
         if task.kind == "loglik":
             for context, choices in map(task.choices, docs):
                 rendered = engine.render(context)
@@ -84,7 +84,7 @@ def rtransfer_phase(engine: HFEngine, plan: EvalPlan, repeats: int = 1) -> tuple
             seconds.append(time.perf_counter() - start)
         for task in plan.tasks:
             by_id = {r.doc_id: r for r in run.records(task.name)}
-            for doc in plan.docs[task.name][: plan.limit]:
+            for doc in load_docs(task, plan):
                 record = by_id[doc.id]
                 outputs += record.extra["logprobs"] if task.kind == "loglik" else [(record.response, record.extra)]
     return seconds, outputs
@@ -98,7 +98,7 @@ def agreement(plan: EvalPlan, ours: list, theirs: list) -> tuple[str, str]:
     same = docs = at = 0
     gap = 0.0
     for task in plan.tasks:
-        for doc in plan.docs[task.name][: plan.limit]:
+        for doc in load_docs(task, plan):
             n = len(task.choices(doc)[1])
             a, b = ours[at : at + n], theirs[at : at + n]
             same += a.index(max(a)) == b.index(max(b))

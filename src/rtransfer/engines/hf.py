@@ -88,6 +88,7 @@ class HFEngine(CollectsStream):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.eos_ids = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
         self.fast_decode = supported(self.model)
+        self._stop_criteria: dict[tuple[str, ...], Any] = {}
 
     # --- prompts -----------------------------------------------------------------------------------------
     def render(self, messages: Messages) -> str:
@@ -153,9 +154,7 @@ class HFEngine(CollectsStream):
             sampling = None
             if params.temperature > 0:
                 sampling = {"temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p}
-            from transformers import StopStringCriteria
-
-            stopping = StopStringCriteria(self.tokenizer, list(params.stop)) if params.stop else None
+            stopping = self._stop_criterion(params.stop) if params.stop else None
             return decode(
                 self.model,
                 input_ids,
@@ -166,6 +165,15 @@ class HFEngine(CollectsStream):
                 stopping=stopping,
             )
         return self._generate_ids_hf(input_ids, mask, params)
+
+    def _stop_criterion(self, stops: tuple[str, ...]):
+        """transformers' StopStringCriteria for these stops, built once per engine (it preprocesses the whole
+        vocabulary) rather than once per batch; it keeps no state between calls."""
+        if stops not in self._stop_criteria:
+            from transformers import StopStringCriteria
+
+            self._stop_criteria[stops] = StopStringCriteria(self.tokenizer, list(stops))
+        return self._stop_criteria[stops]
 
     def _generate_ids_hf(self, input_ids, mask, params: SamplingParams) -> list[tuple[list[int], bool]]:
         """The same through transformers' generate(), for models whose generation config asks for more than
@@ -199,9 +207,10 @@ class HFEngine(CollectsStream):
             self._tokenize_choices(self.render(context), [c.removeprefix(" ") if self.chat else c for c in choices])
             for context, choices in requests
         ]
-        order = sorted(range(len(items)), key=lambda i: -(len(items[i][0]) + sum(map(len, items[i][1]))))
+        lengths = [len(ctx) + sum(map(len, conts)) for ctx, conts in items]  # each document's packed row
+        order = sorted(range(len(items)), key=lambda i: -lengths[i])
         out: list[list[float]] = [[] for _ in items]
-        for batch in self._batches(order, [len(ctx) + sum(map(len, conts)) for ctx, conts in items]):
+        for batch in self._batches(order, lengths):
             for i, scores in zip(batch, self._score_packed([items[i] for i in batch]), strict=True):
                 out[i] = scores
         return out
@@ -239,21 +248,17 @@ class HFEngine(CollectsStream):
         # Logits only where a continuation token is predicted (the vocabulary projection is the big tensor).
         wanted = sorted({p for _, _, _, predictors in rows for p, _, _ in predictors})
         keep = torch.tensor(wanted, device=self.device)
+        column = {p: k for k, p in enumerate(wanted)}
+        scored = [(b, column[p], t, choice) for b, r in enumerate(rows) for p, t, choice in r[3]]
+        row_of, at, target = (torch.tensor([s[i] for s in scored], device=self.device) for i in range(3))
         with torch.inference_mode():
             logits = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=keep
             ).logits
-            column = {p: k for k, p in enumerate(wanted)}
-            row_of = torch.tensor([b for b, r in enumerate(rows) for _ in r[3]], device=self.device)
-            at = torch.tensor([column[p] for r in rows for p, _, _ in r[3]], device=self.device)
-            target = torch.tensor([t for r in rows for _, t, _ in r[3]], device=self.device)
             picked = torch.log_softmax(logits[row_of, at].float(), dim=-1).gather(1, target[:, None])[:, 0].tolist()
         out: list[list[float]] = [[0.0] * len(conts) for _, conts in items]
-        k = 0
-        for b, r in enumerate(rows):
-            for _, _, choice in r[3]:
-                out[b][choice] += picked[k]
-                k += 1
+        for (b, _, _, choice), value in zip(scored, picked, strict=True):
+            out[b][choice] += value
         return out
 
     # --- identity ----------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 
 from rtransfer.grading.grade import Grade
 from rtransfer.grading.text import strip_thinking
+from rtransfer.processes import die_with_parent
 
 # Bump the first part when this module's grading changes; the math-verify version changes grades too.
 GRADER_VERSION = f"1+math-verify-{importlib.metadata.version('math-verify')}"
@@ -114,7 +114,7 @@ def _serve(fd: int, parent_pid: int) -> None:
     """Worker main loop: answer (response, gold) jobs until the parent sends None or goes away."""
     from multiprocessing.connection import Connection
 
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
     # Timeouts are disabled on purpose (the parent kills us instead); silence math-verify's warning about it.
@@ -137,20 +137,6 @@ def _serve(fd: int, parent_pid: int) -> None:
         except Exception as err:  # a grader bug must cost one answer, not the run
             result = (0.0, None, {"error": f"{type(err).__name__}: {err}"})
         conn.send(result)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """On Linux, have the kernel kill this worker when its parent dies: a worker stuck in sympy would otherwise
-    outlive a killed run, burning a CPU. Best effort elsewhere (an idle worker exits on EOF anyway)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-        except OSError:
-            pass
-    if os.getppid() != parent_pid:  # the parent died before the line above took effect
-        os._exit(1)
 
 
 # --- parent side -------------------------------------------------------------------------------------------------

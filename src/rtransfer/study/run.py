@@ -154,8 +154,9 @@ def run_study(config: StudyConfig, out: Path, only: tuple[str, ...] = (), dry_ru
     if config.train_jobs < 2 or len(together) < 2:
         together = []
     _train_together(config, out, together, ledger, numbers)
+    trained = {s.name for s in together}
     for stage in selected:
-        if stage in together:
+        if stage.name in trained:
             continue  # trained just now, and said so
         info = ledger.run(stage, numbers[stage.name])
         if stage.kind == "train":
@@ -199,7 +200,7 @@ def _train_together(config: StudyConfig, out: Path, stages: list[Stage], ledger:
                 stage = queue.pop(0)
                 log = out / "logs" / f"{stage.name.replace(':', '-')}.log"
                 before = ledger.begin(stage, numbers[stage.name], f" ({jobs} at once, {threads} thread(s); {log})")
-                future = pool.submit(_train_child, config, out, stage.name, stage.key, threads, log)
+                future = pool.submit(_train_child, config, out, stage.name, stage.key, threads, log, os.getpid())
                 running[future] = (stage, before)
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
@@ -209,16 +210,16 @@ def _train_together(config: StudyConfig, out: Path, stages: list[Stage], ledger:
                 _record_steps(ledger, stage, info)
 
 
-def _train_child(config: StudyConfig, out: Path, name: str, key: str, threads: int, log: Path):
+def _train_child(config: StudyConfig, out: Path, name: str, key: str, threads: int, log: Path, parent: int):
     """In a fresh process: the training stage `name` of the study, on `threads` torch threads, its output into
     `log`. Dies with the study's process (a killed study leaves no arm training on, to collide with the rerun)."""
-    import ctypes
     import os
-    import signal
     import sys
     import time
 
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    from rtransfer.processes import die_with_parent
+
+    die_with_parent(parent)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     with open(log, "a") as sink:
         os.dup2(sink.fileno(), 1)
