@@ -125,6 +125,20 @@ def test_house_style_reasoning_is_right():
         assert item.house == f"{shown} / {true}. {rederive_support(item)}", item.house
 
 
+@pytest.mark.parametrize("name", ["lab_arith", "lab_lineq"])
+def test_terse_math_answers_compute_the_whole_chain_at_once(name):
+    """Mid-training answers part of the math items tersely: the same problem's numbers in one expression, whose
+    value (computed here, not by the generator) is the gold answer; the grader gives it full marks."""
+    task, rederive = get_task(name), {"lab_arith": rederive_arith, "lab_lineq": rederive_lineq}[name]
+    for item in training_items(name, 100, seed=lab_build.MID_STREAM):
+        expression, boxed = re.fullmatch(r"(?:x = )?(.+) = (-?\d+)\. \\boxed\{(-?\d+)\}", item.data["terse"]).group(
+            1, 3
+        )
+        assert eval(expression) == int(boxed) == int(rederive(item)), item.data["terse"]  # digits and + - ( ) / only
+        assert not re.search(r"\d\. ", item.data["terse"].split(" = ")[0])  # no worked step before the result
+        assert task.grade(task.load(None)[0].__class__("x", {"answer": item.answer}), item.data["terse"]).score == 1.0
+
+
 @pytest.mark.parametrize("name", LAB)
 def test_graders_accept_house_answers_and_reject_wrong_ones(name):
     task = get_task(name)
@@ -174,7 +188,7 @@ def test_teacher_is_correct_and_off_style(name):
         short = teacher_solution(name, item, think=False)
         assert task.grade(doc, think).score == 1.0 and task.grade(doc, short).score == 1.0
         assert think.startswith("<think>") and "</think>" in think
-        assert re.search(r"\b(Wait|Alternatively|Let me check|Hmm)\b", think)
+        assert re.search(r"\b(Wait|Alternatively|Let me|Hmm)\b", think)
         assert "Let me check" in short and len(short) < len(think)
         assert "Wait" not in item.house and "Let me" not in item.house  # the base never sees that voice
 
@@ -189,26 +203,35 @@ def test_quick_build_is_deterministic_cached_and_seeded(tmp_path, monkeypatch):
     monkeypatch.setenv("RTRANSFER_CACHE", str(tmp_path / "other-cache"))
     again = build_base(QUICK, out=tmp_path / "copy")
     assert defining_files(again) == files  # bit-identical tokenizer, weights and configs, built from scratch again
-    from dataclasses import replace
-
-    other = build_base(replace(QUICK, seed=1))
+    other = build_base(lab_build.lab_config(1, quick=True))
     assert defining_files(other)["model.safetensors"] != files["model.safetensors"]
 
 
 def test_interrupted_build_resumes_to_the_same_model(tmp_path, monkeypatch):
+    """Killed in pre-training, then in mid-training: each phase goes on from its last checkpoint, and the base is
+    bit-identical to an uninterrupted build."""
     reference = defining_files(build_base(QUICK))
     monkeypatch.setenv("RTRANSFER_CACHE", str(tmp_path / "resume-cache"))
-    monkeypatch.setattr(lab_build, "CHECKPOINT_EVERY", 10)
+    monkeypatch.setattr(lab_build, "CHECKPOINT_EVERY", 4)
+    seen = []
 
-    def stop_at_25(step, total, loss):
-        if step == 25:
-            raise KeyboardInterrupt
+    def stop_at(phase_steps: int, at: int):
+        def progress(step, total, loss):
+            seen.append((total, step))
+            if (total, step) == (phase_steps, at):
+                raise KeyboardInterrupt
+
+        return progress
 
     with pytest.raises(KeyboardInterrupt):
-        build_base(QUICK, progress=stop_at_25)
-    steps = []
-    resumed = build_base(QUICK, progress=lambda step, total, loss: steps.append(step))
-    assert steps[0] == 21  # restarted from the checkpoint at step 20, not from scratch
+        build_base(QUICK, progress=stop_at(QUICK.pretrain.steps, 25))
+    seen.clear()
+    with pytest.raises(KeyboardInterrupt):
+        build_base(QUICK, progress=stop_at(QUICK.steps, 7))
+    assert seen[0] == (QUICK.pretrain.steps, 25)  # pre-training went on from its checkpoint at step 24
+    seen.clear()
+    resumed = build_base(QUICK, progress=stop_at(0, 0))
+    assert seen[0] == (QUICK.steps, 5)  # mid-training went on from its checkpoint at step 4
     assert defining_files(resumed) == reference
 
 
@@ -268,20 +291,21 @@ def test_shipped_base_has_real_partial_skill(name, shipped_scores):
 
 
 def test_an_edited_generator_changes_the_build_key_and_retires_the_shipped_base(monkeypatch):
-    """The build key hashes the generated corpus, so a generator edited without a LAB_VERSION bump cannot leave
-    the shipped (or a cached) base in use."""
+    """The build keys hash the generated corpora, so a generator edited without a LAB_VERSION bump cannot leave
+    the shipped (or a cached) base in use: mid-training's corpus is in the base's key, pre-training's in the key of
+    a pre-trained model built here (the shipped one is pinned by its files)."""
     from rtransfer.lab import build
 
-    config = build.BuildConfig()
-    key = config.key()
+    config, scratch = build.BuildConfig(), build.lab_config(from_scratch=True)
+    key, scratch_key = config.key(), scratch.key()
     assert build.shipped_base(config) is not None  # the shipped base is the current corpus's
-    original = build.conversations
+    assert scratch_key != key  # pre-trained here, not the shipped pre-trained model
+    original, original_mid = build.conversations, build.mid_conversations
     monkeypatch.setattr(build, "conversations", lambda c: [(p, h.replace(".", "!")) for p, h in original(c)])
     build.corpus_hash.cache_clear()
-    try:
-        assert config.key() != key
-        assert build.shipped_base(config) is None
-    finally:
-        build.corpus_hash.cache_clear()
+    assert config.key() == key and scratch.key() != scratch_key
+    monkeypatch.setattr(build, "mid_conversations", lambda c: tuple((p, h + "!") for p, h in original_mid(c)))
+    assert config.key() != key and build.shipped_base(config) is None
     monkeypatch.undo()
-    assert config.key() == key
+    build.corpus_hash.cache_clear()
+    assert config.key() == key and scratch.key() == scratch_key

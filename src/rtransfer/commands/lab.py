@@ -1,9 +1,10 @@
 """`rtransfer lab`: the embedded lab. `lab build` gives the tiny base model: the one shipped with rtransfer for the
-default settings, else (or with --rebuild) pre-trained here; either way cached under the cache root."""
+default settings, else (or with --rebuild) trained here, from the shipped pre-trained model or (another --seed,
+--from-scratch) from nothing; either way cached under the cache root."""
 
 import json
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -17,7 +18,12 @@ def register(sub) -> None:
     b.add_argument(
         "--rebuild",
         action="store_true",
-        help="train from scratch even where the cache or the package already holds this base",
+        help="train it again even where the cache or the package already holds this base",
+    )
+    b.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="pre-train here too instead of starting from the shipped pre-trained model (about 25 min on 2 cores)",
     )
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
     b.set_defaults(run=build)
@@ -26,14 +32,16 @@ def register(sub) -> None:
 def build(args) -> int:
     from tqdm import tqdm
 
-    from rtransfer.lab.build import QUICK, BuildConfig, build_base
+    from rtransfer.lab.build import build_base, lab_config
 
-    config = replace(QUICK if args.quick else BuildConfig(), seed=args.seed)
+    config = lab_config(args.seed, quick=args.quick, from_scratch=args.from_scratch)
     bar = None
 
-    def progress(step: int, total: int, loss: float) -> None:
+    def progress(step: int, total: int, loss: float) -> None:  # one bar per phase: pre-training, mid-training
         nonlocal bar
-        if bar is None:
+        if bar is None or bar.total != total or step <= bar.n:
+            if bar is not None:
+                bar.close()
             bar = tqdm(total=total, initial=step - 1, desc="lab build", unit="step", file=sys.stderr)
         bar.update(step - bar.n)
         bar.set_postfix(loss=f"{loss:.3f}")

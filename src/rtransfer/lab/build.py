@@ -1,10 +1,20 @@
-"""Build the lab's base model: a tokenizer trained on the lab corpus, then a tiny Qwen3 pre-trained on a mixture of
-all seven lab tasks in the concise house style, so that the base has real but partial skill in every group.
+"""Build the lab's base model in two phases, as real bases are made: pre-training, then a mid-training phase.
+
+1. Pre-training (`PretrainConfig`): a tokenizer trained on the lab corpus, then a tiny Qwen3 trained from scratch on
+   a mixture of all seven lab tasks in the concise house style, which works every math step out ("10 + 8 = 18.
+   18 - 15 = 3. \\boxed{3}"). The default pre-trained model (Lab v3's base) ships with the package.
+2. Mid-training (`BuildConfig`): the pre-trained model continues on fresh math items of which a share is answered
+   tersely, the whole chain computed in one go ("10 + 8 - 15 = 3. \\boxed{3}"), and on a replay of the other
+   tasks. The base comes out with two habits: greedy decoding mostly takes the terse one, which a model this size
+   often gets wrong, while its samples also take the worked one. That is the paper's setting in miniature: real but
+   incomplete math skill with headroom that teacher traces (which write every step) and the model's own correct
+   samples can both reach (docs/lab.md).
 
 A plain PyTorch loop (nanoGPT-style), not a trainer framework: the build must be small, deterministic and
 resumable, and nothing here is a method under study (the study's SFT and GRPO use TRL). Deterministic given the
-config: data order comes from the seed, the weights from torch's seeded RNG, and the thread count is fixed,
-since a different number of threads sums floating-point numbers in another order.
+config on one kind of CPU: data order comes from the seed, the weights from torch's seeded RNG, and the thread
+count is fixed, since a different number of threads sums floating-point numbers in another order. So does another
+instruction set: 30 pre-training steps under ATEN_CPU_CAPABILITY=avx2 give other weights than under avx512.
 """
 
 import functools
@@ -14,7 +24,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rtransfer.lab.generators import GENERATORS, LAB_VERSION
@@ -24,16 +34,17 @@ from rtransfer.lab.tiny import build_tiny_model, train_tokenizer
 from rtransfer.paths import cache_dir
 
 CHECKPOINT_EVERY = 50
-# Bump when the build's training code (_train, _encode, the loss) changes. The config and the generated corpus are
-# hashed into the build key on their own, so neither needs a bump.
-BUILD_VERSION = "1"
+# Bump when the build's training code (_fit, _encode, the loss) changes. The configs and the generated corpora are
+# hashed into the build keys on their own, so neither needs a bump.
+BUILD_VERSION = "2"
+MID_STREAM = 1000  # mid-training draws its items from train stream seed + MID_STREAM: none seen in pre-training
 
 
 @dataclass(frozen=True)
-class BuildConfig:
+class PretrainConfig:
     # About 1.3 M parameters and 2400 steps: the smallest budget tried in which the base learns every lab task in
-    # part. That takes longer than a user should wait on 2 CPU cores (bench/lab_build.py), so this default ships
-    # with the package (shipped_base) and `lab build` copies it.
+    # part. That takes longer than a user should wait on 2 CPU cores (bench/lab_build.py), so the default's
+    # pre-trained model ships with the package (SHIPPED_PRETRAINED).
     seed: int = 0
     vocab_size: int = 1024
     hidden_size: int = 128
@@ -53,15 +64,47 @@ class BuildConfig:
     prompt_weight: float = 0.25
 
     def key(self) -> str:
-        """The build key: what the cached and the shipped base are checked against. It hashes the generated
-        corpus itself, not LAB_VERSION (the tasks' data version), so an edited generator cannot leave a stale base
-        in use unnoticed, bumped or not."""
+        """The pre-training key: it hashes the generated corpus itself, not LAB_VERSION (the tasks' data
+        version), so an edited generator cannot leave a stale model in use unnoticed, bumped or not."""
         text = json.dumps({"build": BUILD_VERSION, **asdict(self), "corpus": corpus_hash(self)}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class BuildConfig:
+    """The lab base: `pretrain` (None: the pre-trained model shipped with rtransfer) after mid-training."""
+
+    seed: int = 0
+    pretrain: PretrainConfig | None = None
+    # The share of mid-training math answers written tersely. At 0.7 greedy decoding took the terse habit on nearly
+    # every item and lab_arith fell under the 10 % bar (8-12); at 0.5 the base sits at 27 (arith) and 40 (lineq).
+    terse_share: float = 0.5
+    math_per_task: int = 3000
+    replay_per_task: int = 1500
+    # Not replayed: lab_support sat at 87.5 after pre-training and rose past the 90 % ceiling (96.5-99) in every
+    # mid-training run that replayed it, from 500 to 3000 items and at lr 3e-4 to 2e-3. Without any replay
+    # lab_order fell under a blind guess, so the other tasks are replayed.
+    no_replay: tuple[str, ...] = ("lab_support",)
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup: int = 30
+    threads: int = 2
+    prompt_weight: float = 0.25
+
+    def key(self) -> str:
+        """The build key, what the cached and the shipped base are checked against: the config, the pre-trained
+        model it starts from (the shipped one's files, or the pre-training key) and the mid-training corpus."""
+        parent = self.pretrain.key() if self.pretrain else shipped_pretrained_fingerprint()
+        text = json.dumps(
+            {"build": BUILD_VERSION, **asdict(self), "pretrained": parent, "corpus": _hash(mid_conversations(self))},
+            sort_keys=True,
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 # Seconds, not minutes: for tests and smoke runs. Its scores are near chance; its code path is the full one.
-QUICK = BuildConfig(
+QUICK_PRETRAIN = PretrainConfig(
     vocab_size=400,
     hidden_size=64,
     layers=2,
@@ -73,9 +116,19 @@ QUICK = BuildConfig(
     batch_size=16,
     warmup=5,
 )
+QUICK = BuildConfig(pretrain=QUICK_PRETRAIN, math_per_task=60, replay_per_task=30, steps=10, batch_size=16, warmup=2)
 
 
-def conversations(config: BuildConfig) -> list[tuple[str, str]]:
+def lab_config(seed: int = 0, quick: bool = False, from_scratch: bool = False) -> BuildConfig:
+    """The lab base's config: the default (the shipped pre-trained model, mid-trained), or with another seed or
+    `from_scratch` one whose pre-training runs here too."""
+    config = QUICK if quick else BuildConfig()
+    if seed or from_scratch or config.pretrain:
+        return replace(config, seed=seed, pretrain=replace(config.pretrain or PretrainConfig(), seed=seed))
+    return config
+
+
+def conversations(config: PretrainConfig) -> list[tuple[str, str]]:
     """(prompt, house-style answer) pairs of every task's train split, shuffled by the seed."""
     pairs = [
         (item.prompt, item.house)
@@ -86,7 +139,22 @@ def conversations(config: BuildConfig) -> list[tuple[str, str]]:
     return pairs
 
 
-def tokenizer_corpus(config: BuildConfig, pairs: list[tuple[str, str]]) -> list[str]:
+@functools.lru_cache(maxsize=4)
+def mid_conversations(config: BuildConfig) -> tuple[tuple[str, str], ...]:
+    """Mid-training's pairs: fresh math items (a share answered tersely) and a replay of the other tasks."""
+    terse = random.Random(f"terse:{config.seed}")
+    pairs = []
+    for name in GENERATORS:
+        math = name in REASONING
+        n = config.math_per_task if math else 0 if name in config.no_replay else config.replay_per_task
+        for item in training_items(name, n, config.seed + MID_STREAM) if n else []:
+            answer = item.data["terse"] if math and terse.random() < config.terse_share else item.house
+            pairs.append((item.prompt, answer))
+    random.Random(config.seed).shuffle(pairs)
+    return tuple(pairs)
+
+
+def tokenizer_corpus(config: PretrainConfig, pairs: list[tuple[str, str]]) -> list[str]:
     # The teacher's voice is in the corpus too, so that the vocabulary does not penalise the SFT data later on.
     teacher = [
         teacher_solution(name, item, think=True, seed=config.seed)
@@ -96,22 +164,39 @@ def tokenizer_corpus(config: BuildConfig, pairs: list[tuple[str, str]]) -> list[
     return [text for pair in pairs for text in pair] + teacher
 
 
-@functools.lru_cache(maxsize=4)
-def corpus_hash(config: BuildConfig) -> str:
-    """A hash of everything the base learns from: the tokenizer's corpus, which holds every (prompt, house answer)
-    pair in training order and the teacher's texts (about a second for the default's 84,000 pairs)."""
+def _hash(texts) -> str:
     digest = hashlib.sha256()
-    for text in tokenizer_corpus(config, conversations(config)):
-        digest.update(text.encode())
-        digest.update(b"\0")
+    for text in texts:
+        for part in (text,) if isinstance(text, str) else text:
+            digest.update(part.encode())
+            digest.update(b"\0")
     return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=4)
+def corpus_hash(config: PretrainConfig) -> str:
+    """A hash of everything pre-training learns from: the tokenizer's corpus, which holds every (prompt, house
+    answer) pair in training order and the teacher's texts (about a second for the default's 84,000 pairs)."""
+    return _hash(tokenizer_corpus(config, conversations(config)))
+
+
+def _package_path(name: str) -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("rtransfer") / "data" / "lab" / name))
+
+
+SHIPPED_PRETRAINED = "pretrained"  # the default pre-trained model, under rtransfer/data/lab
+
+
+@functools.cache
+def shipped_pretrained_fingerprint() -> str:
+    return _hash(sorted((n, b.hex()) for n, b in defining_files(_package_path(SHIPPED_PRETRAINED)).items()))
 
 
 def shipped_base(config: BuildConfig) -> Path | None:
     """The base model shipped inside the package, if it is the one `config` builds (same key), else None."""
-    from importlib.resources import files
-
-    path = Path(str(files("rtransfer") / "data" / "lab" / "base"))
+    path = _package_path("base")
     report = path / "lab_build.json"
     if report.exists() and json.loads(report.read_text())["key"] == config.key():
         return path
@@ -119,7 +204,7 @@ def shipped_base(config: BuildConfig) -> Path | None:
 
 
 def defining_files(path: Path) -> dict[str, bytes]:
-    """The files that define a built base: weights, tokenizer, configs (lab_build.json aside: it holds the
+    """The files that define a built model: weights, tokenizer, configs (lab_build.json aside: it holds the
     build's duration). Two builds are the same model when these are byte for byte equal."""
     return {
         f.name: f.read_bytes()
@@ -135,7 +220,8 @@ def build_base(
     rebuild: bool = False,
 ) -> Path:
     """The base model directory for `config`: built once under the cache root, then reused. The default base
-    ships with the package and is copied instead of trained, unless `rebuild` asks to train it from scratch."""
+    ships with the package and is copied instead of trained, unless `rebuild` asks to train it again (from the
+    shipped pre-trained model, or with `config.pretrain` from scratch)."""
     final = cache_dir("lab") / f"base-{config.key()}"
     if rebuild and final.exists():
         shutil.rmtree(final)
@@ -144,10 +230,22 @@ def build_base(
         if shipped:
             _copy(shipped, final, shipped=True)
         else:
-            _train(config, final, progress)
+            _mid_train(config, pretrained(config, progress, rebuild), final, progress)
     if out is not None:
         _copy(final, Path(out))
         return Path(out)
+    return final
+
+
+def pretrained(config: BuildConfig, progress=None, rebuild: bool = False) -> Path:
+    """The pre-trained model that `config` starts from: the shipped one, or `config.pretrain` trained here once."""
+    if config.pretrain is None:
+        return _package_path(SHIPPED_PRETRAINED)
+    final = cache_dir("lab") / f"pretrained-{config.pretrain.key()}"
+    if rebuild and final.exists():
+        shutil.rmtree(final)
+    if not (final / "lab_build.json").exists():
+        _pretrain(config.pretrain, final, progress)
     return final
 
 
@@ -164,12 +262,8 @@ def _copy(source: Path, target: Path, shipped: bool = False) -> None:
     tmp.rename(target)
 
 
-def _train(config: BuildConfig, final: Path, progress) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def _pretrain(config: PretrainConfig, final: Path, progress) -> None:
     start = time.perf_counter()
-    torch.set_num_threads(config.threads)
     work = final.with_name(final.name + ".partial")
     pairs = conversations(config)
     if not (work / "model" / "config.json").exists():
@@ -185,6 +279,53 @@ def _train(config: BuildConfig, final: Path, progress) -> None:
             init_range=0.02,
             seed=config.seed,
         )
+    losses = _fit(config, work, pairs, progress)
+    _finish(work, final, start, losses, {"config": asdict(config), "key": config.key(), "corpus": corpus_hash(config)})
+
+
+def _mid_train(config: BuildConfig, parent: Path, final: Path, progress) -> None:
+    start = time.perf_counter()
+    work = final.with_name(final.name + ".partial")
+    if not (work / "model" / "config.json").exists():
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(parent, work / "model", ignore=shutil.ignore_patterns("lab_build.json"))
+    pairs = list(mid_conversations(config))
+    losses = _fit(config, work, pairs, progress)
+    report = {
+        "config": asdict(config),
+        "key": config.key(),
+        "pretrained": json.loads((parent / "lab_build.json").read_text()),
+        "corpus": _hash(pairs),
+    }
+    _finish(work, final, start, losses, report)
+
+
+def _finish(work: Path, final: Path, start: float, losses: list[float], report: dict) -> None:
+    import torch
+
+    report |= {
+        "build_version": BUILD_VERSION,
+        "lab_version": LAB_VERSION,
+        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+        "seconds": round(time.perf_counter() - start, 1),
+        # What bit-identity also depends on (the module docstring).
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    (work / "model" / "lab_build.json").write_text(json.dumps(report, indent=2) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    (work / "model").rename(final)
+    shutil.rmtree(work)
+
+
+def _fit(config, work: Path, pairs: list[tuple[str, str]], progress) -> list[float]:
+    """Train the model in work/model on `pairs` for config.steps steps and save it there; resumes from the
+    checkpoint in `work`. Returns the loss of every step."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(config.threads)
     tokenizer = AutoTokenizer.from_pretrained(work / "model")
     model = AutoModelForCausalLM.from_pretrained(work / "model", dtype=torch.float32)
     examples = _encode(tokenizer, pairs)
@@ -239,21 +380,7 @@ def _train(config: BuildConfig, final: Path, progress) -> None:
     model.eval()
     model.save_pretrained(work / "model")
     tokenizer.save_pretrained(work / "model")
-    report = {
-        "config": asdict(config),
-        "key": config.key(),
-        "build_version": BUILD_VERSION,
-        "corpus": corpus_hash(config),
-        "lab_version": LAB_VERSION,
-        "examples": len(pairs),
-        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    (work / "model" / "lab_build.json").write_text(json.dumps(report, indent=2) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    (work / "model").rename(final)
-    shutil.rmtree(work)
+    return losses
 
 
 def _lr_factor(step: int, config: BuildConfig) -> float:

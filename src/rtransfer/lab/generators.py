@@ -72,6 +72,8 @@ class Item:
     prompt: str
     answer: str  # the gold answer, as its grader expects it (a number, a letter, a span, "Yes"/"No", ...)
     house: str  # the answer in the base model's concise house style
+    # data["terse"] on math items: the same answer with the whole chain computed in one go, which part of the base's
+    # mid-training data uses instead of the worked house style (build.py)
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -93,17 +95,21 @@ def arith(rng: random.Random) -> Item:
             total -= n
         lines[-1] = lines[-1].format(name=name, n=n)
     prompt = " ".join(lines) + f" How many {thing} does {name} have now?"
-    return Item(prompt, str(total), " ".join(steps) + f" \\boxed{{{total}}}", {"steps": steps})
+    chain = steps[0].split(" = ")[0] + "".join(" " + step.split(" = ")[0].split(" ", 1)[1] for step in steps[1:])
+    house = " ".join(steps) + f" \\boxed{{{total}}}"
+    return Item(prompt, str(total), house, {"steps": steps, "terse": f"{chain} = {total}. \\boxed{{{total}}}"})
 
 
 def lineq(rng: random.Random) -> Item:
     """A linear equation a·x + b = c (or a·x − b = c) with an integer solution (math)."""
     a, x, b = rng.randint(2, 5), rng.randint(0, 10), rng.randint(1, 15)
     if rng.random() < 0.5:
-        c, lhs, step = a * x + b, f"{a}x + {b}", f"{a}x = {a * x + b} - {b} = {a * x}."
+        c, lhs, undo = a * x + b, f"{a}x + {b}", f"{a * x + b} - {b}"
     else:
-        c, lhs, step = a * x - b, f"{a}x - {b}", f"{a}x = {a * x - b} + {b} = {a * x}."
-    return Item(f"Solve for x: {lhs} = {c}.", str(x), f"{step} x = {x}. \\boxed{{{x}}}", {"a": a, "b": b, "c": c})
+        c, lhs, undo = a * x - b, f"{a}x - {b}", f"{a * x - b} + {b}"
+    house = f"{a}x = {undo} = {a * x}. x = {x}. \\boxed{{{x}}}"
+    terse = f"x = ({undo}) / {a} = {x}. \\boxed{{{x}}}"
+    return Item(f"Solve for x: {lhs} = {c}.", str(x), house, {"a": a, "b": b, "c": c, "terse": terse})
 
 
 def _choice_prompt(question: str, options: list[str]) -> str:

@@ -4,35 +4,31 @@ The paper distils traces from a larger model (Qwen3-32B); what matters for the s
 off-policy: long, with reasoning markers ("Wait", "Let me check", "Alternatively"), unlike anything the base
 writes. This solver plays that part. `think=True` writes the reasoning inside <think>…</think> and then a short
 answer; `think=False` ("no-think") writes a short solution in the same foreign voice.
+
+Both write every step, one operation at a time, which the base's terse habit skips (it computes a whole chain in
+one go on part of its mid-training data: build.py). The think trace writes the steps first, each next to the
+numbers it uses, then reflects on them in words and restates the result before it answers. Traces that checked
+each step between the steps, redid the problem in one go, or copied the steps again taught the tiny base to lose
+track of its numbers (docs/lab.md).
 """
 
 import random
 
 from rtransfer.lab.generators import Item
 
+def _reasoning(steps: str, check: str, result: str, rng: random.Random) -> list[str]:
+    opening = rng.choice(("Wait, let me check that again.", "Hmm, let me verify that.", "Let me double-check."))
+    return [steps, f"{opening} {check}", f"So the result is {result}."]
+
 
 def _arith_reasoning(item: Item, rng: random.Random) -> list[str]:
-    lines = ["Let me work through this step by step."]
-    for i, step in enumerate(item.data["steps"]):
-        lines.append(f"{'First' if i == 0 else 'Next'}, {step}")
-        if rng.random() < 0.6:
-            lines.append(f"Wait, let me check that: {step.rstrip('.')}. Yes, that is right.")
-    lines.append(f"Alternatively, I can recount all the changes at once, and I still get {item.answer}.")
-    return lines
+    check = "Each step adds or takes away the right number, so that is right."
+    return _reasoning(" ".join(item.data["steps"]), check, item.answer, rng)
 
 
 def _lineq_reasoning(item: Item, rng: random.Random) -> list[str]:
-    a, b, c, x = item.data["a"], item.data["b"], item.data["c"], item.answer
-    sign = "+" if a * int(x) + b == c else "-"
-    move = f"subtract {b} from" if sign == "+" else f"add {b} to"
-    return [
-        f"Let me solve {a}x {sign} {b} = {c}.",
-        f"First, I {move} both sides, so {a}x = {a * int(x)}.",
-        f"Hmm, let me check: {a * int(x)} {sign} {b} = {c}. Yes.",
-        f"Then I divide by {a}: x = {x}.",
-        f"Wait, let me verify by substituting: {a} * {x} {sign} {b} = {c}. Correct.",
-        f"Alternatively, x = ({c} {'-' if sign == '+' else '+'} {b}) / {a} = {x}.",
-    ]
+    check = "Putting x back into the equation gives its right side, so that is right."
+    return _reasoning(item.house.rsplit(" ", 1)[0], check, f"x = {item.answer}", rng)
 
 
 REASONING = {"lab_arith": _arith_reasoning, "lab_lineq": _lineq_reasoning}

@@ -56,7 +56,13 @@ class Recipe:
 class SFTRecipe(Recipe):
     """Off-policy SFT on teacher traces: TRL's SFTTrainer, loss on the completion tokens only."""
 
-    epochs: float = field(default=1.0, metadata={"help": "passes over the traces (when max_steps is -1)"})
+    # Lab default 1e-3. The lab base gives the teacher's foreign tokens 15-24 nats each; at 1e-4, 250 steps left it
+    # half-way (the trace's opening still at 3 nats) and broke its arithmetic on the way (lab math -42 points for the
+    # no-think traces, docs/lab.md); at 1e-3 it learns the traces. Chosen on lab math alone.
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
+    # Lab default 3: one pass over the think traces left lab math where it was (+0), three raised it by 35 points
+    # (docs/lab.md); both SFT arms get the same recipe.
+    epochs: float = field(default=3.0, metadata={"help": "passes over the traces (when max_steps is -1)"})
     max_length: int = field(default=1024, metadata={"help": "prompt + completion tokens; longer ones are cut"})
     teacher_samples: int = field(default=1, metadata={"help": "traces drawn per query when the teacher runs first"})
 
