@@ -1,65 +1,71 @@
-"""Train every arm of the lab study with its default lab recipe and print what it did to the lab suite.
+"""Train every arm of the lab study in several seeds and print what each did to the lab suite.
 
-    python bench/train_lab.py [--out DIR] [--arms sft-think,sft-nothink,onpolicy,grpo]
+    python bench/train_lab.py [--out DIR] [--seeds 3] [--jobs 2]
 
-Per arm: wall time of training, optimizer steps, and per group (math, other, non) the change of the group's mean
+Runs `rtransfer study --seeds N` (the default lab study: the lab base, the four arms with their default lab
+recipes, each in N training seeds; resumable, so a second call only prints) and reads its run directories. Per arm
+and seed: wall time of training, optimizer steps, and per group (math, other, non) the change of the group's mean
 score with a paired-bootstrap 95 % CI (documents resampled per benchmark, the same draw for base and every arm,
-since all answer the same test items), then the TI with its CI, exactly as `rtransfer ti` computes them. Run it
-on a quiet machine: timings of two torch processes on 2 cores are meaningless.
+since all answer the same test items), then the TI with its CI, exactly as `rtransfer ti` computes them, with σ
+pooled over the four arms of that seed (as in a one-seed study). Then per arm the mean and the spread (min…max)
+over seeds. Timings: the study trains --jobs arms at once, a share of the cores each.
 """
 
 import argparse
 import json
+import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 from rtransfer.benchmarks.names import GROUPS
 from rtransfer.sources import load_run_dir
-from rtransfer.train.run import TrainJob, evaluate_model, read_log, resolve_base, train
+from rtransfer.study.config import load_study
+from rtransfer.train.run import read_log
 from rtransfer.transfer import transferability
 
-ARMS = {
-    "sft-think": ("sft", "on"),
-    "sft-nothink": ("sft", "off"),
-    "onpolicy": ("onpolicy", None),
-    "grpo": ("grpo", None),
-}
 REPLICATES = 2000
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("/tmp/rtransfer-train-lab"))
-    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    base = resolve_base("lab")
-    evaluate_model(Path(base), args.out / "runs" / "base", "lab")
-    rows, trained = [], {}
-    for arm in args.arms.split(","):
-        method, thinking = ARMS[arm]
-        model = train(TrainJob(method=method, model="lab", out=args.out / "models" / arm, thinking=thinking))
-        evaluate_model(model, args.out / "runs" / arm, "lab")
-        info = json.loads((model / "train.json").read_text())  # seconds: also when trained by an earlier run
-        trained[arm] = (info["seconds"], read_log(model)[-1]["step"])
-        print(f"{arm}: {info['seconds']:.0f} s, {trained[arm][1]} steps", flush=True)
-    for arm in ["base", *trained]:
-        row, _ = load_run_dir(args.out / "runs" / arm)
-        row.base = None if arm == "base" else "base"
-        rows.append(row)
-    # The group changes and TIs as `rtransfer ti` computes them: paired bootstrap over the shared test items.
-    results = transferability(rows, bootstrap=REPLICATES, seed=0)
-    print("\n| arm | train s | steps | " + " | ".join(f"Δ{g} (95 % CI)" for g in GROUPS) + " | TI_other | TI_non |")
-    print("|---|---|---|" + "---|" * (len(GROUPS) + 2))
-    for r in results:
-        seconds, steps = trained[r.model]
-        cells = [f"{r.change[g]:+.1f} ({r.change_ci[g][0]:+.1f}…{r.change_ci[g][1]:+.1f})" for g in GROUPS]
-        ti = [f"{r.ti[g]:.0f} ({r.ci[g][0]:.0f}…{r.ci[g][1]:.0f})" if g in r.ci else "—" for g in ("other", "non")]
-        print(f"| {r.model} | {seconds:.0f} | {steps} | " + " | ".join(cells + ti) + " |")
-    for r in results:
-        for problem in (r.undefined, r.unstable):
-            if problem:
-                print(f"- {r.model}: {problem}")
-    base_scores = rows[0].scores
-    print("\nbase:", ", ".join(f"{b} {v:.1f}" for b, v in base_scores.items()))
+    study = [sys.executable, "-m", "rtransfer.cli", "study", "--out", str(args.out), "--seeds", str(args.seeds)]
+    subprocess.run([*study, "--jobs", str(args.jobs)], check=True)
+    arms = [arm.name for arm in load_study("lab").arms]
+    base, _ = load_run_dir(args.out / "runs" / "base")
+    results = {}
+    changes = " | ".join(f"Δ{g} (95 % CI)" for g in GROUPS)
+    print(f"\n| arm | seed | train s | steps | {changes} | TI_other | TI_non |")
+    print("|---|---|---|---|" + "---|" * (len(GROUPS) + 2))
+    for seed in range(args.seeds):
+        names = {arm: f"{arm}-s{seed}" if args.seeds > 1 else arm for arm in arms}
+        rows = [base]
+        for name in names.values():
+            row, _ = load_run_dir(args.out / "runs" / name)
+            row.model, row.base = name, base.model
+            rows.append(row)
+        for arm, r in zip(arms, transferability(rows, bootstrap=REPLICATES, seed=0), strict=True):
+            model = args.out / "models" / names[arm]
+            seconds = json.loads((model / "train.json").read_text())["seconds"]
+            cells = [f"{r.change[g]:+.1f} ({r.change_ci[g][0]:+.1f}…{r.change_ci[g][1]:+.1f})" for g in GROUPS]
+            ti = [f"{r.ti[g]:.0f} ({r.ci[g][0]:.0f}…{r.ci[g][1]:.0f})" if g in r.ci else "—" for g in ("other", "non")]
+            ti = [t + (", unstable" if r.unstable and t != "—" else "") for t in ti]
+            steps = read_log(model)[-1]["step"]
+            print(f"| {arm} | {seed} | {seconds:.0f} | {steps} | " + " | ".join(cells + ti) + " |")
+            results.setdefault(arm, []).append(r)
+    print("\nPer arm over seeds: mean (min…max) of the group changes; math gain above 0 in every seed?")
+    for arm, rs in results.items():
+        cells = []
+        for g in GROUPS:
+            values = [r.change[g] for r in rs]
+            cells.append(f"Δ{g} {statistics.mean(values):+.1f} ({min(values):+.1f}…{max(values):+.1f})")
+        gains = [r.change_ci["math"][0] > 0 and r.change["math"] >= 10 for r in rs]
+        print(f"- {arm}: " + ", ".join(cells) + f"; math +10 with CI above 0: {sum(gains)}/{len(rs)} seeds")
+    print("\nbase:", ", ".join(f"{b} {v:.1f}" for b, v in base.scores.items()))
 
 
 if __name__ == "__main__":
