@@ -16,6 +16,7 @@ import random
 
 from rtransfer.lab.generators import Item
 
+
 def _reasoning(steps: str, check: str, result: str, rng: random.Random) -> list[str]:
     opening = rng.choice(("Wait, let me check that again.", "Hmm, let me verify that.", "Let me double-check."))
     return [steps, f"{opening} {check}", f"So the result is {result}."]
