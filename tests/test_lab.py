@@ -305,7 +305,9 @@ def test_an_edited_generator_changes_the_build_key_and_retires_the_shipped_base(
     build.corpus_hash.cache_clear()
     assert config.key() == key and scratch.key() != scratch_key
     monkeypatch.setattr(build, "mid_conversations", lambda c: tuple((p, h + "!") for p, h in original_mid(c)))
+    build.mid_corpus_hash.cache_clear()
     assert config.key() != key and build.shipped_base(config) is None
     monkeypatch.undo()
     build.corpus_hash.cache_clear()
+    build.mid_corpus_hash.cache_clear()
     assert config.key() == key and scratch.key() == scratch_key

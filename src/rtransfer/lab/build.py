@@ -97,7 +97,7 @@ class BuildConfig:
         model it starts from (the shipped one's files, or the pre-training key) and the mid-training corpus."""
         parent = self.pretrain.key() if self.pretrain else shipped_pretrained_fingerprint()
         text = json.dumps(
-            {"build": BUILD_VERSION, **asdict(self), "pretrained": parent, "corpus": _hash(mid_conversations(self))},
+            {"build": BUILD_VERSION, **asdict(self), "pretrained": parent, "corpus": mid_corpus_hash(self)},
             sort_keys=True,
         )
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -152,6 +152,11 @@ def mid_conversations(config: BuildConfig) -> tuple[tuple[str, str], ...]:
             pairs.append((item.prompt, answer))
     random.Random(config.seed).shuffle(pairs)
     return tuple(pairs)
+
+
+@functools.lru_cache(maxsize=4)
+def mid_corpus_hash(config: BuildConfig) -> str:
+    return _hash(mid_conversations(config))
 
 
 def tokenizer_corpus(config: PretrainConfig, pairs: list[tuple[str, str]]) -> list[str]:
@@ -280,7 +285,8 @@ def _pretrain(config: PretrainConfig, final: Path, progress) -> None:
             seed=config.seed,
         )
     losses = _fit(config, work, pairs, progress)
-    _finish(work, final, start, losses, {"config": asdict(config), "key": config.key(), "corpus": corpus_hash(config)})
+    report = {"config": asdict(config), "key": config.key(), "corpus": corpus_hash(config), "examples": len(pairs)}
+    _finish(work, final, start, losses, report)
 
 
 def _mid_train(config: BuildConfig, parent: Path, final: Path, progress) -> None:
@@ -295,7 +301,8 @@ def _mid_train(config: BuildConfig, parent: Path, final: Path, progress) -> None
         "config": asdict(config),
         "key": config.key(),
         "pretrained": json.loads((parent / "lab_build.json").read_text()),
-        "corpus": _hash(pairs),
+        "corpus": mid_corpus_hash(config),
+        "examples": len(pairs),
     }
     _finish(work, final, start, losses, report)
 

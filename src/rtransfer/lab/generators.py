@@ -81,23 +81,25 @@ def arith(rng: random.Random) -> Item:
     """Two steps of + and − on a stock of things (math)."""
     name, thing = rng.choice(NAMES), rng.choice(THINGS)
     total = rng.randint(3, 15)
-    steps, lines = [], [f"{name} has {total} {thing}."]
+    steps, lines, chain = [], [f"{name} has {total} {thing}."], [str(total)]
     for _ in range(2):
         if rng.random() < 0.5 or total < 4:
             n = rng.randint(2, 9)
             lines.append(rng.choice(("{n} more are added.", "{name} gets {n} more.", "{name} finds {n} more.")))
             steps.append(f"{total} + {n} = {total + n}.")
+            chain.append(f"+ {n}")
             total += n
         else:
             n = rng.randint(1, total - 1)
             lines.append(rng.choice(("{name} gives away {n}.", "{name} loses {n}.", "{n} are sold.")))
             steps.append(f"{total} - {n} = {total - n}.")
+            chain.append(f"- {n}")
             total -= n
         lines[-1] = lines[-1].format(name=name, n=n)
     prompt = " ".join(lines) + f" How many {thing} does {name} have now?"
-    chain = steps[0].split(" = ")[0] + "".join(" " + step.split(" = ")[0].split(" ", 1)[1] for step in steps[1:])
     house = " ".join(steps) + f" \\boxed{{{total}}}"
-    return Item(prompt, str(total), house, {"steps": steps, "terse": f"{chain} = {total}. \\boxed{{{total}}}"})
+    terse = f"{' '.join(chain)} = {total}. \\boxed{{{total}}}"
+    return Item(prompt, str(total), house, {"steps": steps, "terse": terse})
 
 
 def lineq(rng: random.Random) -> Item:

@@ -1,7 +1,7 @@
 """The lab's teacher: correct solutions to the math training problems in a style the base never saw.
 
 The paper distils traces from a larger model (Qwen3-32B); what matters for the study is that those traces are
-off-policy: long, with reasoning markers ("Wait", "Let me check", "Alternatively"), unlike anything the base
+off-policy: long, with reasoning markers ("Wait", "Let me check", "Hmm"), unlike anything the base
 writes. This solver plays that part. `think=True` writes the reasoning inside <think>…</think> and then a short
 answer; `think=False` ("no-think") writes a short solution in the same foreign voice.
 
@@ -17,19 +17,23 @@ import random
 from rtransfer.lab.generators import Item
 
 
-def _reasoning(steps: str, check: str, result: str, rng: random.Random) -> list[str]:
+def _steps(item: Item) -> str:
+    """The house answer's worked steps, without its box."""
+    return item.house.rsplit(" ", 1)[0]
+
+
+def _reasoning(item: Item, check: str, result: str, rng: random.Random) -> list[str]:
     opening = rng.choice(("Wait, let me check that again.", "Hmm, let me verify that.", "Let me double-check."))
-    return [steps, f"{opening} {check}", f"So the result is {result}."]
+    return [_steps(item), f"{opening} {check}", f"So the result is {result}."]
 
 
 def _arith_reasoning(item: Item, rng: random.Random) -> list[str]:
-    check = "Each step adds or takes away the right number, so that is right."
-    return _reasoning(" ".join(item.data["steps"]), check, item.answer, rng)
+    return _reasoning(item, "Each step adds or takes away the right number, so that is right.", item.answer, rng)
 
 
 def _lineq_reasoning(item: Item, rng: random.Random) -> list[str]:
     check = "Putting x back into the equation gives its right side, so that is right."
-    return _reasoning(item.house.rsplit(" ", 1)[0], check, f"x = {item.answer}", rng)
+    return _reasoning(item, check, f"x = {item.answer}", rng)
 
 
 REASONING = {"lab_arith": _arith_reasoning, "lab_lineq": _lineq_reasoning}
@@ -41,4 +45,4 @@ def teacher_solution(benchmark: str, item: Item, *, think: bool, seed: int = 0) 
     final = f"So the final answer is \\boxed{{{item.answer}}}."
     if think:
         return "<think>\n" + "\n".join(REASONING[benchmark](item, rng)) + "\n</think>\n\n" + final
-    return f"Let me check: {' '.join(item.house.split(' ')[:-1])} {final}".replace("  ", " ")
+    return f"Let me check: {_steps(item)} {final}".replace("  ", " ")
