@@ -10,12 +10,16 @@ Phases (the lab base by default, fp32, greedy, on this machine's CPU):
 
 rtransfer's time is its runner (`rtransfer eval` without start-up): engine, grading, records on disk. lm-eval's
 is one `generate_until` / `loglikelihood` call, nothing graded. Both load the model first and warm up on 16
-requests; they run one after the other, never together, each phase --repeats times: the best time counts (the
-machine's speed drifts by ±20 % over minutes here; the least disturbed run is the one to compare). Prints per phase
-the seconds, tokens/s (documents/s for log-likelihood), the throughput ratio and the agreement of answers (text)
-and choices (argmax). lm-eval moves a context's trailing whitespace into the continuation (here the chat
-template's final newline), so its log-probabilities include that token's: the same offset for every choice of a
-document. The log-probability gap is therefore printed after removing each document's mean offset.
+requests, and run one after the other, never together. Each phase runs --repeats rounds; a round is one run of
+each tool back to back, who goes first alternating, and its ratio is lm-eval's seconds over rtransfer's. This
+machine's speed drifts by ±20 % over minutes and its intra-op threading by more, so only ratios of neighbouring
+runs are compared; the median round is printed with the spread. lm-eval runs with each of --lmeval-threads (1 and
+--threads by default; its own default is every core) and its faster run of the round counts: on 2 cores one
+thread is sometimes the faster. rtransfer decodes --threads/streams threads per stream (`HFEngine.streams`).
+Prints per phase the seconds, tokens/s (documents/s for log-likelihood), the ratio and the agreement of answers
+(text) and choices (argmax) with every lm-eval run. lm-eval moves a context's trailing whitespace into the
+continuation (here the chat template's final newline), so its log-probabilities include that token's: the same
+offset for every choice of a document. The log-probability gap is therefore printed after removing each document's mean offset.
 
 lm-eval runs in its own venv (`--setup` makes bench/.venv-lmeval: torch 2.13.0 from this disk, lm-eval 0.4.13 and
 this venv's transformers from PyPI); it is never a dependency of rtransfer.
@@ -23,6 +27,7 @@ this venv's transformers from PyPI); it is never a dependency of rtransfer.
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,22 +77,47 @@ def lmeval_requests(engine: HFEngine, plan: EvalPlan) -> tuple[str, list]:
     return ("loglik" if plan.tasks[0].kind == "loglik" else "generate"), requests
 
 
-def rtransfer_phase(engine: HFEngine, plan: EvalPlan, repeats: int = 1) -> tuple[list[float], list]:
-    """Seconds of each repeat of the runner over the phase's benchmarks (a fresh run directory each), and the
-    outputs of the last in lm-eval's request order."""
-    seconds, outputs = [], []
+def rtransfer_run(engine: HFEngine, plan: EvalPlan) -> tuple[float, list]:
+    """Seconds of one run of the runner over the phase's benchmarks (a fresh run directory), and its outputs in
+    lm-eval's request order."""
+    outputs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for repeat in range(repeats):
-            run = RunDir(Path(tmp) / f"run{repeat}")
-            start = time.perf_counter()
-            evaluate(engine, plan, run)
-            seconds.append(time.perf_counter() - start)
+        run = RunDir(Path(tmp) / "run")
+        start = time.perf_counter()
+        evaluate(engine, plan, run)
+        seconds = time.perf_counter() - start
         for task in plan.tasks:
             by_id = {r.doc_id: r for r in run.records(task.name)}
             for doc in load_docs(task, plan):
                 record = by_id[doc.id]
                 outputs += record.extra["logprobs"] if task.kind == "loglik" else [(record.response, record.extra)]
     return seconds, outputs
+
+
+class LmEval:
+    """lm-eval's `hf` backend in its own venv and process, the model loaded once, each phase run on request."""
+
+    def __init__(self, spec: dict, tmp: str):
+        Path(tmp, "requests.json").write_text(json.dumps(spec))
+        worker = [str(VENV / "bin" / "python"), str(HERE / "lmeval_worker.py"), f"{tmp}/requests.json"]
+        self.process = subprocess.Popen(worker, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.versions = self._reply()["versions"]
+
+    def run(self, phase: str, threads: int) -> tuple[float, list]:
+        self.process.stdin.write(json.dumps({"phase": phase, "threads": threads}) + "\n")
+        self.process.stdin.flush()
+        reply = self._reply()
+        return reply["seconds"], reply["outputs"]
+
+    def _reply(self) -> dict:
+        for line in self.process.stdout:
+            if line.startswith("RESULT "):
+                return json.loads(line.removeprefix("RESULT "))
+        raise SystemExit(f"lm-eval's worker ended (exit {self.process.wait()})")
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
 
 
 def agreement(plan: EvalPlan, ours: list, theirs: list) -> tuple[str, str]:
@@ -115,10 +145,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lmeval-batch-size", help="lm-eval's batch size, e.g. auto (default: --batch-size)")
     ap.add_argument("--phases", default=",".join(PHASES))
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs per phase and tool; the best counts")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds per phase, each one timed run of each tool")
     ap.add_argument("--data-dir", type=Path, default=SHARED)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument(
+        "--lmeval-threads",
+        type=lambda text: sorted({int(t) for t in text.split(",")}),
+        help="torch thread counts lm-eval runs with each round, its fastest counting (default: 1 and --threads)",
+    )
     args = ap.parse_args()
+    args.lmeval_threads = args.lmeval_threads or sorted({1, args.threads})
     if args.setup or not (VENV / "bin" / "python").exists():
         setup()
     torch.set_num_threads(args.threads)
@@ -130,49 +166,60 @@ def main() -> None:
         plans[name] = EvalPlan([get_task(t) for t in tasks], data_dir=args.data_dir, limit=limit, overrides=overrides)
         plans[name].load()
 
-    ours = {}
-    for name in names:
-        plan = plans[name]
-        rtransfer_phase(engine, EvalPlan(plan.tasks[:1], limit=16, overrides=plan.overrides, docs=plan.docs))
-        ours[name] = rtransfer_phase(engine, plan, args.repeats)
-
     with tempfile.TemporaryDirectory() as tmp:
         phases = []
         for name in names:
             kind, requests = lmeval_requests(engine, plans[name])
             phases.append({"name": name, "kind": kind, "requests": requests})
-        spec = {
-            "model": args.model,
-            "batch_size": args.lmeval_batch_size or args.batch_size,
-            "threads": args.threads,
-            "repeats": args.repeats,
-            "phases": phases,
-        }
-        Path(tmp, "requests.json").write_text(json.dumps(spec))
-        worker = [
-            str(VENV / "bin" / "python"),
-            str(HERE / "lmeval_worker.py"),
-            *(f"{tmp}/{f}.json" for f in ("requests", "out")),
-        ]
-        subprocess.run(worker, check=True)
-        theirs = json.loads(Path(tmp, "out.json").read_text())
+        lmeval = LmEval(
+            {"model": args.model, "batch_size": args.lmeval_batch_size or args.batch_size, "phases": phases}, tmp
+        )
+        try:
+            results = {name: measure(engine, plans[name], lmeval, name, args) for name in names}
+        finally:
+            lmeval.close()
 
     print(
-        f"model {args.model}, fp32, CPU, torch threads {args.threads}, batch {args.batch_size} "
-        f"(lm-eval {spec['batch_size']}); rtransfer {version('rtransfer')}, lm-eval {theirs['versions']['lm_eval']}; "
-        f"best of {args.repeats}"
+        f"model {args.model}, fp32, CPU, torch threads {args.threads} (rtransfer: {engine._streams()} streams), "
+        f"batch {args.batch_size} (lm-eval {args.lmeval_batch_size or args.batch_size}, its faster of "
+        f"{'/'.join(map(str, args.lmeval_threads))} threads each round); rtransfer {version('rtransfer')}, "
+        f"lm-eval {lmeval.versions['lm_eval']}; {args.repeats} rounds, the tools alternating"
     )
     print(f"{'phase':8} {'rtransfer s':>11} {'lm-eval s':>9} {'units':>7} {'ours/s':>8} {'theirs/s':>8} {'ratio':>6}")
     for name in names:
-        times, outputs = ours[name]
-        other = theirs["phases"][name]
-        line, units = agreement(plans[name], outputs, other["outputs"])
-        n, mine, their = int(units), min(times), min(other["seconds"])
+        ours, theirs, ratios, line, n = results[name]
+        mine, their = statistics.median(ours), statistics.median(theirs)
         print(
-            f"{name:8} {mine:11.2f} {their:9.2f} {n:7d} {n / mine:8.1f} {n / their:8.1f} {their / mine:5.2f}x  {line}"
+            f"{name:8} {mine:11.2f} {their:9.2f} {n:7d} {n / mine:8.1f} {n / their:8.1f} "
+            f"{statistics.median(ratios):5.2f}x  {line}"
         )
-        print(f"{'':8} all runs: rtransfer {_runs(times)}; lm-eval {_runs(other['seconds'])}")
-    print("units: generated tokens (generation) or documents (loglik); ratio: rtransfer's throughput / lm-eval's")
+        spread = f"ratio {min(ratios):.2f}–{max(ratios):.2f}"
+        print(f"{'':8} rounds: rtransfer {_runs(ours)}; lm-eval {_runs(theirs)}; {spread}")
+    print(
+        "seconds: medians over rounds; units: generated tokens (generation) or documents (loglik); ratio: the median "
+        "over rounds of lm-eval's seconds / rtransfer's, each round's two runs back to back"
+    )
+
+
+def measure(engine: HFEngine, plan: EvalPlan, lmeval: LmEval, name: str, args) -> tuple:
+    """Both tools on one phase, round by round (who goes first alternates, so the machine's drift falls on both):
+    each round's seconds, the round's throughput ratio, the agreement line and the unit count."""
+    rtransfer_run(engine, EvalPlan(plan.tasks[:1], limit=16, overrides=plan.overrides, docs=plan.docs))  # warm-up
+    ours, theirs, lines = [], [], {}
+    for round_ in range(args.repeats):
+        for tool in ("rtransfer", "lm-eval")[:: 1 if round_ % 2 == 0 else -1]:
+            if tool == "rtransfer":
+                seconds, mine = rtransfer_run(engine, plan)
+                ours.append(seconds)
+                continue
+            best = None
+            for threads in args.lmeval_threads:
+                seconds, other = lmeval.run(name, threads)
+                best = seconds if best is None else min(best, seconds)
+                lines[threads] = other
+            theirs.append(best)
+    agree = [agreement(plan, mine, other) for other in lines.values()]
+    return ours, theirs, [t / o for o, t in zip(ours, theirs, strict=True)], min(agree)[0], int(agree[0][1])
 
 
 def _runs(seconds: list[float]) -> str:

@@ -92,7 +92,7 @@ def test_fast_decoding_is_transformers_generate_with_finished_rows_dropped(engin
     assert {ended for _, ended in fast} == {True, False} and len({len(ids) for ids, _ in fast}) > 1
     text = engine.tokenizer.decode(fast[0][0])
     stopped = SamplingParams(max_new_tokens=12, stop=(text[2:4],))
-    assert engine._generate_batch(batch, stopped) == [
+    assert engine._generate_batch(batch, stopped, None) == [
         _as_generation(engine, ids, ended, stopped)
         for ids, ended in engine._generate_ids_hf(*_padded(engine, batch), stopped)
     ]
@@ -155,27 +155,61 @@ def test_log_likelihood_does_not_depend_on_batching(engine, monkeypatch):
         assert a == pytest.approx(b, abs=1e-4)
 
 
-def test_greedy_generation_does_not_depend_on_batching(engine):
+def test_greedy_generation_does_not_depend_on_batching(engine, monkeypatch):
     params = SamplingParams(max_new_tokens=12)
+    monkeypatch.setattr(engine, "streams", 1)
     first = engine.generate(PROMPTS, params, seeds=[0] * len(PROMPTS))
-    engine.batch_size = 1
-    try:
-        single = engine.generate(PROMPTS[::-1], params, seeds=[0] * len(PROMPTS))[::-1]
-    finally:
-        engine.batch_size = 3
+    monkeypatch.setattr(engine, "streams", 3)  # three batches decoding at once, on threads
+    assert [g.text for g in engine.generate(PROMPTS, params, seeds=[0] * len(PROMPTS))] == [g.text for g in first]
+    monkeypatch.setattr(engine, "streams", 1)
+    monkeypatch.setattr(engine, "batch_size", 1)
+    single = engine.generate(PROMPTS[::-1], params, seeds=[0] * len(PROMPTS))[::-1]
     assert [g.text for g in first] == [g.text for g in single]
     assert len({g.text for g in first}) > 1  # the random model does say different things
     assert all(g.tokens == 12 and g.finish_reason == "length" and g.seed is None for g in first)
 
 
-def test_sampling_is_reproducible_from_seeds(engine):
+def test_sampling_is_reproducible_from_seeds(engine, monkeypatch):
     params = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=10)
+    monkeypatch.setattr(engine, "streams", 1)
     a = engine.generate(PROMPTS, params, seeds=list(range(7)))
     b = engine.generate(PROMPTS, params, seeds=list(range(7)))
     c = engine.generate(PROMPTS, params, seeds=list(range(100, 107)))
     assert [g.text for g in a] == [g.text for g in b]
     assert [g.text for g in a] != [g.text for g in c]
     assert all(g.seed is not None for g in a)
+    # Each batch draws from its own generator, so batches decoding at once on threads draw the same.
+    monkeypatch.setattr(engine, "streams", 3)
+    assert [(g.text, g.seed) for g in engine.generate(PROMPTS, params, seeds=list(range(7)))] == [
+        (g.text, g.seed) for g in a
+    ]
+
+
+def test_streams_share_the_threads_and_give_them_back(engine, monkeypatch):
+    """While batches decode at once, each stream gets its share of torch's threads; the count is restored when the
+    call ends, and when its consumer stops early (a runner interrupted between two batches)."""
+    seen = []
+    generate_ids = engine.generate_ids
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return generate_ids(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "generate_ids", spy)
+    monkeypatch.setattr(engine, "streams", 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        stream = engine.generate_stream(PROMPTS, SamplingParams(max_new_tokens=4), [0] * len(PROMPTS))
+        next(stream)
+        stream.close()
+        assert torch.get_num_threads() == 4
+        assert len(engine.generate(PROMPTS, SamplingParams(max_new_tokens=4), [0] * len(PROMPTS))) == len(PROMPTS)
+        assert torch.get_num_threads() == 4 and set(seen) == {2}
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(engine, "fast_decode", False)  # generate() draws from the global RNG: one batch at a time
+    assert engine._streams() == 1
 
 
 def test_stop_strings_cut_the_text(engine):

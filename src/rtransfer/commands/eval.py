@@ -48,6 +48,9 @@ def add_engine_arguments(p) -> None:
     p.add_argument(
         "--batch-tokens", type=int, help="hf: padded prompt tokens per batch, at most (default 4096 CPU, 32768 GPU)"
     )
+    p.add_argument(
+        "--streams", type=int, help="hf: batches decoding at once, sharing torch's threads (default 2 on a CPU)"
+    )
     p.add_argument("--dtype", default="auto", help="hf: auto, float32, bfloat16 or float16")
     add_placement_args(p)
     p.add_argument("--revision", help="model revision on the hub")
@@ -71,7 +74,16 @@ def run(args) -> int:
     from rtransfer.evaluate import EvalPlan, Overrides, evaluate
     from rtransfer.runs import RunDir
 
-    for flag in ("limit", "samples", "max_new_tokens", "batch_size", "batch_tokens", "concurrency", "max_attempts"):
+    for flag in (
+        "limit",
+        "samples",
+        "max_new_tokens",
+        "batch_size",
+        "batch_tokens",
+        "streams",
+        "concurrency",
+        "max_attempts",
+    ):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise DataError(f"--{flag.replace('_', '-')} must be at least 1, not {value}")
@@ -107,6 +119,7 @@ def make_engine(args, thinking: bool | None):
         device_map=args.device_map,
         batch_size=args.batch_size,
         batch_tokens=args.batch_tokens,
+        streams=args.streams,
         base_urls=args.base_url or [],
         api_key_env=args.api_key_env,
         concurrency=args.concurrency,

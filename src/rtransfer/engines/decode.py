@@ -118,12 +118,21 @@ def padded_positions(mask):
 
 
 def decode(
-    model, input_ids, attention_mask, *, max_new_tokens: int, eos: Sequence[int], sampling: dict | None, stopping=None
+    model,
+    input_ids,
+    attention_mask,
+    *,
+    max_new_tokens: int,
+    eos: Sequence[int],
+    sampling: dict | None,
+    stopping=None,
+    generator=None,
 ) -> list[tuple[list[int], bool]]:
     """One left-padded batch: each row's new token ids (the end-of-turn token left out) and whether it ended there.
 
     `sampling`: None for greedy, else {"temperature", "top_k", "top_p"} (top_k 0 and top_p 1 are off), drawn from
-    torch's global RNG; `stopping`: a transformers StoppingCriteria (stop strings), or None."""
+    `generator` (a torch.Generator; None: torch's global RNG, as generate() draws); `stopping`: a transformers
+    StoppingCriteria (stop strings), or None."""
     import torch
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
@@ -159,7 +168,7 @@ def decode(
         for step in range(max_new_tokens):
             scores = warpers(sequences, out.logits[:, -1].float())
             if sampling:
-                token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+                token = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator).squeeze(1)
             else:
                 token = torch.argmax(scores, dim=-1)
             sequences = torch.cat([sequences, token[:, None]], dim=-1)

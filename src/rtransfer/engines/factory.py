@@ -17,6 +17,7 @@ class EngineSpec:
     device_map: str | None = None
     batch_size: int = 8  # prompts (log-likelihood: documents) per batch, at most
     batch_tokens: int | None = None  # padded prompt tokens per batch, at most (None: 4096 on a CPU, 32768 on a GPU)
+    streams: int | None = None  # batches decoding at once (None: 2 on a CPU with 2 threads or more, else 1)
     # openai
     base_urls: list[str] = field(default_factory=list)
     api_key_env: str | None = None  # the environment variable holding the servers' key
@@ -58,6 +59,7 @@ def make_engine(spec: EngineSpec):
         device_map=spec.device_map,
         batch_size=spec.batch_size,
         batch_tokens=spec.batch_tokens,
+        streams=spec.streams,
         chat=spec.chat,
         thinking=spec.thinking,
     )
