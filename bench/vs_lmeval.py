@@ -19,7 +19,8 @@ thread is sometimes the faster. rtransfer decodes --threads/streams threads per 
 Prints per phase the seconds, tokens/s (documents/s for log-likelihood), the ratio and the agreement of answers
 (text) and choices (argmax) with every lm-eval run. lm-eval moves a context's trailing whitespace into the
 continuation (here the chat template's final newline), so its log-probabilities include that token's: the same
-offset for every choice of a document. The log-probability gap is therefore printed after removing each document's mean offset.
+offset for every choice of a document. The log-probability gap is therefore printed after removing each
+document's mean offset.
 
 lm-eval runs in its own venv (`--setup` makes bench/.venv-lmeval: torch 2.13.0 from this disk, lm-eval 0.4.13 and
 this venv's transformers from PyPI); it is never a dependency of rtransfer.
