@@ -188,7 +188,7 @@ def main() -> None:
     )
     print(f"{'phase':8} {'rtransfer s':>11} {'lm-eval s':>9} {'units':>7} {'ours/s':>8} {'theirs/s':>8} {'ratio':>6}")
     for name in names:
-        ours, theirs, ratios, line, n = results[name]
+        ours, theirs, ratios, by_threads, line, n = results[name]
         mine, their = statistics.median(ours), statistics.median(theirs)
         print(
             f"{name:8} {mine:11.2f} {their:9.2f} {n:7d} {n / mine:8.1f} {n / their:8.1f} "
@@ -196,6 +196,7 @@ def main() -> None:
         )
         spread = f"ratio {min(ratios):.2f}–{max(ratios):.2f}"
         print(f"{'':8} rounds: rtransfer {_runs(ours)}; lm-eval {_runs(theirs)}; {spread}")
+        print(f"{'':8} lm-eval by threads: " + "; ".join(f"{t}: {_runs(s)}" for t, s in by_threads.items()))
     print(
         "seconds: medians over rounds; units: generated tokens (generation) or documents (loglik); ratio: the median "
         "over rounds of lm-eval's seconds / rtransfer's, each round's two runs back to back"
@@ -206,7 +207,7 @@ def measure(engine: HFEngine, plan: EvalPlan, lmeval: LmEval, name: str, args) -
     """Both tools on one phase, round by round (who goes first alternates, so the machine's drift falls on both):
     each round's seconds, the round's throughput ratio, the agreement line and the unit count."""
     rtransfer_run(engine, EvalPlan(plan.tasks[:1], limit=16, overrides=plan.overrides, docs=plan.docs))  # warm-up
-    ours, theirs, lines = [], [], {}
+    ours, theirs, lines, by_threads = [], [], {}, {t: [] for t in args.lmeval_threads}
     for round_ in range(args.repeats):
         for tool in ("rtransfer", "lm-eval")[:: 1 if round_ % 2 == 0 else -1]:
             if tool == "rtransfer":
@@ -216,11 +217,13 @@ def measure(engine: HFEngine, plan: EvalPlan, lmeval: LmEval, name: str, args) -
             best = None
             for threads in args.lmeval_threads:
                 seconds, other = lmeval.run(name, threads)
+                by_threads[threads].append(seconds)
                 best = seconds if best is None else min(best, seconds)
                 lines[threads] = other
             theirs.append(best)
     agree = [agreement(plan, mine, other) for other in lines.values()]
-    return ours, theirs, [t / o for o, t in zip(ours, theirs, strict=True)], min(agree)[0], int(agree[0][1])
+    ratios = [t / o for o, t in zip(ours, theirs, strict=True)]
+    return ours, theirs, ratios, by_threads, min(agree)[0], int(agree[0][1])
 
 
 def _runs(seconds: list[float]) -> str:
