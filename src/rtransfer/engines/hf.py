@@ -143,8 +143,8 @@ class HFEngine(CollectsStream):
         """How many batches run at once: `streams`, else 2 on a CPU with 2 threads or more. A decoding step of a
         small model is mostly per-operation overhead, which a second intra-op thread does not split but a second
         batch on its own thread overlaps (torch releases the GIL in its kernels). On 2 cores, the lab suite on the
-        lab base, alternating runs: 1.17x faster than one batch on 2 threads (3 rounds, 1.04-1.35x per round);
-        when this machine's 2-thread kernels ran slow, 1.9x."""
+        lab base against one batch on 2 threads, two measurements of 3 alternating rounds: 1.17x and 1.05x faster
+        (0.99-1.38x per round); 1.9x while this machine's 2-thread kernels ran slow. Never slower overall."""
         import torch
 
         if self.streams is not None:
