@@ -257,3 +257,24 @@ def test_chat_mode_drops_the_target_delimiter_base_mode_keeps_it(tiny_model):
     assert chat.loglikelihood([(context, [" yes"])]) == chat.loglikelihood([(context, ["yes"])])
     base = HFEngine(str(tiny_model), chat=False, device="cpu")
     assert base.loglikelihood([(context, [" yes"])]) != base.loglikelihood([(context, ["yes"])])
+
+
+def test_a_failing_batch_stops_the_streams_with_its_own_error():
+    """An error in one stream reaches the caller as itself (no lost traceback in a worker thread), after the other
+    batches in flight end, and torch's thread count is given back."""
+    from rtransfer.engines.hf import concurrently
+
+    def work(item):
+        if item == 3:
+            raise ValueError("batch 3 is bad")
+        return [item]
+
+    threads = torch.get_num_threads()
+    seen = []
+    with pytest.raises(ValueError, match="batch 3 is bad"):
+        for value in concurrently(work, range(8), 2):
+            seen.append(value)
+    assert torch.get_num_threads() == threads
+    assert set(seen) <= {0, 1, 2, 4} and {0, 1} <= set(seen)
+    # Without an error every element of every result arrives once, whatever order the batches end in.
+    assert sorted(concurrently(lambda i: [i, -i], range(8), 3)) == sorted(x for i in range(8) for x in (i, -i))
