@@ -205,25 +205,30 @@ def main() -> None:
 
 def measure(engine: HFEngine, plan: EvalPlan, lmeval: LmEval, name: str, args) -> tuple:
     """Both tools on one phase, round by round (who goes first alternates, so the machine's drift falls on both):
-    each round's seconds, the round's throughput ratio, the agreement line and the unit count."""
+    rtransfer's seconds per round, lm-eval's (its fastest thread count's) per round, the rounds' ratios,
+    lm-eval's seconds per thread count, the agreement line (one per lm-eval thread count where they differ) and
+    the unit count."""
     rtransfer_run(engine, EvalPlan(plan.tasks[:1], limit=16, overrides=plan.overrides, docs=plan.docs))  # warm-up
-    ours, theirs, lines, by_threads = [], [], {}, {t: [] for t in args.lmeval_threads}
+    ours, outputs, by_threads = [], {}, {t: [] for t in args.lmeval_threads}
+
+    def run_ours() -> None:
+        seconds, outputs["rtransfer"] = rtransfer_run(engine, plan)
+        ours.append(seconds)
+
+    def run_theirs() -> None:
+        for threads in args.lmeval_threads:
+            seconds, outputs[threads] = lmeval.run(name, threads)
+            by_threads[threads].append(seconds)
+
     for round_ in range(args.repeats):
-        for tool in ("rtransfer", "lm-eval")[:: 1 if round_ % 2 == 0 else -1]:
-            if tool == "rtransfer":
-                seconds, mine = rtransfer_run(engine, plan)
-                ours.append(seconds)
-                continue
-            best = None
-            for threads in args.lmeval_threads:
-                seconds, other = lmeval.run(name, threads)
-                by_threads[threads].append(seconds)
-                best = seconds if best is None else min(best, seconds)
-                lines[threads] = other
-            theirs.append(best)
-    agree = [agreement(plan, mine, other) for other in lines.values()]
+        for run in (run_ours, run_theirs)[:: 1 if round_ % 2 == 0 else -1]:
+            run()
+    theirs = [min(each) for each in zip(*by_threads.values(), strict=True)]
+    agree = {t: agreement(plan, outputs["rtransfer"], outputs[t]) for t in args.lmeval_threads}
+    lines = {line for line, _ in agree.values()}
+    line = lines.pop() if len(lines) == 1 else "; ".join(f"{t} threads: {a[0]}" for t, a in agree.items())
     ratios = [t / o for o, t in zip(ours, theirs, strict=True)]
-    return ours, theirs, ratios, by_threads, min(agree)[0], int(agree[0][1])
+    return ours, theirs, ratios, by_threads, line, int(agree[args.lmeval_threads[0]][1])
 
 
 def _runs(seconds: list[float]) -> str:

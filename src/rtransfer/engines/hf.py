@@ -2,9 +2,10 @@
 
 Generation sorts a whole call's prompts by length (the runner hands over everything pending), cuts them into
 batches of at most batch_size prompts and batch_tokens padded prompt tokens, pads on the left so every prompt ends
-where generation starts, and yields each batch's answers as it ends. Decoding (decode.py) drops each answer from
-its batch as it finishes. Log-likelihood scoring packs each document into one row (its context once, then every
-continuation under a block mask), sorted by length and batched the same way.
+where generation starts, and yields each batch's answers as it ends; on a CPU two batches run at once by default
+(`streams`, each on its own thread). Decoding (decode.py) drops each answer from its batch as it finishes.
+Log-likelihood scoring packs each document into one row (its context once, then every continuation under a block
+mask), sorted by length and batched the same way.
 Measured against lm-evaluation-harness's `hf` backend on the same prompts: bench/vs_lmeval.py.
 """
 
