@@ -85,12 +85,20 @@ def benchmark_manifest(task: Task, plan: EvalPlan) -> dict[str, Any]:
     return entry
 
 
-def start_run(run: RunDir, engine: Engine, plan: EvalPlan, name: str | None = None, base: str | None = None) -> dict:
+def start_run(
+    run: RunDir,
+    engine: Engine,
+    plan: EvalPlan,
+    name: str | None = None,
+    base: str | None = None,
+    method: str | None = None,
+) -> dict:
     info = engine.describe()
     manifest = new_manifest(
         info["model"],
         name=name,
         base=base,
+        method=method,
         revision=info.get("revision"),
         chat_template=info.get("chat_template"),
         sampling={k: v for k, v in vars(plan.overrides).items() if v is not None},
@@ -245,10 +253,11 @@ def evaluate(
     *,
     name: str | None = None,
     base: str | None = None,
+    method: str | None = None,
     progress: Callable[[str], Callable[[int, int], Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every task of the plan into `run`; scores.json is rewritten after each benchmark."""
-    start_run(run, engine, plan, name=name, base=base)
+    start_run(run, engine, plan, name=name, base=base, method=method)
     results = {}
     for task in plan.tasks:
         results[task.name] = run_benchmark(engine, task, run, plan, progress(task.name) if progress else None)
@@ -266,6 +275,7 @@ def evaluate_spec(
     limit: int | None = None,
     name: str | None = None,
     base: str | None = None,
+    method: str | None = None,
     progress=None,
 ) -> dict[str, dict[str, Any]]:
     """The model an EngineSpec describes on a suite (or comma-separated benchmark names), into `run_dir`: the
@@ -275,7 +285,7 @@ def evaluate_spec(
 
     plan = EvalPlan([get_task(n) for n in resolve_suite(suite)], data_dir=data_dir, limit=limit).load()
     engine = make_engine(spec)
-    return evaluate(engine, plan, RunDir(run_dir), name=name, base=base, progress=progress)
+    return evaluate(engine, plan, RunDir(run_dir), name=name, base=base, method=method, progress=progress)
 
 
 def regrade_run(run: RunDir, data_dir: Path | None = None, seed: int | None = None, workers: int | None = None):

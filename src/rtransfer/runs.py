@@ -59,6 +59,7 @@ def new_manifest(
     *,
     name: str | None = None,
     base: str | None = None,
+    method: str | None = None,
     revision: str | None = None,
     chat_template: str | None = None,
     sampling: dict | None = None,
@@ -67,12 +68,14 @@ def new_manifest(
     benchmarks: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
     """The manifest of a run. `model` is a hub id or a local path (local paths get a content fingerprint);
-    `benchmarks` maps each benchmark to its {"version", "grader_version"}."""
+    `benchmarks` maps each benchmark to its {"version", "grader_version"}; `method` names how the model was made
+    (sft, grpo, ...), for the report and `rtransfer ti`."""
     local = Path(model).expanduser()
     return {
         "name": name or (local.name if local.exists() else model),
         "model": model,
         "base": base,
+        "method": method,
         "revision": revision,
         "model_fingerprint": fingerprint(local) if local.exists() else None,
         "chat_template_hash": text_hash(chat_template),

@@ -36,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="the model's label in tables (default: the model path's name)")
     p.add_argument("--base", help="the label of the base model this one is compared with (for rtransfer ti)")
+    p.add_argument(
+        "--method", help="how the model was made (sft, grpo, onpolicy, ...): shown by rtransfer ti and the report"
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per benchmark")
     p.set_defaults(run=run)
 
@@ -98,7 +101,9 @@ def run(args) -> int:
     )
     plan.load()  # fail on missing data before loading a model; the documents are loaded once
     engine = make_engine(args, None if args.thinking is None else args.thinking == "on")
-    results = evaluate(engine, plan, RunDir(args.out), name=args.name, base=args.base, progress=_progress_bar)
+    results = evaluate(
+        engine, plan, RunDir(args.out), name=args.name, base=args.base, method=args.method, progress=_progress_bar
+    )
     print_scores(results, args.json, title=f"{args.name or Path(args.model).name} — {args.out}")
     return 0
 
