@@ -189,13 +189,16 @@ def grading_pool(workers: int | None = None) -> Iterator[ThreadPoolExecutor]:
 
 def grade_record(task: Task, doc: Doc, record: Record) -> Record:
     """`record` graded by the task's grader: from its response, or for a log-likelihood task from the stored
-    log-likelihoods of the choices. The grade, extracted answer, weight, details and grader version are replaced."""
+    log-likelihoods of the choices. The grade, extracted answer, weight, details and grader version are replaced,
+    and the gold and (log-likelihood) the choices are set here, so that a regrade fills them in old records too."""
     if task.kind == "loglik":
         g = task.grade_choices(doc, record.extra["logprobs"])
+        record.choices = list(task.choices(doc)[1])
     else:
         g = task.grade(doc, record.response or "")
     record.extracted, record.grade, record.weight = g.extracted, float(g.score), float(g.weight)
     record.grading, record.grader_version = dict(g.extra), task.grader_version
+    record.gold = task.gold(doc)
     return record
 
 

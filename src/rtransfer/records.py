@@ -37,6 +37,11 @@ class Record:
     extracted: Any = None  # the answer the grader read from the response
     grade: float | None = None  # in [0, 1]; None while ungraded
     weight: float = 1.0  # the document's weight in a ratio metric (IFEval: its instruction count)
+    # What the grader compared the answer with (Task.gold), and for a log-likelihood task the continuations whose
+    # log-probabilities are extra["logprobs"], in the same order. None in records graded before they existed:
+    # a regrade fills them.
+    gold: Any = None
+    choices: list[str] | None = None
     grader_version: str | None = None
     seed: int | None = None
     grading: dict = field(default_factory=dict)  # the grader's details (Grade.extra); a re-grade replaces them
@@ -149,8 +154,8 @@ class RecordWriter:
 
 def regrade(path: str | Path, grade: Callable[[Record], Record], map_fn: Callable = map) -> list[Record]:
     """Grade stored records again without generating: `grade(record)` returns the record with its grade, extracted
-    answer, weight, grading details and grader version replaced (rtransfer.evaluate.grade_record); `map_fn` may
-    be a pool's map.
+    answer, weight, gold, choices, grading details and grader version replaced (rtransfer.evaluate.grade_record);
+    `map_fn` may be a pool's map.
 
     The file is rewritten atomically (temporary file, fsync, rename), under the writers' lock: a regrade killed
     half-way leaves the old file whole.

@@ -13,17 +13,25 @@ import numpy as np
 
 from rtransfer.benchmarks.names import canonical, known_names, lookup
 from rtransfer.errors import DataError
-from rtransfer.records import doc_grades
 from rtransfer.runs import RunDir, read_json
 from rtransfer.transfer import DocGrades, ModelScores, check_rows
 
 META_COLUMNS = ("model", "base", "method")
+SCALES = (100, 1)  # points (0–100), or fractions (0–1) converted to points
 
 
-def load_scores_csv(path: str | Path) -> list[ModelScores]:
+def load_scores_csv(path: str | Path, scale: int = 100) -> list[ModelScores]:
     """A table shaped like the paper's: `model`, `base` (empty for base models), optional `method`, then one
-    column per benchmark (canonical or display names). Empty cells are missing scores."""
+    column per benchmark (canonical or display names). Empty cells are missing scores.
+
+    Scores are in points (0–100) unless `scale` is 1 (fractions, multiplied by 100 here). A table read in the
+    wrong scale gives a wrong TI without any error (v2 weighs each benchmark by 100 − R_base), so a table, or a
+    row, whose scores all lie in 0–1 is refused in points. Each benchmark's resolution is its column's finest
+    decimal: gains closer than that are not told apart (transfer.sigma_floor).
+    """
     path = Path(path)
+    if scale not in SCALES:
+        raise DataError(f"--scale must be 100 (points) or 1 (fractions), not {scale}")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -46,14 +54,52 @@ def load_scores_csv(path: str | Path) -> list[ModelScores]:
         if name in columns.values():
             raise DataError(f"{path}: two columns name the benchmark {name!r}")
         columns[column] = name
-    rows = [_csv_row(path, number, line, columns) for number, line in enumerate(lines, start=2)]
+    rows = [_csv_row(path, number, line, columns, scale) for number, line in enumerate(lines, start=2)]
     if not rows:
         raise DataError(f"{path}: the table has no rows")
+    if scale == 100:
+        _check_points(path, rows)
+    resolution = _column_resolution(lines, columns, scale)
+    for row in rows:
+        row.resolution = {b: resolution[b] for b in row.scores}
     check_rows(rows, str(path))
     return rows
 
 
-def _csv_row(path: Path, number: int, line: dict, columns: dict[str, str]) -> ModelScores:
+def _check_points(path: Path, rows: list[ModelScores]) -> None:
+    """Refuse scores that look like fractions: all of the table's, or all of a row's (three or more)."""
+    values = [v for r in rows for v in r.scores.values()]
+    if values and max(values) <= 1.0:
+        raise DataError(
+            f"{path}: every score lies in 0–1, but scores are read in points (0–100); "
+            "pass --scale 1 to read them as fractions"
+        )
+    for number, r in enumerate(rows, start=2):
+        mine = list(r.scores.values())
+        if len(mine) >= 3 and max(mine) <= 1.0 and any(0 < v < 1 for v in mine):
+            raise DataError(
+                f"{path}:{number}: every score of {r.model!r} lies in 0–1 while the table is in points (0–100); "
+                "write the row in points"
+            )
+
+
+def _column_resolution(lines: list[dict], columns: dict[str, str], scale: int) -> dict[str, float]:
+    """Each benchmark's step in points: 10^-d for the most decimals d written in its column."""
+    out = {}
+    for column, name in columns.items():
+        cells = [(line.get(column) or "").strip().lower() for line in lines]
+        decimals = max((_decimals(c) for c in cells if c), default=0)
+        out[name] = 10.0**-decimals * (100 / scale)
+    return out
+
+
+def _decimals(cell: str) -> int:
+    mantissa, _, exponent = cell.partition("e")
+    digits = len(mantissa.partition(".")[2])
+    return max(digits - int(exponent or 0), 0)
+
+
+def _csv_row(path: Path, number: int, line: dict, columns: dict[str, str], scale: int) -> ModelScores:
     if None in line:
         raise DataError(f"{path}:{number}: more cells than header columns")
     model = (line.get("model") or "").strip()
@@ -68,9 +114,9 @@ def _csv_row(path: Path, number: int, line: dict, columns: dict[str, str]) -> Mo
             value = float(cell)
         except ValueError:
             raise DataError(f"{path}:{number}: {column} of {model!r} is {cell!r}, not a number") from None
-        if not (math.isfinite(value) and 0.0 <= value <= 100.0):
-            raise DataError(f"{path}:{number}: {column} of {model!r} is {cell}, outside 0–100")
-        scores[name] = value
+        if not (math.isfinite(value) and 0.0 <= value <= scale):
+            raise DataError(f"{path}:{number}: {column} of {model!r} is {cell}, outside 0–{scale}")
+        scores[name] = value * 100 / scale
     return ModelScores(
         model=model,
         base=(line.get("base") or "").strip() or None,
@@ -101,8 +147,7 @@ def load_run_dir(path: str | Path) -> tuple[ModelScores, list[str]]:
         records = run.records(bench)
         if not records or name in incomplete:
             continue
-        ids, values, weights = doc_grades(records)
-        row.docs[name] = DocGrades(ids, values, weights)
+        row.docs[name] = DocGrades.from_records(records)
         row.scores[name] = row.docs[name].score()
     for name, entry in stored.items():
         if name not in incomplete:
@@ -265,32 +310,45 @@ def _lm_eval_model_name(data: dict) -> str | None:
     return None
 
 
-def load_inputs(paths: Sequence[str | Path], base: str | None = None) -> tuple[list[ModelScores], list[str]]:
+def load_inputs(
+    paths: Sequence[str | Path], base: str | None = None, scale: int = 100
+) -> tuple[list[ModelScores], list[str]]:
     """Rows from any mix of inputs, with `base` (an input path or a model name) as the base of every run
-    directory and lm-eval input that does not name its own. Returns (rows, notes)."""
+    directory and lm-eval input that does not name its own. An input written NAME=PATH is labelled NAME (two runs
+    that call themselves the same, such as two trainings' `final`, can then be compared). `scale` is the scores
+    tables' (100: points; 1: fractions). Returns (rows, notes)."""
     rows: list[ModelScores] = []
     notes: list[str] = []
     loose: list[tuple[Path, ModelScores]] = []  # rows whose base is set here
+    renamed: dict[str, str] = {}  # a run's own name -> the label given to it
     for raw in paths:
-        p = Path(raw)
-        if not p.exists():
-            raise DataError(f"{p}: no such file or directory")
+        label, p = split_label(raw)
         if p.suffix.lower() == ".csv":
-            rows.extend(load_scores_csv(p))
-        elif p.is_dir() and (p / "manifest.json").exists():
+            if label:
+                raise DataError(f"{raw}: a scores table names its models itself; NAME= is for one run or result")
+            rows.extend(load_scores_csv(p, scale))
+            continue
+        if p.is_dir() and (p / "manifest.json").exists():
             row, found = load_run_dir(p)
-            notes.extend(f"{p}: {n}" for n in found)
-            loose.append((p, row))
         elif p.suffix.lower() == ".json" or p.is_dir():
             row, found = load_lm_eval(p)
-            notes.extend(f"{p}: {n}" for n in found)
-            loose.append((p, row))
         else:
             raise DataError(f"{p}: not a scores CSV, a run directory or lm-eval results")
+        notes.extend(f"{p}: {n}" for n in found)
+        if label:
+            renamed[row.model], row.model = label, label
+        loose.append((p, row))
+    _check_names(loose)
     base_name = _resolve_base(base, loose, rows)
     for p, row in loose:
+        row.base = renamed.get(row.base, row.base)
         if row.model == base_name:
             row.base = None
+        elif row.base == row.model:
+            raise DataError(
+                f"{p}: the run names itself ({row.model!r}) as its base; give the base run with --base, or label "
+                "the runs apart with NAME=PATH"
+            )
         elif row.base is None:
             if base_name is None:
                 raise DataError(f"{p}: which model is its base? name it with --base (a path or model name)")
@@ -298,6 +356,29 @@ def load_inputs(paths: Sequence[str | Path], base: str | None = None) -> tuple[l
         rows.append(row)
     check_rows(rows, "inputs")
     return rows, notes
+
+
+def split_label(raw: str | Path) -> tuple[str | None, Path]:
+    """(NAME, PATH) of an input written NAME=PATH, or (None, PATH); a path that exists as written is never split."""
+    p = Path(raw)
+    if not p.exists() and "=" in str(raw):
+        label, _, rest = str(raw).partition("=")
+        if label and Path(rest).exists():
+            return label, Path(rest)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or directory")
+    return None, p
+
+
+def _check_names(loose: list[tuple[Path, ModelScores]]) -> None:
+    seen: dict[str, Path] = {}
+    for p, row in loose:
+        if row.model in seen:
+            raise DataError(
+                f"{seen[row.model]} and {p} are both named {row.model!r}; label them apart with NAME=PATH "
+                f"(e.g. {p.name}={p})"
+            )
+        seen[row.model] = p
 
 
 def _resolve_base(base: str | None, loose: list[tuple[Path, ModelScores]], rows: list[ModelScores]) -> str | None:

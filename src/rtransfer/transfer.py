@@ -15,13 +15,14 @@ Everything is computed on arrays with a leading replicate axis, so the point est
 replicate go through the same code.
 """
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from rtransfer.benchmarks.names import GROUPS, group_of
 from rtransfer.errors import DataError, TransferabilityError
+from rtransfer.records import Record
 
 INDEXES = ("v1", "v2")
 SIGMAS = ("pooled", "model")
@@ -33,14 +34,50 @@ class DocGrades:
 
     value: the document's grade in [0, 1] (mean over its samples); weight: its share of the metric (1, unless
     the metric is a ratio such as IFEval's instruction-level accuracy, where it is the instruction count).
+    samples: [documents, k] grades of each sample, NaN where a sample was not answered (None when only the means
+    are known), so that models can be compared on the samples they all answered.
     """
 
     ids: list[str]
     values: np.ndarray
     weights: np.ndarray
+    samples: np.ndarray | None = None
+
+    @classmethod
+    def from_records(cls, records: Iterable[Record]) -> "DocGrades":
+        """Grades from run records; an ungraded sample is an error: a score never silently leaves records out."""
+        grades: dict[str, dict[int, float]] = {}
+        weights: dict[str, float] = {}
+        for r in records:
+            if r.grade is None:
+                raise DataError(f"record ({r.doc_id}, sample {r.sample}) has no grade; grade the run first")
+            grades.setdefault(r.doc_id, {})[r.sample] = float(r.grade)
+            weights[r.doc_id] = float(r.weight)
+        ids = list(grades)
+        k = 1 + max((s for g in grades.values() for s in g), default=0)
+        samples = np.full((len(ids), k), np.nan)
+        for i, d in enumerate(ids):
+            for s, grade in grades[d].items():
+                samples[i, s] = grade
+        return cls(ids, np.nanmean(samples, axis=1), np.array([weights[d] for d in ids]), samples)
 
     def score(self) -> float:
         return float(100.0 * np.sum(self.values * self.weights) / np.sum(self.weights))
+
+    def resolution(self) -> float:
+        """The smallest step of the score in points: one sample of the lightest document."""
+        k = 1 if self.samples is None else self.samples.shape[1]
+        return float(100.0 * np.min(self.weights) / np.sum(self.weights) / k)
+
+    def restrict(self, ids: Sequence[str], sample_mask: np.ndarray | None) -> "DocGrades":
+        """These documents only, in this order, each averaged over the samples its mask row keeps."""
+        position = {d: i for i, d in enumerate(self.ids)}
+        rows = [position[d] for d in ids]
+        if self.samples is None or sample_mask is None:
+            return DocGrades(list(ids), self.values[rows], self.weights[rows])
+        k = sample_mask.shape[1]
+        kept = np.where(sample_mask, self.samples[rows, :k], np.nan)
+        return DocGrades(list(ids), np.nanmean(kept, axis=1), self.weights[rows], kept)
 
 
 @dataclass
@@ -52,6 +89,14 @@ class ModelScores:
     scores: dict[str, float]  # canonical benchmark name -> 0..100
     method: str = ""
     docs: dict[str, DocGrades] = field(default_factory=dict)  # where per-sample records exist
+    # The smallest step of each score in points (a table's last decimal; one sample's share in a run), below
+    # which two gains cannot be told apart. Missing: only floating-point noise is ruled out.
+    resolution: dict[str, float] = field(default_factory=dict)
+
+    def step(self, benchmark: str) -> float:
+        if benchmark in self.docs:
+            return self.docs[benchmark].resolution()
+        return self.resolution.get(benchmark, 0.0)
 
 
 @dataclass
@@ -72,6 +117,10 @@ class TIResult:
     domain_ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # group -> CI of ΔR_g / DI_g
     change_ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # group -> CI of the change
     unstable: str | None = None  # why the TI's CI is not to be trusted (the math index's CI includes 0)
+    # Documents per benchmark that the comparison used, where per-document grades exist (the ones every model
+    # compared in the call answered), and what was left out to compare like with like.
+    n: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         out: dict = {"model": self.model, "base": self.base, "method": self.method, "index": self.index}
@@ -91,6 +140,10 @@ class TIResult:
         if self.change_ci:
             out["change_ci"] = {g: [_finite_or_none(lo), _finite_or_none(hi)] for g, (lo, hi) in self.change_ci.items()}
         out["benchmarks"] = self.benchmarks
+        if self.n:
+            out["n"] = self.n
+        if self.notes:
+            out["notes"] = self.notes
         if self.undefined:
             out["error"] = self.undefined
         if self.unstable:
@@ -125,6 +178,8 @@ class TIResult:
             domain_ci=pairs({g: row[f"{prefix}_{g}_ci"] for g in GROUPS if f"{prefix}_{g}_ci" in row}),
             change_ci=pairs(row.get("change_ci") or {}),
             unstable=row.get("unstable"),
+            n=row.get("n") or {},
+            notes=row.get("notes") or [],
         )
 
 
@@ -137,12 +192,19 @@ def group_columns(benchmarks: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def domain_indexes(
-    tuned: np.ndarray, base: np.ndarray, columns: dict[str, np.ndarray], index: str = "v2", sigma: str = "pooled"
+    tuned: np.ndarray,
+    base: np.ndarray,
+    columns: dict[str, np.ndarray],
+    index: str = "v2",
+    sigma: str = "pooled",
+    resolution: dict[str, float] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per-group ΔR_g (v1) or DI_g (v2) for arrays of shape [replicates, rows, benchmarks].
 
-    NaN marks a missing score; a group whose scores are all missing gives NaN. Returns (domain, sigma), each
-    group mapping to an array [replicates, rows].
+    NaN marks a missing score; a group whose scores are all missing gives NaN. A v2 group whose σ is below
+    sigma_floor (its gains are equal within the scores' resolution, `resolution[g]` points) while its gains are
+    not all zero gives NaN too: z-normalising by a σ that is rounding noise would print any number. Returns
+    (domain, sigma), each group mapping to an array [replicates, rows].
     """
     if index not in INDEXES:
         raise TransferabilityError(f"unknown TI index {index!r} (choose from {', '.join(INDEXES)})")
@@ -158,19 +220,32 @@ def domain_indexes(
                 rel = np.where(present, g_gain / g_base, np.nan)
                 domain[g] = _nanmean(rel, present)
                 continue
-            if sigma == "pooled":
-                s = _nanstd(g_gain, axis=(-2, -1))[..., None, None]
-            else:
-                s = _nanstd(g_gain, axis=-1)[..., None]
+            pooled_over = (-2, -1) if sigma == "pooled" else (-1,)
+            s = np.expand_dims(_nanstd(g_gain, axis=pooled_over), pooled_over)
+            floor = np.expand_dims(sigma_floor(present.sum(axis=pooled_over), (resolution or {}).get(g)), pooled_over)
             sigmas[g] = np.broadcast_to(s[..., 0], g_gain.shape[:-1])
-            # A zero gain contributes zero, also where σ is zero (all gains zero) instead of 0/0.
-            delta = np.where(g_gain == 0, 0.0, g_gain / s)
+            # A zero gain (to float precision) contributes zero, also where σ is zero (all gains zero), not 0/0.
+            delta = np.where(np.abs(g_gain) < FLOAT_NOISE, 0.0, np.where(s >= floor, g_gain / s, np.nan))
             signed_root = np.sign(delta) * np.sqrt(np.abs(delta))
             weight = np.where(present, 100.0 - g_base, 0.0)
             weight = weight / weight.sum(axis=-1, keepdims=True)
             di = np.where(present, weight * signed_root, 0.0).sum(axis=-1)
             domain[g] = np.where(present.any(axis=-1), di, np.nan)
     return domain, sigmas
+
+
+FLOAT_NOISE = 1e-6  # points: gains closer than this differ only by floating-point rounding
+
+
+def sigma_floor(n: np.ndarray | int, resolution: float | None) -> np.ndarray:
+    """The smallest σ that tells n gains apart, for scores with steps of `resolution` points.
+
+    n gains on a grid of step r that are not all equal have a population σ of at least r·√(n−1)/n (all equal
+    but one, one step away); half of it separates "equal within the resolution" from "different". Below
+    FLOAT_NOISE, σ is floating-point noise whatever the resolution.
+    """
+    n = np.maximum(np.asarray(n, dtype=float), 1.0)
+    return np.maximum((resolution or 0.0) * np.sqrt(n - 1.0) / n / 2.0, FLOAT_NOISE)
 
 
 def _nanmean(x: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -205,7 +280,22 @@ def _math_index(index: str) -> str:
     return "ΔR_math" if index == "v1" else "DI_math"
 
 
-def _why_undefined(row: ModelScores, base: ModelScores, used: dict[str, list[str]], index, domain, sigma) -> str | None:
+def _math_direction(row: ModelScores, base: ModelScores, benches: list[str], index: str) -> float:
+    """The sign of the math index without σ: σ scales every v2 term alike (√|Δ/σ|), so Σ w·sign(Δ)·√|Δ| has
+    DI_math's sign even where σ itself is not resolved; v1's ΔR_math has no σ."""
+    gains = np.array([row.scores[b] - base.scores[b] for b in benches])
+    if index == "v1":
+        return float(np.mean(gains / np.array([base.scores[b] for b in benches])))
+    weights = np.array([100.0 - base.scores[b] for b in benches])
+    gains = np.where(np.abs(gains) < FLOAT_NOISE, 0.0, gains)
+    return float(np.sum(weights * np.sign(gains) * np.sqrt(np.abs(gains))))
+
+
+def _why_undefined(
+    row: ModelScores, base: ModelScores, used: dict[str, list[str]], index, domain, sigma, floor, how
+) -> str | None:
+    """The first real cause, in order: a group not compared, a v1 base of zero, no math gain, then a σ that the
+    scores' resolution cannot tell from zero (a model that lost math is said to have lost it, whatever σ)."""
     for g, benches in used.items():
         if not benches:
             return f"no {g} benchmark scored for both {row.model!r} and its base {base.model!r}"
@@ -213,18 +303,42 @@ def _why_undefined(row: ModelScores, base: ModelScores, used: dict[str, list[str
         zeros = [b for benches in used.values() for b in benches if base.scores[b] == 0]
         if zeros:
             return f"v1 is undefined: base {base.model!r} scores 0 on {', '.join(zeros)}"
-    for g, s in sigma.items():
-        if s == 0 and any(row.scores[b] != base.scores[b] for b in used[g]):
-            return f"σ of the {g} group is zero (every gain in it is equal), so the gains cannot be z-normalised"
     what = _math_index(index)
-    if domain["math"] == 0:
+    direction = _math_direction(row, base, used["math"], index)
+    if direction == 0:
         return f"{what} is zero (no math gain over the base), so the TI is undefined"
-    if domain["math"] < 0:
+    if direction < 0:
+        change = np.mean([row.scores[b] - base.scores[b] for b in used["math"]])
         return (
-            f"{what} is {domain['math']:.3g}: the model lost math, and a ratio to a math loss flips the TI's sign, "
-            "so the TI is undefined (the group changes say what happened)"
+            f"the model lost math ({what} < 0, math change {change:+.3g} points): a ratio to a math loss flips the "
+            "TI's sign, so the TI is undefined (the group changes say what happened)"
         )
+    for g, s in sigma.items():
+        if not np.isfinite(domain[g]):  # NaN only where σ is unresolved while some gain is not zero
+            return _sigma_unresolved(g, s, floor[g], how[g])
+    if not domain["math"] > 0:
+        return f"{what} is {domain['math']:.3g}, so the TI is undefined"
     return None
+
+
+def _sigma_unresolved(group: str, s: float, floor: float, how: tuple[int, float, str]) -> str:
+    """Why a σ cannot z-normalise a group's gains, and the ways out that apply."""
+    n, resolution, sigma = how
+    if n == 1:
+        cause = f"σ of the {group} group is taken over a single gain, so it is zero"
+    elif not resolution:
+        cause = f"σ of the {group} group is zero: its {n} gains are equal"
+    else:
+        cause = (
+            f"σ of the {group} group is {s:.2g}, below {floor:.2g}: its {n} gains are equal within the scores' "
+            f"resolution ({resolution:.2g} points)"
+        )
+    outs = ["--index v1 (relative gains, no σ)", f"more {group} benchmarks"]
+    if sigma == "model":
+        outs.append("--sigma pooled (σ over the gains of every model compared)")
+    else:
+        outs.append("more tuned models in one call (σ pooled over their gains)")
+    return f"{cause}, so the gains cannot be z-normalised; ways out: {'; '.join(outs)}"
 
 
 def score_matrix(rows: Sequence[ModelScores], benchmarks: Sequence[str]) -> np.ndarray:
@@ -239,6 +353,82 @@ def compared_benchmarks(rows: Sequence[ModelScores]) -> list[str]:
     return sorted(seen, key=lambda b: (GROUPS.index(group_of(b)), b))
 
 
+def group_resolution(rows: Sequence[ModelScores], benchmarks: Sequence[str]) -> dict[str, float]:
+    """Each group's coarsest score step over the rows compared: gains closer than it are not told apart."""
+    steps = {g: 0.0 for g in GROUPS}
+    for b in benchmarks:
+        g = group_of(b)
+        steps[g] = max([steps[g], *(r.step(b) for r in rows if b in r.scores)])
+    return steps
+
+
+def align_documents(rows: Sequence[ModelScores], strict: bool = False) -> tuple[list[ModelScores], list[str]]:
+    """The rows with per-document grades restricted, per benchmark, to the (document, sample) pairs that every
+    row holding such grades answered, so that scores compare like with like and bootstrap draws are paired.
+
+    Two runs made with other --limit (or an interrupted one) would otherwise compare a model on 200 documents
+    with its base on 40. Restricting is the default: the common set is a valid paired comparison, and it keeps
+    an extended or unfinished run usable; each restriction is named in a note. `strict` refuses instead. Rows
+    with a fixed score (a table, lm-eval aggregates) cannot be checked; a note says so when others could.
+    """
+    rows = [replace(r, docs=dict(r.docs), scores=dict(r.scores)) for r in rows]
+    notes = []
+    for bench in compared_benchmarks(rows):
+        holders = [r for r in rows if bench in r.docs]
+        fixed = [r.model for r in rows if bench in r.scores and bench not in r.docs]
+        if holders and fixed:
+            notes.append(
+                f"{bench}: {', '.join(fixed)} has no per-document records, so its score cannot be checked to be on "
+                "the same documents as the others'"
+            )
+        if len(holders) < 2:
+            continue
+        ids, mask = _common_samples([r.docs[bench] for r in holders])
+        sizes = [(r.model, len(r.docs[bench].ids), _sample_count(r.docs[bench])) for r in holders]
+        if all(n == len(ids) and k == mask.sum() for _, n, k in sizes):
+            continue
+        described = ", ".join(f"{m}: {n} documents" + (f" ({k} samples)" if k != n else "") for m, n, k in sizes)
+        if strict:
+            raise TransferabilityError(
+                f"--strict: {bench} was scored on different documents or samples ({described}); evaluate every model "
+                f"with the same --limit and samples, or drop --strict to compare on the {len(ids)} documents they share"
+            )
+        if not ids:
+            for r in holders:
+                del r.docs[bench], r.scores[bench]
+            notes.append(f"{bench}: no document was answered by every model ({described}); left out")
+            continue
+        for r in holders:
+            r.docs[bench] = r.docs[bench].restrict(ids, mask)
+            r.scores[bench] = r.docs[bench].score()
+        notes.append(
+            f"{bench}: compared on the {len(ids)} documents ({int(mask.sum())} samples) that every model answered "
+            f"({described}); --strict refuses instead"
+        )
+    return rows, notes
+
+
+def _sample_count(grades: DocGrades) -> int:
+    return len(grades.ids) if grades.samples is None else int(np.isfinite(grades.samples).sum())
+
+
+def _common_samples(grades: Sequence[DocGrades]) -> tuple[list[str], np.ndarray]:
+    """The documents every one holds (in the first one's order) and, per document, the samples every one holds."""
+    shared = set.intersection(*(set(g.ids) for g in grades))
+    ids = [d for d in grades[0].ids if d in shared]
+    k = max(1 if g.samples is None else g.samples.shape[1] for g in grades)
+    mask = np.ones((len(ids), k), dtype=bool)
+    for g in grades:
+        if g.samples is None:  # only the mean is known: its samples cannot be matched, so all of them count
+            continue
+        position = {d: i for i, d in enumerate(g.ids)}
+        held = np.isfinite(g.samples[[position[d] for d in ids]])
+        mask[:, : held.shape[1]] &= held
+        mask[:, held.shape[1] :] = False
+    keep = mask.any(axis=1)
+    return [d for d, kept in zip(ids, keep, strict=True) if kept], mask[keep]
+
+
 def transferability(
     rows: Sequence[ModelScores],
     index: str = "v2",
@@ -246,19 +436,28 @@ def transferability(
     bootstrap: int = 0,
     confidence: float = 0.95,
     seed: int = 0,
+    strict: bool = False,
 ) -> list[TIResult]:
-    """TI of every row that has a base. Rows whose TI is undefined carry the reason in `undefined`."""
-    by_name = check_rows(rows)
+    """TI of every row that has a base. Rows whose TI is undefined carry the reason in `undefined`.
+
+    Rows with per-document grades are first compared on the documents they all answered (align_documents;
+    `strict` refuses instead); each result names what was left out in `notes` and the documents used in `n`.
+    """
+    check_rows(rows)
+    rows, notes = align_documents(rows, strict)
+    by_name = {r.model: r for r in rows}
     tuned = [r for r in rows if r.base]
     if not tuned:
         raise TransferabilityError("no row names a base model, so there is nothing to compare")
     bases = [by_name[r.base] for r in tuned]
     benchmarks = compared_benchmarks(rows)
     columns = group_columns(benchmarks)
+    resolution = group_resolution(rows, benchmarks)
     tuned_scores, base_scores = score_matrix(tuned, benchmarks), score_matrix(bases, benchmarks)
-    domain, sigmas = domain_indexes(tuned_scores[None], base_scores[None], columns, index, sigma)
+    domain, sigmas = domain_indexes(tuned_scores[None], base_scores[None], columns, index, sigma, resolution)
     ti = ti_from_domain(domain)
     changes = group_changes(tuned_scores[None], base_scores[None], columns)
+    present = np.isfinite(tuned_scores - base_scores)
     results = []
     for i, (row, base) in enumerate(zip(tuned, bases, strict=True)):
         row_domain = {g: float(domain[g][0, i]) for g in GROUPS}
@@ -267,7 +466,13 @@ def transferability(
             g: [benchmarks[j] for j in cols if benchmarks[j] in row.scores and benchmarks[j] in base.scores]
             for g, cols in columns.items()
         }
-        undefined = _why_undefined(row, base, used, index, row_domain, row_sigma)
+        gains = {
+            g: int(present[:, cols].sum() if sigma == "pooled" else present[i, cols].sum())
+            for g, cols in columns.items()
+        }
+        floor = {g: float(sigma_floor(gains[g], resolution[g])) for g in GROUPS}
+        how = {g: (gains[g], resolution[g], sigma) for g in GROUPS}
+        undefined = _why_undefined(row, base, used, index, row_domain, row_sigma, floor, how)
         results.append(
             TIResult(
                 model=row.model,
@@ -280,11 +485,13 @@ def transferability(
                 benchmarks=used,
                 undefined=undefined,
                 change={g: float(changes[g][0, i]) for g in GROUPS},
+                n={b: len(row.docs[b].ids) for bs in used.values() for b in bs if b in row.docs and b in base.docs},
+                notes=notes,
             )
         )
     if bootstrap and any(r.docs for r in rows):
         _attach_bootstrap_ci(
-            results, rows, tuned, bases, benchmarks, columns, index, sigma, bootstrap, confidence, seed
+            results, rows, tuned, bases, benchmarks, columns, index, sigma, bootstrap, confidence, seed, resolution
         )
     return results
 
@@ -297,6 +504,8 @@ def check_rows(rows: Sequence[ModelScores], where: str = "scores") -> dict[str, 
             raise DataError(f"{where}: model {r.model!r} has more than one row")
         by_name[r.model] = r
     for r in rows:
+        if r.base == r.model:
+            raise DataError(f"{where}: {r.model!r} names itself as its base")
         if r.base and r.base not in by_name:
             raise DataError(f"{where}: base {r.base!r} of {r.model!r} has no row of its own")
         if r.base and by_name[r.base].base:
@@ -332,14 +541,16 @@ def resampled_scores(
     return out
 
 
-def _attach_bootstrap_ci(results, rows, tuned, bases, benchmarks, columns, index, sigma, replicates, confidence, seed):
+def _attach_bootstrap_ci(
+    results, rows, tuned, bases, benchmarks, columns, index, sigma, replicates, confidence, seed, resolution
+):
     rng = np.random.default_rng(seed)
     entities = list(rows)
     position = {r.model: i for i, r in enumerate(entities)}
     sample = resampled_scores(entities, benchmarks, replicates, rng)
     t_idx = [position[r.model] for r in tuned]
     b_idx = [position[b.model] for b in bases]
-    domain, _ = domain_indexes(sample[:, t_idx], sample[:, b_idx], columns, index, sigma)
+    domain, _ = domain_indexes(sample[:, t_idx], sample[:, b_idx], columns, index, sigma, resolution)
     ti = ti_from_domain(domain)
     changes = group_changes(sample[:, t_idx], sample[:, b_idx], columns)
     tail = (1.0 - confidence) / 2.0 * 100.0

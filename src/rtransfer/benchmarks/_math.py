@@ -38,6 +38,9 @@ class MathTask(RowTask):
     def grade(self, doc: Doc, response: str) -> Grade:
         return grade_math(response, doc.data["answer"])
 
+    def gold(self, doc: Doc) -> str:
+        return doc.data["answer"]
+
 
 def last_boxed(text: str) -> str | None:
     """The content of the last \\boxed{...} in `text` (braces balanced), or None."""

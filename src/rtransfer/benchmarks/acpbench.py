@@ -96,6 +96,9 @@ class AcpBench(RowTask):
     def grade(self, doc: Doc, response: str) -> Grade:
         return grade_choice(response, doc.data["answer"])
 
+    def gold(self, doc: Doc) -> str:
+        return doc.data["answer"]  # the letter A-D
+
     def aggregate(self, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
         result = super().aggregate(docs, records)
         ids, values, _ = doc_grades(records)

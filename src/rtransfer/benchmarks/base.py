@@ -72,6 +72,14 @@ class Task:
     def grade_choices(self, doc: Doc, logprobs: Sequence[float]) -> Grade:
         raise NotImplementedError
 
+    # --- the gold answer -------------------------------------------------------------------------------
+    def gold(self, doc: Doc) -> Any:
+        """What `grade` (or `grade_choices`) compares the answer with, as a JSON value, stored in every record
+        (`Record.gold`) so that a reader sees it beside the answer: a math answer, a letter, CoQA's references,
+        IFEval's instructions, the index of the right continuation, ... None: the task does not say (every
+        registered benchmark does; tests check it)."""
+        return None
+
     # --- aggregation -----------------------------------------------------------------------------------
     def aggregate(self, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
         """Metrics of a finished run; `score` (0–100) is the primary one, the one the TI uses.

@@ -157,6 +157,9 @@ class CoQA(RowTask):
         scores = coqa_scores(doc.data["references"], answer)
         return Grade(score=scores["f1"], extracted=answer, extra={"em": scores["em"]})
 
+    def gold(self, doc: Doc) -> list[str]:
+        return doc.data["references"]  # the main answer, then each additional answer set's
+
     def aggregate(self, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
         result = super().aggregate(docs, records)  # score: mean F1 over turns
         by_id = {doc.id: doc for doc in docs}

@@ -91,6 +91,9 @@ class GpqaDiamond(RowTask):
     def grade(self, doc: Doc, response: str) -> Grade:
         return grade_choice(response, doc.data["answer"])
 
+    def gold(self, doc: Doc) -> str:
+        return doc.data["answer"]  # the letter of the correct option in this document's order
+
 
 class GpqaDiamondPaperOrder(GpqaDiamond):
     """The authors' option order: `random.Random(42).shuffle` per question, the same for all, correct answer at D."""

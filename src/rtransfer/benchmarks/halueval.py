@@ -245,6 +245,9 @@ class HaluEval(RowTask):
             extra["unparseable"] = True
         return Grade(score=float(verdict == label), extracted=verdict, weight=doc.data["weight"], extra=extra)
 
+    def gold(self, doc: Doc) -> str:
+        return doc.data["label"]  # "yes": the judged text is the hallucinated version
+
     def aggregate(self, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
         result = super().aggregate(docs, records)  # score: weighted mean = mean of the task accuracies
         by_id = {doc.id: doc for doc in docs}

@@ -67,6 +67,9 @@ class HeadQA(RowTask):
     def grade_choices(self, doc: Doc, logprobs: Sequence[float]) -> Grade:
         return grade_loglik(logprobs, doc.data["gold"], self.choices(doc)[1])
 
+    def gold(self, doc: Doc) -> int:
+        return doc.data["gold"]  # the index of the right continuation
+
     def aggregate(self, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
         result = super().aggregate(docs, records)
         norm = [r.grading.get("acc_norm") for r in records]

@@ -69,6 +69,10 @@ class IFEval(RowTask):
         d = doc.data
         return grade_ifeval(response, d["instruction_id_list"], d["kwargs"], d["prompt"])
 
+    def gold(self, doc: Doc) -> dict[str, list]:
+        """The instructions the response is checked against (IFEval has no answer to compare with)."""
+        return {"instruction_id_list": doc.data["instruction_id_list"], "kwargs": doc.data["kwargs"]}
+
     def aggregate(self, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
         result = super().aggregate(docs, records)
         ids, _, _ = doc_grades(records)  # also refuses ungraded records

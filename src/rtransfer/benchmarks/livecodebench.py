@@ -193,6 +193,17 @@ class LiveCodeBench(RowTask):
             stop_at_first_failure=self.stop_at_first_failure,
         )
 
+    def gold(self, doc: Doc) -> dict[str, Any]:
+        """What the program is tested against, described, not the tests themselves: the private tests of one
+        problem run to megabytes (they would be copied into each of its samples' records) and are meant to stay
+        unseen; `grading` names the failed test."""
+        call = doc.data["func_name"]
+        return {
+            "tests": len(self.tests(doc)),
+            "public": 0 if self.private_only else len(doc.data["public_test_cases"]),
+            "kind": f"call {call}" if call else "stdin",
+        }
+
     # --- aggregation ------------------------------------------------------------------------------------------
     def aggregate(self, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
         result = super().aggregate(docs, records)

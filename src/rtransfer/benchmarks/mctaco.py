@@ -106,6 +106,9 @@ class McTaco(RowTask):
         grade.extra.update(pred_label=LABELS[grade.extracted], gold_label=doc.data["label"])
         return grade
 
+    def gold(self, doc: Doc) -> int:
+        return LABELS.index(doc.data["label"])  # the index of the right continuation: 0 " no", 1 " yes"
+
     def aggregate(self, docs: Sequence[Doc], records: Sequence[Record]) -> dict[str, Any]:
         result = super().aggregate(docs, records)
         by_id = {doc.id: doc for doc in docs}

@@ -4,19 +4,28 @@ import argparse
 import json
 import sys
 
-from rtransfer.errors import DataError, RtransferError
+from rtransfer.errors import DataError
 from rtransfer.report.tables import render, ti_table
 from rtransfer.transfer import INDEXES, SIGMAS, ModelScores, TIResult, transferability
 
 EPILOG = """inputs (any mix):
-  scores.csv     columns model, base, [method], then one column per benchmark (the paper's shape)
+  scores.csv     columns model, base, [method], then one column per benchmark (the paper's shape), in points
+                 (0–100; --scale 1 for fractions)
   RUN_DIR        an rtransfer run directory (per-sample records give bootstrap CIs)
   results.json   lm-evaluation-harness results_*.json, or a folder holding them
+  NAME=PATH      a run directory or lm-eval result labelled NAME (two runs called `final`, say)
+
+Runs with per-sample records are compared, per benchmark, on the documents (and samples) that all of them
+answered; a note says what was left out, and the JSON gives `n` per benchmark. --strict refuses instead.
+
+exit status: 0 when at least one TI is defined; 1 when none is (the table or JSON is still printed, every
+row with its reason); 2 on bad input.
 
 examples:
   rtransfer ti --paper                         the paper's table, reported vs recomputed
   rtransfer ti --scores scores.csv --json
   rtransfer ti runs/base runs/sft runs/rl --base runs/base
+  rtransfer ti base=runs/base sft=studyA/evals/final rl=studyB/evals/final --base base
 """
 
 
@@ -47,6 +56,18 @@ def register(sub) -> None:
         help="bootstrap replicates for CIs when per-sample records exist (0: none; default 1000)",
     )
     p.add_argument("--confidence", type=float, default=0.95, help="CI level (default 0.95)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse runs scored on different documents or samples, instead of comparing the ones they share",
+    )
+    p.add_argument(
+        "--scale",
+        type=int,
+        choices=(100, 1),
+        default=100,
+        help="the scale of scores tables: 100 (points, default) or 1 (fractions, converted to points)",
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print a JSON list, one object per tuned model")
@@ -66,25 +87,27 @@ def run(args) -> int:
         bootstrap=max(args.bootstrap, 0),
         confidence=args.confidence,
         seed=args.seed,
+        strict=args.strict,
     )
     reported = _reported() if args.paper and args.index == "v2" else {}
-    for note in notes:
+    for note in dict.fromkeys([*notes, *(n for r in results for n in r.notes)]):
         print(f"rtransfer: note: {note}", file=sys.stderr)
     for r in results:
         for problem in (r.undefined, r.unstable):
             if problem:
                 print(f"rtransfer: note: {r.model}: {problem}", file=sys.stderr)
-    if all(r.undefined for r in results):
-        raise RtransferError("the TI is undefined for every model (see the notes above)")
     if args.json:
         print(json.dumps([_json_row(r, reported) for r in results], indent=2, ensure_ascii=False))
-        return 0
-    form = "csv" if args.csv else "latex" if args.latex else "terminal"
-    header, cells = ti_table(results, reported)
-    title = f"Transferability Index {args.index}" + (f", σ {args.sigma}" if args.index == "v2" else "")
-    sys.stdout.write(render(header, cells, form, title))
-    if reported and form == "terminal":
-        _print_paper_summary(results, reported, args.sigma)
+    else:
+        form = "csv" if args.csv else "latex" if args.latex else "terminal"
+        header, cells = ti_table(results, reported)
+        title = f"Transferability Index {args.index}" + (f", σ {args.sigma}" if args.index == "v2" else "")
+        sys.stdout.write(render(header, cells, form, title))
+        if reported and form == "terminal":
+            _print_paper_summary(results, reported, args.sigma)
+    if all(r.undefined for r in results):
+        print("rtransfer: the TI is undefined for every model; the notes above say why and what to do", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -99,7 +122,7 @@ def _rows(args) -> tuple[list[ModelScores], list[str]]:
         return paper_scores(), []
     if not (args.inputs or args.scores):
         raise DataError("no inputs: give a scores CSV, run directories or lm-eval results (or --paper)")
-    return load_inputs([*args.scores, *args.inputs], base=args.base)
+    return load_inputs([*args.scores, *args.inputs], base=args.base, scale=args.scale)
 
 
 def _reported():

@@ -44,7 +44,13 @@ def register(sub) -> None:
         ("onpolicy", "on-policy SFT: the policy's own correct answers, in rounds"),
         ("grpo", "GRPO with a correctness reward (TRL GRPOTrainer)"),
     ):
-        m = methods.add_parser(method, help=text)
+        m = methods.add_parser(
+            method,
+            help=text,
+            description=text,
+            epilog=recipe_epilog(method),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         m.add_argument("--model", required=True, help="the base: a model dir, a hub id, or 'lab'")
         m.add_argument("--config", help="a recipe file (TOML/YAML) or a shipped recipe: lab, qwen3-0.6b, unireason")
         m.add_argument("--data", help="sft: traces JSONL (prompt, completion); else queries JSONL or a hub id")
@@ -68,6 +74,26 @@ def register(sub) -> None:
         m.add_argument("--eval-suite", default="lab", help="the suite evaluated at checkpoints")
         m.add_argument("--dry-run", action="store_true", help="validate the recipe and data, print them, train nothing")
         m.set_defaults(run=run_trainer)
+
+
+def recipe_epilog(method: str, width: int = 118) -> str:
+    """Every recipe field of `method` as --help lists it: name, type, default (as TOML and --set write it), help."""
+    import textwrap
+
+    from rtransfer.train.config import recipe_fields
+
+    rows = [(f.name, f.type, json.dumps(f.default), f.help) for f in recipe_fields(method)]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    indent = 2 + sum(widths) + 6
+    lines = [
+        f"recipe fields: --set FIELD=VALUE, or in --config FILE at top level or in its [{method}] table "
+        "(defaults: the lab recipe)",
+        f"  {'field'.ljust(widths[0])}  {'type'.ljust(widths[1])}  {'default'.ljust(widths[2])}  help",
+    ]
+    for row in rows:
+        head = "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  "
+        lines += textwrap.wrap(row[3], width, initial_indent=head, subsequent_indent=" " * indent)
+    return "\n".join(lines)
 
 
 def run_trainer(args) -> int:

@@ -35,6 +35,9 @@ class LabTask(Task):
     def prompt(self, doc: Doc) -> Messages:
         return [{"role": "user", "content": doc.data["prompt"]}]
 
+    def gold(self, doc: Doc) -> str:
+        return doc.data["answer"]
+
 
 class LabMath(LabTask):
     group = "math"
@@ -61,6 +64,10 @@ class LabFormat(LabTask):
     def grade(self, doc: Doc, response: str) -> Grade:
         return grade_ifeval(response, doc.data["instruction_id_list"], doc.data["kwargs"], doc.data["prompt"])
 
+    def gold(self, doc: Doc) -> dict[str, list]:
+        """The instructions, as IFEval's (`answer` is only an example of a compliant response)."""
+        return {"instruction_id_list": doc.data["instruction_id_list"], "kwargs": doc.data["kwargs"]}
+
 
 class LabStory(LabTask):
     """Scored like CoQA: token F1 of the answer's first line against the reference span."""
@@ -84,6 +91,9 @@ class LabSupport(LabTask):
         verdict, rule = parse_yes_no(response)
         extra = {"rule": rule, **({"unparseable": True} if verdict is None else {})}
         return Grade(score=float(verdict == doc.data["answer"].lower()), extracted=verdict, extra=extra)
+
+    def gold(self, doc: Doc) -> str:
+        return doc.data["answer"].lower()  # as the verdict is read: "yes" / "no"
 
 
 class LabArith(LabMath):

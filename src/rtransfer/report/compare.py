@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtransfer.benchmarks.names import GROUPS
+from rtransfer.report.tables import ti_flag
 from rtransfer.transfer import (
     ModelScores,
     compared_benchmarks,
@@ -42,6 +43,7 @@ class Difference:
     b: str  # arm
     quantity: str  # one of QUANTITIES
     estimate: Estimate  # a − b
+    flag: str = ""  # a TI difference: "undefined" / "unstable" when an arm's TI is, so it is not to be read
 
     @property
     def defined(self) -> bool:
@@ -90,6 +92,8 @@ class Resampled:
         ti = ti_from_domain(domain)
         changes = group_changes(scores[:, t_idx], scores[:, b_idx], columns)
         self.values: dict[str, dict[str, np.ndarray]] = {}
+        self.math_index = {r.model: domain["math"][:, i] for i, r in enumerate(tuned)}  # DI_math per replicate
+        self.undefined = undefined
         for i, r in enumerate(tuned):
             v = {f"Δ{g}": changes[g][:, i] for g in GROUPS}
             for g in ("other", "non"):
@@ -116,6 +120,15 @@ class Resampled:
         finite = np.isfinite(reps)
         return Estimate(float(values[0]), interval(reps, self.confidence), float(1 - finite.mean()))
 
+    def ti_flag(self, model: str) -> str:
+        """As transfer.transferability flags a row: "undefined" without a math gain (DI_math ≤ 0, or the study
+        said so), "unstable" when DI_math's CI includes 0, else ""."""
+        math = self.math_index[model]
+        if model in self.undefined or not math[0] > 0:
+            return "undefined"
+        ci = interval(math[1:], self.confidence) if math.size > 1 else None
+        return "unstable" if ci and ci[0] <= 0 <= ci[1] else ""
+
     def arm_values(self, models: Sequence[str], quantity: str) -> np.ndarray:
         """An arm's value of a quantity per replicate: the mean over its seeds' models (NaN if any is NaN)."""
         return np.mean([self.values[m][quantity] for m in models], axis=0)
@@ -126,9 +139,22 @@ class Resampled:
 
 
 def compare_arms(
-    resampled: Resampled, arms: dict[str, list[str]], pairs: Sequence[tuple[str, str]]
+    resampled: Resampled,
+    arms: dict[str, list[str]],
+    pairs: Sequence[tuple[str, str]],
+    flags: dict[str, str] | None = None,
 ) -> list[Difference]:
-    return [Difference(a, b, q, resampled.difference(arms[a], arms[b], q)) for a, b in pairs for q in QUANTITIES]
+    """Every quantity's a − b for each pair of arms; a TI difference is flagged when a model of either arm has its
+    TI flagged in `flags` (model → "undefined"/"unstable", as ti.json says)."""
+    flags = flags or {}
+    out = []
+    for a, b in pairs:
+        found = {flags.get(m, "") for m in [*arms[a], *arms[b]]}
+        flag = "undefined" if "undefined" in found else "unstable" if "unstable" in found else ""
+        for q in QUANTITIES:
+            estimate = resampled.difference(arms[a], arms[b], q)
+            out.append(Difference(a, b, q, estimate, flag if q.startswith("TI") else ""))
+    return out
 
 
 def arm_pairs(arms: Sequence[str], method_of: dict[str, str]) -> list[tuple[str, str]]:
@@ -149,7 +175,8 @@ OFF_POLICY = ("sft",)  # a teacher's traces
 class Spread:
     arm: str
     quantity: str
-    values: list[float]  # one per seed (NaN: undefined for that seed)
+    values: list[float]  # one per seed (NaN: undefined or unstable for that seed)
+    flags: list[str]  # one per seed: a TI's "undefined" / "unstable", else ""
     mean: float
     sd: float  # sample standard deviation across seeds (ddof 1)
     low: float
@@ -158,19 +185,22 @@ class Spread:
 
 def seed_spread(ti_rows: Sequence[dict], arms: dict[str, list[str]]) -> list[Spread]:
     """For each arm with two or more seeds, each quantity's values across seeds (from ti.json), their mean,
-    standard deviation and range: the training-seed variation that no document bootstrap sees."""
+    standard deviation and range: the training-seed variation that no document bootstrap sees. A seed whose TI is
+    undefined or unstable has no TI value, and then the arm's TI has no mean, sd or range either."""
     by_model = {r["model"]: r for r in ti_rows}
     out = []
     for arm, models in arms.items():
-        if len(models) < 2:
+        rows = [by_model[m] for m in models if m in by_model]
+        if len(rows) < 2:
             continue
         for q in QUANTITIES:
-            values = np.array([_quantity(by_model[m], q) for m in models if m in by_model], dtype=float)
-            finite = values[np.isfinite(values)]
-            sd = float(np.std(finite, ddof=1)) if finite.size > 1 else float("nan")
-            low, high = (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
-            mean = float(finite.mean()) if finite.size == values.size else float("nan")
-            out.append(Spread(arm, q, values.tolist(), mean, sd, low, high))
+            flags = [ti_flag(r.get("error"), r.get("unstable")) if q.startswith("TI") else "" for r in rows]
+            values = np.array([np.nan if f else _quantity(r, q) for r, f in zip(rows, flags, strict=True)])
+            if np.isfinite(values).all():
+                stats = (values.mean(), values.std(ddof=1), values.min(), values.max())
+            else:
+                stats = (np.nan,) * 4
+            out.append(Spread(arm, q, values.tolist(), flags, *(float(v) for v in stats)))
     return out
 
 

@@ -19,6 +19,8 @@ Rules (each uncertainty is a paired-bootstrap percentile CI over documents, at t
    when every arm raised math (rule 2) and rule 4 finds "better"; it contradicts it when rule 4 finds "worse";
    otherwise it does not reproduce it, and the sentence says which part is missing. The paper's figures are
    quoted, not used in any computation.
+6. A smoke test (a study on the quick lab base, as `rtransfer study --quick` runs) is not compared with the
+   paper: a few training steps of a miniature model on a few documents cannot test its claim; rule 5 is skipped.
 """
 
 from collections.abc import Sequence
@@ -206,3 +208,9 @@ def against_the_paper(ti_rows: Sequence[dict], arms: dict[str, list[str]], verdi
     if verdict != "better":
         missing.append("on-policy arms are not shown to transfer better" if verdict != "absent" else "no on/off pair")
     return f"{PAPER} This study does not reproduce it: {'; '.join(missing)}."
+
+
+SMOKE = (
+    "This is a smoke test on the quick lab base (a miniature model, a few training steps, a few documents per "
+    "benchmark): it checks that every stage runs, and does not test the paper's claim; its numbers are not a result."
+)

@@ -121,20 +121,21 @@ def difference_forest(differences: Sequence[Difference]) -> bytes:
     ):
         rows = [d for d in differences if d.quantity.startswith(kind)]
         labels = [f"{d.a} − {d.b}: {d.quantity}" for d in rows]
-        values = [d.estimate.value if d.defined else np.nan for d in rows]
+        shown = [d.defined and not d.flag for d in rows]  # a flagged TI difference is not drawn, as not shown
+        values = [d.estimate.value if ok else np.nan for d, ok in zip(rows, shown, strict=True)]
         ys = np.arange(len(rows))[::-1]
         ax.errorbar(
             values,
             ys,
-            xerr=_err(np.nan_to_num(values), [d.estimate.ci if d.defined else None for d in rows]),
+            xerr=_err(np.nan_to_num(values), [d.estimate.ci if ok else None for d, ok in zip(rows, shown, strict=True)]),
             fmt="o",
             ms=4,
             capsize=2,
             color="C0",
         )
-        for y, d in zip(ys, rows, strict=True):
-            if not d.defined:
-                ax.text(0, y, "undefined", fontsize=7, color="0.4", va="center")
+        for y, d, ok in zip(ys, rows, shown, strict=True):
+            if not ok:
+                ax.text(0, y, d.flag or "undefined", fontsize=7, color="0.4", va="center")
         ax.axvline(0, color="0.5", lw=0.8)
         ax.set_yticks(ys, labels, fontsize=7)
         ax.set_xlabel(unit)

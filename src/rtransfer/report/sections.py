@@ -7,10 +7,10 @@ import dataclasses
 from rtransfer.benchmarks.names import GROUPS, display, group_of
 from rtransfer.report import plots
 from rtransfer.report.collect import BOOTSTRAP, CONFIDENCE, SEED, ReportData
-from rtransfer.report.compare import QUANTITIES, Resampled, arm_pairs, compare_arms, seed_spread
+from rtransfer.report.compare import QUANTITIES, Estimate, Resampled, arm_pairs, compare_arms, seed_spread
 from rtransfer.report.document import Bullets, Figure, Section, Table, Text
-from rtransfer.report.finding import against_the_paper, finding, on_off_verdict
-from rtransfer.report.tables import fmt, fmt_ci
+from rtransfer.report.finding import SMOKE, against_the_paper, finding, on_off_verdict
+from rtransfer.report.tables import fmt, fmt_ci, ti_cells, ti_flag
 
 CI_WORDS = f"{CONFIDENCE:.0%} paired-bootstrap CI over documents ({BOOTSTRAP} replicates, seed {SEED})"
 
@@ -32,10 +32,14 @@ class Results:
         self.resampled = Resampled(data.rows, BOOTSTRAP, SEED, CONFIDENCE, undefined)
         self.arms = data.arms()
         self.method_of = {a: data.method_of_arm(a) for a in self.arms}
-        self.differences = compare_arms(self.resampled, self.arms, arm_pairs(list(self.arms), self.method_of))
+        self.flags = {r["model"]: ti_flag(r.get("error"), r.get("unstable")) for r in data.ti}
+        pairs = arm_pairs(list(self.arms), self.method_of)
+        self.differences = compare_arms(self.resampled, self.arms, pairs, self.flags)
         self.spread = seed_spread(data.ti, self.arms)
         self.finding = finding(data.ti, self.arms, self.method_of, self.differences)
-        if data.training:  # the paper's controlled study is the reference of a training study, not a survey
+        if data.smoke:  # a smoke test's numbers test nothing: no comparison with the paper
+            self.finding.append(SMOKE)
+        elif data.training:  # the paper's controlled study is the reference of a training study, not a survey
             by_model = {r["model"]: r for r in data.ti}
             verdict, _ = on_off_verdict(by_model, self.arms, self.method_of, self.differences)
             self.finding.append(against_the_paper(data.ti, self.arms, verdict))
@@ -99,16 +103,20 @@ def ti_table(data: ReportData, results: Results) -> Section:
     for r in data.ti:
         m = data.models.get(r["model"])
         row = [r["model"], m.arm if m else "", r.get("method", ""), _seed(m.seed if m else None)]
-        row += [fmt(r.get("TI_other")), _ci(r.get("TI_other_ci")), fmt(r.get("TI_non")), _ci(r.get("TI_non_ci"))]
+        flag = results.flags[r["model"]]
+        for g in ("other", "non"):
+            row += ti_cells(r.get(f"TI_{g}"), r.get(f"TI_{g}_ci"), flag)
         row += [fmt(r.get("DI_math"), 3), fmt_ci(tuple(r["DI_math_ci"]), 3) if r.get("DI_math_ci") else ""]
         for g in GROUPS:
             row += [fmt((r.get("change") or {}).get(g)), _ci((r.get("change_ci") or {}).get(g))]
-        flag = "undefined" if r.get("error") else "unstable" if r.get("unstable") else ""
         rows.append([*row, flag])
         if flag:
             flags.append(f"{r['model']} {flag}: {r.get('error') or r.get('unstable')}")
     sigma = next((r["sigma"] for r in data.ti if r.get("sigma")), None)
-    caption = "TI v2 (% of the math domain index) and group changes (points) as ti.json holds them"
+    caption = (
+        "TI v2 (% of the math domain index) and group changes (points) as ti.json holds them; a TI that is "
+        "undefined (no math gain) or unstable (DI_math's CI includes 0) is not shown: — (undefined) / — (unstable)"
+    )
     if sigma:
         caption += "; σ pooled over the study's arms: " + ", ".join(f"{g} {fmt(v, 2)}" for g, v in sigma.items())
     blocks = [Table("ti", header, rows, caption + ".")]
@@ -174,10 +182,11 @@ def arms(data: ReportData, results: Results) -> Section:
     rows = []
     for d in diffs:
         e = d.estimate
-        note = "undefined (an arm's TI is undefined)" if not d.defined else ""
-        if d.defined and e.undefined_share:
+        flag = d.flag or ("" if d.defined else "undefined")
+        note = f"an arm's TI is {flag}" if flag else ""
+        if not flag and e.undefined_share:
             note = f"undefined in {round(e.undefined_share * BOOTSTRAP)} of {BOOTSTRAP} replicates"
-        rows.append([d.a, d.b, d.quantity, fmt(e.value) if d.defined else "—", fmt_ci(e.ci) if d.defined else "", note])
+        rows.append([d.a, d.b, d.quantity, f"— ({flag})" if flag else fmt(e.value), "" if flag else fmt_ci(e.ci), note])
     caption = (
         f"Arm a − arm b (an arm with several seeds: the mean of its seeds); {CI_WORDS}, the same documents drawn "
         "for both arms in each replicate. Δ in points, TI in percentage points."
@@ -189,17 +198,22 @@ def arms(data: ReportData, results: Results) -> Section:
     if results.spread:
         header = ["arm", "quantity", "per seed", "mean", "sd", "min", "max"]
         spread_rows = [
-            [s.arm, s.quantity, ", ".join(fmt(v) for v in s.values), fmt(s.mean), fmt(s.sd), fmt(s.low), fmt(s.high)]
+            [s.arm, s.quantity, _per_seed(s), fmt(s.mean), fmt(s.sd), fmt(s.low), fmt(s.high)]
             for s in results.spread
         ]
         text = (
             "Spread across training seeds (from ti.json; sd with ddof 1): the variation that resampling documents "
-            "does not see."
+            "does not see. A seed's TI that is undefined or unstable is not shown, and the arm's TI then has no "
+            "mean, sd or range."
         )
         blocks.append(Table("seed_spread", header, spread_rows, text))
     else:
         blocks.append(Text("One seed per arm: the spread across training seeds is not measured."))
     return Section("arms", "Arm vs arm", blocks)
+
+
+def _per_seed(spread) -> str:
+    return ", ".join(f"— ({f})" if f else fmt(v) for v, f in zip(spread.values, spread.flags, strict=True))
 
 
 def steps(data: ReportData, results: Results) -> Section:
@@ -219,14 +233,22 @@ def steps(data: ReportData, results: Results) -> Section:
     curves: dict[str, dict[int, dict]] = {}
     table = []
     for name, (model, step) in names.items():
+        flag = res.ti_flag(name)
         est = {q: res.estimate(res.values[name][q]) for q in QUANTITIES}
+        cells = []
+        for q in QUANTITIES:
+            if flag and q.startswith("TI"):
+                est[q] = Estimate(float("nan"), None)  # not drawn either
+                cells += ti_cells(None, None, flag)
+            else:
+                cells += [fmt(est[q].value), fmt_ci(est[q].ci)]
         curves.setdefault(model, {})[step] = est
-        table.append([model, str(step)] + [c for q in QUANTITIES for c in (fmt(est[q].value), fmt_ci(est[q].ci))])
+        table.append([model, str(step), *cells])
     header = ["model", "step"] + [c for q in QUANTITIES for c in (q, f"{q} CI")]
     caption = (
         f"Group changes (points) and TI (%) of each evaluated checkpoint and the final model; {CI_WORDS}. σ is pooled "
         "over every point shown, so the final points can differ slightly from the TI table (σ over the final arms)."
-        " Gaps: TI undefined (no math gain at that step)."
+        " Gaps and — (undefined) / — (unstable): the TI at that step has no math gain, or DI_math's CI includes 0."
     )
     return Section(
         "steps",

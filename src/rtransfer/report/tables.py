@@ -24,6 +24,19 @@ def fmt_ci(ci: tuple[float, float] | None, digits: int = 1) -> str:
     return f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]" if ci else ""
 
 
+def ti_flag(undefined: str | None, unstable: str | None) -> str:
+    """"undefined", "unstable" or "": why a TI is not to be read (its math index is ≤ 0, or its CI includes 0)."""
+    return "undefined" if undefined else "unstable" if unstable else ""
+
+
+def ti_cells(value: float | None, ci, flag: str) -> list[str]:
+    """A TI and its CI as every table shows them: a flagged TI is "— (unstable)" / "— (undefined)" with no CI,
+    never a number that a reader would take for a result (the JSON keeps both)."""
+    if flag:
+        return [f"— ({flag})", ""]
+    return [fmt(value), fmt_ci(tuple(ci)) if ci and None not in ci else ""]
+
+
 def render(header: Sequence[str], rows: Sequence[Sequence[str]], form: str = "terminal", title: str = "") -> str:
     if form == "csv":
         out = io.StringIO()
@@ -107,9 +120,11 @@ def ti_table(results, reported: dict | None = None) -> tuple[list[str], list[lis
         header += ["paper TI_other", "paper TI_non", "diff other", "diff non", ""]
     cells = []
     for r in results:
-        row = [r.model, r.base, r.method, fmt(r.ti["other"]), fmt(r.ti["non"])]
+        flag = ti_flag(r.undefined, r.unstable)
+        (other, other_ci), (non, non_ci) = (ti_cells(r.ti[g], r.ci.get(g), flag) for g in ("other", "non"))
+        row = [r.model, r.base, r.method, other, non]
         if with_ci:
-            row += [fmt_ci(r.ci.get("other")), fmt_ci(r.ci.get("non"))]
+            row += [other_ci, non_ci]
         row += [fmt(r.change.get(g, float("nan"))) for g in GROUPS]
         if with_ci:
             row += [fmt_ci(r.change_ci.get(g)) for g in GROUPS]
@@ -117,7 +132,8 @@ def ti_table(results, reported: dict | None = None) -> tuple[list[str], list[lis
         if reported and rep:
             from rtransfer.paper import mark
 
-            row += [fmt(rep.other), fmt(rep.non), fmt(r.ti["other"] - rep.other), fmt(r.ti["non"] - rep.non)]
+            diffs = ["—" if flag else fmt(r.ti[g] - paper) for g, paper in (("other", rep.other), ("non", rep.non))]
+            row += [fmt(rep.other), fmt(rep.non), *diffs]
             row.append(mark(r, rep))
         elif reported:
             row += ["", "", "", "", ""]

@@ -31,14 +31,14 @@ def train_stage(model, config: StudyConfig, base_identity: dict) -> Stage:
 
 
 def _train(model, config: StudyConfig) -> dict[str, Any]:
-    from rtransfer.train.run import checkpoint_evaluator, train
+    from rtransfer.train.run import checkpoint_evaluator, checkpoint_name, train
 
     job, out = model.job, Path(model.job.out)
     every = config.eval.eval_every
 
     def evaluate_checkpoint(checkpoint: Path, run_dir: Path) -> None:
-        step = run_dir.name.removeprefix("step-")
-        _evaluate(str(checkpoint), run_dir, config, name=f"{model.name}@{step}", base="base", server_name=None)
+        name = checkpoint_name(model.name, int(run_dir.name.removeprefix("step-")))
+        _evaluate(str(checkpoint), run_dir, config, name, "base", None, method=model.method)
 
     if model.launch:
         from rtransfer.study.run import train_command
@@ -79,7 +79,16 @@ def _eval_inputs(config: StudyConfig) -> dict[str, Any]:
     return {"suite": e.suite, "data_dir": e.data_dir, "limit": e.limit, "dtype": e.dtype}
 
 
-def _evaluate(source: str, run_dir: Path, config: StudyConfig, name: str, base: str | None, server_name, thinking=None):
+def _evaluate(
+    source: str,
+    run_dir: Path,
+    config: StudyConfig,
+    name: str,
+    base: str | None,
+    server_name,
+    thinking=None,
+    method: str | None = None,
+):
     from rtransfer.engines.factory import EngineSpec
     from rtransfer.evaluate import evaluate_spec
 
@@ -104,6 +113,7 @@ def _evaluate(source: str, run_dir: Path, config: StudyConfig, name: str, base: 
         limit=e.limit or None,
         name=name,
         base=base,
+        method=method or None,  # the base's "" is no method
         progress=_progress(name),
     )
 
@@ -126,7 +136,7 @@ def eval_stage(model, config: StudyConfig, out: Path, weights_key: str) -> Stage
     run_dir = out / "runs" / model.name
 
     def run() -> None:
-        _evaluate(model.source, run_dir, config, model.name, model.base, model.name, model.chat_thinking)
+        _evaluate(model.source, run_dir, config, model.name, model.base, model.name, model.chat_thinking, model.method)
 
     needs = [f"train:{model.name}"] if model.trained else []
     return Stage(f"eval:{model.name}", "eval", inputs, [run_dir], run, needs)

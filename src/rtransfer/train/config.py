@@ -1,12 +1,15 @@
 """Training recipes: one dataclass per method, every knob named and documented (TRL's style).
 
-A recipe is loaded from a TOML or YAML file (`[sft]`/`[onpolicy]`/`[grpo]` table, or the fields at top level),
-then overridden on the command line with `--set FIELD=VALUE`. Unknown fields and values of the wrong type are
-one-line errors before anything loads a model. The defaults are the lab recipes; the paper's Qwen3-14B-Base and a
+A recipe is loaded from a TOML or YAML file, then overridden on the command line with `--set FIELD=VALUE`. In the
+file, fields at top level apply to every method and a `[sft]`/`[onpolicy]`/`[grpo]` table to its method (over the
+top-level ones). Unknown tables and fields, a file with tables for other methods only, and values of the wrong type
+are one-line errors before anything loads a model. `recipe_fields(method)` lists every field with its type, default
+and help (the metadata below): `rtransfer train METHOD --help` prints it. The defaults are the lab recipes; the paper's Qwen3-14B-Base and a
 small real-model recipe ship under rtransfer/data/recipes/.
 """
 
 import dataclasses
+import difflib
 import json
 import tomllib
 import types
@@ -41,7 +44,7 @@ class Recipe:
     )
     save_every: int = field(default=50, metadata={"help": "a checkpoint every N steps (a killed run resumes there)"})
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
-    log_every: int = field(default=5, metadata={"help": "a log.jsonl line every N steps"})
+    log_every: int = field(default=5, metadata={"help": "a log.jsonl line every N steps, and one at the last step"})
     seed: int = field(default=0, metadata={"help": "data order, sampling and initial RNG state"})
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPUs); the CPU trains in fp32"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory (large models)"})
@@ -97,7 +100,7 @@ class GRPORecipe(Recipe):
     epsilon: float = field(default=0.2, metadata={"help": "lower clip range ε"})
     epsilon_high: float = field(default=0.28, metadata={"help": "upper clip range ε_high (DAPO's clip-higher)"})
     loss_type: str = field(
-        default="dapo", metadata={"help": "loss aggregation: dapo (token mean), grpo, dr_grpo, bnpo"}
+        default="dapo", metadata={"help": "loss aggregation: dapo (token mean), grpo, dr_grpo, bnpo, cispo"}
     )
     scale_rewards: str = field(default="group", metadata={"help": "advantage scaling: group, batch or none"})
     num_iterations: int = field(default=1, metadata={"help": "policy updates per generation batch (μ)"})
@@ -150,13 +153,12 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
 
 
 def load_recipe(method: str, path: Path | None = None, overrides: list[str] = ()) -> Recipe:
-    """The recipe of `method`: its defaults, then the file's `[method]` table, then `--set` overrides."""
+    """The recipe of `method`: its defaults, then the file's top-level fields and `[method]` table, then `--set`
+    overrides."""
     cls = RECIPES[method]
     values: dict[str, Any] = {}
     if path is not None:
-        data = read_recipe_file(path)
-        table = data.get(method, {k: v for k, v in data.items() if not isinstance(v, dict)})
-        values.update(_checked(cls, table, str(path)))
+        values.update(_file_values(method, read_recipe_file(path), str(path)))
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
@@ -165,6 +167,33 @@ def load_recipe(method: str, path: Path | None = None, overrides: list[str] = ()
     recipe = cls(**values)
     validate(recipe)
     return recipe
+
+
+def _file_values(method: str, data: dict[str, Any], where: str) -> dict[str, Any]:
+    """The fields a recipe file gives `method`: top-level ones, then its table's. A table that names no method
+    (`[SFT]`, `[train]`) would otherwise be skipped without a word and the defaults trained."""
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    known = [f"[{m}]" for m in RECIPES]
+    for name in tables:
+        if name not in RECIPES:
+            close = _close(name, RECIPES)
+            hint = f"; did you mean [{close}]?" if close else ""
+            raise RecipeError(f"{where}: unknown table [{name}] (known: {', '.join(known)}){hint}")
+    top = {k: v for k, v in data.items() if k not in tables}
+    if tables and method not in tables and not top:
+        present = ", ".join(f"[{m}]" for m in tables)
+        raise RecipeError(f"{where}: no [{method}] table (the file has {present}); add one, or fields at top level")
+    cls = RECIPES[method]
+    values = _checked(cls, top, where)
+    values.update(_checked(cls, tables.get(method, {}), f"{where} [{method}]"))
+    return values
+
+
+def _close(name, known) -> str | None:
+    """The known name that `name` differs from by case only, else one close to it (a typo), else None."""
+    same = [k for k in known if k.lower() == str(name).lower()]
+    close = same or difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 def _parse_value(text: str) -> Any:
@@ -189,7 +218,9 @@ def checked_fields(
     out = {}
     for key, value in table.items():
         if key not in known:
-            raise error(f"{where}: unknown {what} {key!r} (known: {', '.join(sorted(known))})")
+            close = _close(key, sorted(known))
+            hint = f"; did you mean {close!r}?" if close else ""
+            raise error(f"{where}: unknown {what} {key!r} (known: {', '.join(sorted(known))}){hint}")
         allowed = _allowed(hints[key])
         if float in allowed and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -253,3 +284,22 @@ POSITIVE = {
 
 def describe(recipe: Recipe) -> dict[str, Any]:
     return {"method": next(k for k, v in RECIPES.items() if v is type(recipe)), **dataclasses.asdict(recipe)}
+
+
+@dataclass
+class FieldInfo:
+    name: str
+    type: str  # float, int, str, bool
+    default: Any
+    help: str
+
+
+def recipe_fields(method: str) -> list[FieldInfo]:
+    """Every field of `method`'s recipe, in the dataclass's order, with the help text of its metadata: what
+    `--set FIELD=VALUE` and a recipe file accept."""
+    cls = RECIPES[method]
+    hints = typing.get_type_hints(cls)
+    return [
+        FieldInfo(f.name, " or ".join(t.__name__ for t in _allowed(hints[f.name])), f.default, f.metadata["help"])
+        for f in fields(cls)
+    ]

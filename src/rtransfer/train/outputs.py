@@ -150,10 +150,15 @@ def trainer_arguments(recipe: Recipe, out: TrainDir, max_steps: int) -> dict[str
 
 
 def log_callback(out: TrainDir):
-    """A TrainerCallback that copies TRL's logs into log.jsonl under our names."""
+    """A TrainerCallback that copies TRL's logs into log.jsonl under our names, and logs the last step whatever
+    log_every says (a run shorter than log_every would otherwise log no loss at all)."""
     from transformers import TrainerCallback
 
     class LogToTrainDir(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             values = {ours: logs[theirs] for theirs, ours in LOG_KEYS.items() if logs and theirs in logs}
             if values:

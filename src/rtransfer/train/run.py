@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rtransfer.errors import DataError
 from rtransfer.train.config import Recipe, describe, load_recipe, recipe_path
+from rtransfer.train.outputs import checkpoint_step
 
 
 @dataclass
@@ -78,7 +79,8 @@ def train(job: TrainJob, callbacks=()) -> Path:
     if job.eval_every:
 
         def evaluate_checkpoint(checkpoint: Path, run: Path) -> None:
-            evaluate_model(checkpoint, run, job.eval_suite)
+            name = checkpoint_name(out.name, checkpoint_step(checkpoint))
+            evaluate_model(checkpoint, run, job.eval_suite, name=name, method=job.method)
 
         callbacks = [*callbacks, checkpoint_evaluator(out, job.eval_every, evaluate_checkpoint)]
     if job.method == "sft":
@@ -98,7 +100,7 @@ def train(job: TrainJob, callbacks=()) -> Path:
 
             result = train_grpo(base, queries, recipe, out, callbacks)
     if job.eval_every:
-        evaluate_model(result, out / "evals" / "final", job.eval_suite)
+        evaluate_model(result, out / "evals" / "final", job.eval_suite, name=out.name, method=job.method)
     return result
 
 
@@ -118,21 +120,26 @@ def sft_traces(job: TrainJob, recipe, out: Path):
     return read_traces(result.traces)
 
 
-def evaluate_model(model_dir: Path, run_dir: Path, suite: str) -> dict:
-    """A trained model (or checkpoint) on a suite or comma-separated benchmarks, in process."""
+def checkpoint_name(model: str, step: int) -> str:
+    """The model name of a checkpoint's evaluation: `<training dir or arm>@step-<N>`, so that the checkpoints of
+    several runs can be compared in one `rtransfer ti` call (the final model is named `<training dir or arm>`)."""
+    return f"{model}@step-{step}"
+
+
+def evaluate_model(model_dir: Path, run_dir: Path, suite: str, name: str, method: str | None = None) -> dict:
+    """A trained model (or checkpoint) on a suite or comma-separated benchmarks, in process, named `name` and
+    made by `method` in the run's manifest."""
     from rtransfer.engines.factory import EngineSpec
     from rtransfer.evaluate import evaluate_spec
 
-    return evaluate_spec(EngineSpec(str(model_dir), batch_size=64), run_dir, suite, name=run_dir.name)
+    return evaluate_spec(EngineSpec(str(model_dir), batch_size=64), run_dir, suite, name=name, method=method)
 
 
-def checkpoint_evaluator(out: Path, every: int, evaluate_checkpoint=None):
+def checkpoint_evaluator(out: Path, every: int, evaluate_checkpoint):
     """A callback evaluating each checkpoint whose step is a multiple of `every`, into DIR/evals/step-<N>: the TI
     can then be plotted against training steps. A TrainerCallback for TRL, a plain call for on-policy.
-    `evaluate_checkpoint(checkpoint, run_dir)` does the evaluation (default: the lab suite)."""
+    `evaluate_checkpoint(checkpoint, run_dir)` does the evaluation."""
     from transformers import TrainerCallback
-
-    evaluate_checkpoint = evaluate_checkpoint or (lambda checkpoint, run: evaluate_model(checkpoint, run, "lab"))
 
     def evaluate_step(step: int) -> None:
         checkpoint = out / "checkpoints" / f"checkpoint-{step}"

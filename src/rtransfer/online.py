@@ -1,0 +1,59 @@
+"""Whether the Hugging Face hub can be reached, decided once per process and in seconds.
+
+Without a connection the hub libraries retry for 24 s (a dataset) to 49 s (a model) before they fail. Every hub
+path of rtransfer asks `hub_offline()` first and fails at once with a line that says what to use instead: a local
+folder (`--data-dir`), a local model directory, or the lab base.
+"""
+
+import functools
+import os
+import socket
+import threading
+from urllib.parse import urlsplit
+
+PROBE_SECONDS = 2.5  # a TCP connection to the hub (or its proxy); name resolution included
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+TRUE = ("1", "ON", "YES", "TRUE")
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_offline() -> str | None:
+    """Why the hub cannot be reached ("HF_HUB_OFFLINE is set", "huggingface.co:443: Name or service not known",
+    ...), or None when it can. The variables are read on every call; the connection is tried once per address."""
+    name = offline_variable()
+    return f"{name} is set" if name else _unreachable(*_address())
+
+
+def offline_variable() -> str | None:
+    """The variable by which the user declared offline mode, if any: the hub libraries then look in their local
+    cache only, and fail fast by themselves."""
+    return next((v for v in OFFLINE_VARIABLES if os.environ.get(v, "").strip().upper() in TRUE), None)
+
+
+def _address() -> tuple[str, int]:
+    """Where a connection to the hub goes first: the proxy when one is set, else HF_ENDPOINT (huggingface.co)."""
+    proxy = next((os.environ[v] for v in PROXY_VARIABLES if os.environ.get(v)), None)
+    url = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else _endpoint())
+    return url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+
+
+def _endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+
+
+@functools.cache
+def _unreachable(host: str, port: int) -> str | None:
+    # In a thread: socket timeouts do not cover name resolution, which can hang for tens of seconds on its own.
+    result: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
+            result.append(None)
+        except OSError as err:
+            result.append(f"{host}:{port}: {err.strerror or err}")
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(PROBE_SECONDS)
+    return result[0] if result else f"{host}:{port}: no answer in {PROBE_SECONDS:g} s"
