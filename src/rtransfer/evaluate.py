@@ -22,7 +22,7 @@ import numpy as np
 
 from rtransfer.benchmarks.base import Doc, Task
 from rtransfer.engines.base import Engine, SamplingParams
-from rtransfer.errors import DataError
+from rtransfer.errors import DataError, RunMismatchError
 from rtransfer.records import Record, doc_grades, regrade
 from rtransfer.runs import RunDir, new_manifest, versions, write_json_atomic
 
@@ -120,6 +120,29 @@ def start_run(
     return run.start(manifest)
 
 
+def check_records_fit(run: RunDir, plan: EvalPlan) -> None:
+    """Refuse a plan that asks for fewer documents than the run's records hold (another --limit, other data):
+    scores.json would score the plan's documents while the records, which `rtransfer ti` reads, hold more, and
+    the two would disagree. A larger --limit extends the run."""
+    if not run.exists():
+        return
+    for task in plan.tasks:
+        recorded = {r.doc_id for r in run.records(task.name)}
+        if not recorded:
+            continue
+        wanted = {d.id for d in load_docs(task, plan)}
+        extra = recorded - wanted
+        if extra:
+            raise RunMismatchError(
+                f"{run.path}: {task.name}'s records hold {len(recorded)} documents, {len(extra)} of them outside the "
+                f"{len(wanted)} asked for now (--limit {plan.limit}), so scores.json would disagree with them; use "
+                f"the run's --limit ({run.manifest().get('limit') or 'none'}), a larger one, or another --out directory"
+                if plan.limit
+                else f"{run.path}: {task.name}'s records hold {len(extra)} documents that are not in its data here; "
+                "use the --data-dir the run was made with, or another --out directory"
+            )
+
+
 def content_hashes(task: Task, docs: Sequence[Doc]) -> dict[str, str]:
     """Short hashes of a benchmark's loaded documents and of the prompts built from them (all of them, before
     --limit), so two runs can be checked to have seen the same items."""
@@ -171,8 +194,9 @@ def run_benchmark(
 
 
 def load_docs(task: Task, plan: EvalPlan) -> list[Doc]:
+    """The documents a run scores: all, or with --limit what the task takes as its first N (Task.limit)."""
     docs = plan.docs[task.name] if task.name in plan.docs else task.load(plan.data_dir, plan.seed)
-    return docs[: plan.limit] if plan.limit else docs
+    return task.limit(docs, plan.limit) if plan.limit else docs
 
 
 # --- grading: the one path that eval, `rtransfer grade` and `rtransfer regrade` share ----------------------------
@@ -260,6 +284,7 @@ def evaluate(
     progress: Callable[[str], Callable[[int, int], Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every task of the plan into `run`; scores.json is rewritten after each benchmark."""
+    check_records_fit(run, plan)
     start_run(run, engine, plan, name=name, base=base, method=method)
     results = {}
     for task in plan.tasks:
