@@ -2,6 +2,7 @@
 
 import pytest
 
+from rtransfer import online
 from rtransfer.benchmarks.registry import IMPLEMENTED, get_task
 from rtransfer.errors import DataError
 
@@ -16,6 +17,9 @@ def test_a_failing_hub_load_is_a_one_line_error(benchmark, monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)  # LiveCodeBench fetches its files
+    # As if connected, so that the libraries are called (tests/test_first_hour.py covers no connection).
+    monkeypatch.setattr(online, "hub_offline", lambda: None)
+    monkeypatch.setattr(online, "offline_variable", lambda: None)
     task = get_task(benchmark)
     if not task.hf_dataset:  # generated benchmarks (the lab) load no data
         assert task.load(None)

@@ -31,6 +31,22 @@ def test_write_read_roundtrip_and_unknown_fields_kept(tmp_path):
     assert records[2].extra == {"logprobs": [-1.0]}
 
 
+def test_gold_and_choices_are_stored_and_records_without_them_still_read(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with RecordWriter(path) as w:
+        w.write(rec("q", 0, 1.0, gold=1, choices=[" no", " yes"], extra={"logprobs": [-2.0, -1.0]}))
+        w.write(rec("m", 0, 0.0, gold={"instruction_id_list": ["a:b"], "kwargs": [{}]}))
+    stored = [json.loads(line) for line in path.read_text().splitlines()]
+    assert (stored[0]["gold"], stored[0]["choices"], stored[1]["choices"]) == (1, [" no", " yes"], None)
+    old = {"doc_id": "o", "sample": 0, "prompt": "p", "response": "r", "grade": 1.0, "schema": 1}  # before gold
+    with open(path, "a") as f:
+        f.write(json.dumps(old) + "\n")
+    q, m, o = read_records(path)
+    assert (q.gold, q.choices, q.extra) == (1, [" no", " yes"], {"logprobs": [-2.0, -1.0]})
+    assert m.gold == {"instruction_id_list": ["a:b"], "kwargs": [{}]} and m.choices is None
+    assert (o.gold, o.choices, o.extra, o.grade) == (None, None, {}, 1.0)
+
+
 def test_resume_skips_stored_samples(tmp_path):
     path = tmp_path / "r.jsonl"
     with RecordWriter(path) as w:

@@ -99,13 +99,17 @@ def check_numbers(study, report: dict) -> None:
     assert set(rows) == {r["model"] for r in ti}
     for r in ti:
         row = rows[r["model"]]
+        flag = "undefined" if r.get("error") else "unstable" if r.get("unstable") else ""
         for g in ("other", "non"):
+            if flag:  # a TI not to be read is never shown as a number, nor its CI
+                assert (row[f"TI_{g}"], row[f"TI_{g} CI"]) == (f"— ({flag})", "")
+                continue
             assert row[f"TI_{g}"] == fmt(r[f"TI_{g}"])
             assert row[f"TI_{g} CI"] == (fmt_ci(tuple(r[f"TI_{g}_ci"])) if r.get(f"TI_{g}_ci") else "")
         for g in ("math", "other", "non"):
             assert row[f"Δ{g}"] == fmt(r["change"][g]) and row[f"Δ{g} CI"] == fmt_ci(tuple(r["change_ci"][g]))
         assert row["DI_math"] == fmt(r["DI_math"], 3)
-        assert row["flag"] == ("undefined" if r.get("error") else "unstable" if r.get("unstable") else "")
+        assert row["flag"] == flag
     # The Markdown report shows exactly the CSV tables' cells.
     md_tables = markdown_tables(report["md"].read_text())
     for name in ("scores", "ti", "benchmark_changes", "arm_differences"):

@@ -12,7 +12,7 @@ import threading
 from urllib.parse import urlsplit
 
 PROBE_SECONDS = 2.5  # a TCP connection to the hub (or its proxy); name resolution included
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")  # what huggingface_hub reads
 TRUE = ("1", "ON", "YES", "TRUE")
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 

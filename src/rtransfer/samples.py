@@ -53,7 +53,7 @@ def select(run_dir: str | Path, benchmarks: list[str] | None, wrong: bool, n: in
 
 
 def _in_run(name: str, present: list[str], path: Path) -> str:
-    known = lookup(name)
+    known = lookup(name.partition(":")[0])  # a variant (gpqa_diamond:paper-order) records under its benchmark
     bench = known.name if known is not None and known.name in present else name
     if bench not in present:
         raise UnknownBenchmarkError(f"{path} has no records of {name!r} (it has: {', '.join(present)})")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rtransfer.benchmarks._math import SAMPLED, MathTask
-from rtransfer.benchmarks.base import Doc, Settings
+from rtransfer.benchmarks.base import Doc, MissingDataError, Settings
 from rtransfer.benchmarks.loading import Rows, reading
 from rtransfer.errors import DataError
 
@@ -56,7 +56,7 @@ def _exam_rows(folder: Path, exam: str) -> list[tuple[str, dict[str, Any]]]:
 
 def _read_answers(path: Path) -> dict[int, str]:
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise MissingDataError(f"{path}: file not found")
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames != ["id", "answer"]:

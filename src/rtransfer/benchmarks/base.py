@@ -15,6 +15,12 @@ from rtransfer.errors import DataError
 from rtransfer.grading.grade import Grade
 from rtransfer.records import Record, doc_grades
 
+
+class MissingDataError(DataError):
+    """A benchmark's data is not where it was looked for (not: found but malformed). `eval --skip-missing` skips
+    such a benchmark and runs the others."""
+
+
 Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
 
 
@@ -54,8 +60,13 @@ class Task:
     def folder(self, data_dir: Path) -> Path:
         path = Path(data_dir) / self.data_folder
         if not path.exists():
-            raise DataError(f"{path}: no {self.name} data here (expected the layout of shared/benchmarks)")
+            raise MissingDataError(f"{path}: no {self.name} data here (expected the layout of shared/benchmarks)")
         return path
+
+    def limit(self, docs: list[Doc], n: int) -> list[Doc]:
+        """What `eval --limit N` scores: the first N documents. A benchmark made of parts overrides it, so that a
+        limited run still holds every part (HaluEval: N per task; MC-TACO: all rows of the first N questions)."""
+        return docs[:n]
 
     # --- generation tasks ------------------------------------------------------------------------------
     def prompt(self, doc: Doc) -> Messages:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rtransfer.benchmarks import hub
-from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings
+from rtransfer.benchmarks.base import Doc, Grade, Messages, MissingDataError, Settings
 from rtransfer.benchmarks.loading import Rows, RowTask, reading
 from rtransfer.errors import DataError
 from rtransfer.grading.overlap import coqa_scores, exact_match, max_reference, read_answer, token_f1
@@ -111,7 +111,8 @@ class CoQA(RowTask):
         official = folder / OFFICIAL_DEV_FILE
         paths = [official] if official.exists() else sorted(p for p in folder.glob("*.json") if "train" not in p.name)
         if not paths:
-            raise DataError(f"{folder}: no CoQA file (expected {OFFICIAL_DEV_FILE} or another *.json in its format)")
+            expected = f"expected {OFFICIAL_DEV_FILE} or another *.json in its format"
+            raise MissingDataError(f"{folder}: no CoQA file ({expected})")
         stories = []
         for path in paths:
             with reading(path, "a JSON file"):

@@ -32,21 +32,26 @@ contract asks for) equals the mean of the task accuracies once every document is
 
 Data: `<data-dir>/halueval/{task}_data.json` (JSON Lines, the official files, 10,000 records each;
 `qa_data.first1000.json`, a 1,000-record subset some copies have, stands in for qa_data.json). A task whose file is
-missing is left out: the metrics name the tasks scored (`tasks`), their sizes (`sizes`) and `complete`: all three
-tasks, each from a file of the official 10,000 records (not the subset), every document graded. A score with
-`complete: false` is not the paper's HaluEval and should not be reported as such; `incomplete` says why. No task
-file at all is a DataError, as is a missing file for a single-task variant. `general_data.json` (human-labelled
-ChatGPT answers) is not one of the paper's tasks: unused.
+missing is left out. The metrics name the tasks scored (`tasks`), the documents of each task in the data (`sizes`)
+and graded (`counts`), and
+  complete  all three tasks scored: the score is then the mean of three task accuracies, HaluEval's definition,
+            and `rtransfer ti` uses it; otherwise `incomplete` names the tasks missing;
+  full      complete, and every record of the official files graded: the paper's HaluEval; otherwise `partial`
+            says what is short (a subset or another size of file, --limit, an unfinished run).
+`--limit N` scores the first N documents of each task (lm-eval applies its limit per task), so a limited run is
+complete, and not full. No task file at all is a MissingDataError, as is a missing file for a single-task variant.
+`general_data.json` (human-labelled ChatGPT answers) is not one of the paper's tasks: unused.
 Hub: pminervini/HaluEval, configs qa, dialogue, summarization (split data).
 """
 
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from rtransfer.benchmarks import hub
-from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
+from rtransfer.benchmarks.base import Doc, Grade, Messages, MissingDataError, Settings, Task
 from rtransfer.benchmarks.loading import Rows, RowTask
 from rtransfer.errors import DataError
 from rtransfer.grading.yesno import lm_eval_verdict, parse_yes_no
@@ -159,19 +164,29 @@ class HaluEval(RowTask):
             path = next((folder / n for n in self._file_names(task) if (folder / n).exists()), None)
             if path is None:
                 if len(self.tasks) == 1:  # the user asked for this task alone
-                    raise DataError(f"{folder}: no {task} file (expected {' or '.join(self._file_names(task))})")
+                    raise MissingDataError(f"{folder}: no {task} file (expected {' or '.join(self._file_names(task))})")
                 continue  # a missing task is left out (see the module doc)
             found = True
             yield str(path), {"task": task, "rows": read_objects(path)}  # fields are checked in to_doc
         if not found:
             wanted = ", ".join(name for task in self.tasks for name in self._file_names(task))
-            raise DataError(f"{folder}: no HaluEval task file (expected one of: {wanted})")
+            raise MissingDataError(f"{folder}: no HaluEval task file (expected one of: {wanted})")
 
     def hub_rows(self) -> Rows:
         for task in self.tasks:
             config = f"{task}_samples" if self.items == "samples" else task
             rows = list(enumerate(hub.hub_rows(self.hf_dataset, "data", config), start=1))
             yield f"{self.hf_dataset}:{config} row", {"task": task, "rows": rows}
+
+    def limit(self, docs: list[Doc], n: int) -> list[Doc]:
+        """The first n documents of each task, in load order: every task stays in a limited run."""
+        taken: Counter[str] = Counter()
+        kept = []
+        for doc in docs:
+            taken[doc.data["task"]] += 1
+            if taken[doc.data["task"]] <= n:
+                kept.append(doc)
+        return kept
 
     def _file_names(self, task: str) -> tuple[str, ...]:
         return (f"{task}_samples.json",) if self.items == "samples" else FILES[task]
@@ -267,21 +282,21 @@ class HaluEval(RowTask):
             lm_eval.setdefault(r.doc_id, []).append(float(ok))
         lm_values = [sum(lm_eval[i]) / len(lm_eval[i]) for i in ids]
         first = {d.data["task"]: d for d in reversed(docs)}
-        present = [t for t in TASKS if t in first]
-        graded = set(ids)  # documents with records: a loaded but ungraded document leaves its task incomplete
-        counts = {t: sum(d.data["task"] == t and d.id in graded for d in docs) for t in present}
-        incomplete = [f"{t} is not scored" for t in TASKS if t not in first]
-        incomplete += [first[t].data["short"] for t in present if first[t].data.get("short")]
-        incomplete += [
-            f"{t}: {counts[t]} of {first[t].data['size']} documents"
-            for t in present
-            if counts[t] < first[t].data["size"]
-        ]
+        graded = set(ids)  # documents with records: a loaded but ungraded document is not counted
+        counts = {t: sum(d.data["task"] == t and d.id in graded for d in docs) for t in TASKS if t in first}
+        scored = [t for t in TASKS if counts.get(t)]
+        incomplete = [f"{t} is not scored" for t in TASKS if t not in scored]
+        partial = [first[t].data["short"] for t in scored if first[t].data.get("short")]
+        sizes = {t: first[t].data["size"] for t in counts}
+        partial += [f"{t}: {counts[t]} of {sizes[t]} documents" for t in scored if counts[t] < sizes[t]]
         result.update(
-            tasks=present,
-            sizes={t: first[t].data["size"] for t in present},
+            tasks=scored,
+            sizes=sizes,
+            counts={t: counts[t] for t in scored},
             complete=not incomplete,
             **({"incomplete": "; ".join(incomplete)} if incomplete else {}),
+            full=not incomplete and not partial,
+            **({"partial": "; ".join(partial)} if partial else {}),
             unparseable=sum(r.extracted is None for r in records),
             lm_eval_parse=float(100.0 * (weights @ lm_values) / weights.sum()) if ids else 0.0,
         )

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings
+from rtransfer.benchmarks.base import Doc, Grade, Messages, MissingDataError, Settings
 from rtransfer.benchmarks.loading import Rows, RowTask
 from rtransfer.errors import DataError
 from rtransfer.grading.code import TIMEOUT, decode_tests, decoded_tests, grade_code
@@ -112,12 +112,15 @@ class LiveCodeBench(RowTask):
                 raise DataError(f"{folder}: {self.version_tag} needs {', '.join(missing)} (from {self.hf_dataset})")
             return wanted
         if not files:
-            raise DataError(f"{folder}: no .jsonl files (the {self.hf_dataset} schema)")
+            raise MissingDataError(f"{folder}: no .jsonl files (the {self.hf_dataset} schema)")
         return files
 
     def _hub_files(self) -> list[Path]:
         """The release's files from the hub, for users with a connection. (The hub dataset's loading script needs
         `trust_remote_code`, which `datasets` 4 dropped; its files are plain JSON Lines.)"""
+        from rtransfer.benchmarks.hub import check_online
+
+        check_online(self.hf_dataset)  # offline: one line now, not after the library's retries
         from huggingface_hub import hf_hub_download
 
         try:

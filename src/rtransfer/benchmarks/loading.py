@@ -10,13 +10,13 @@ naming where it is, no two documents with one id, and at least one document.
 """
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
 from rtransfer.benchmarks import hub
-from rtransfer.benchmarks.base import Doc, Task
+from rtransfer.benchmarks.base import Doc, MissingDataError, Task
 from rtransfer.errors import DataError, first_line
 from rtransfer.jsonl import read_objects
 
@@ -33,7 +33,7 @@ def reading(path: Path, what: str, hint: str = "") -> Iterator[None]:
     try:
         yield
     except (FileNotFoundError, IsADirectoryError):
-        raise DataError(f"{path}: file not found{hint}") from None
+        raise MissingDataError(f"{path}: file not found{hint}") from None
     except (OSError, EOFError, csv.Error, *ROW_ERRORS) as err:  # bad gzip, bad JSON, bad UTF-8, missing keys
         raise DataError(f"{path}: not {what} ({type(err).__name__}: {first_line(err)})") from None
 
@@ -41,6 +41,8 @@ def reading(path: Path, what: str, hint: str = "") -> Iterator[None]:
 def jsonl_rows(path: Path, required: Iterable[str] = ()) -> list[tuple[str, Row]]:
     """The objects of a JSON Lines file as ("file:line", object); each has the `required` fields, and the file at
     least one object (rtransfer.jsonl says which line is wrong, and how)."""
+    if not Path(path).is_file():
+        raise MissingDataError(f"{path}: file not found")
     return [(f"{path}:{number}", row) for number, row in read_objects(path, tuple(required))]
 
 
@@ -91,3 +93,47 @@ class RowTask(Task):
     def duplicate(self, doc: Doc, where: str) -> str:
         """The message for a second document with `doc.id`, found at `where`."""
         return f"{where}: duplicate {self.id_label} {doc.id!r}"
+
+
+def local_data(task: Task, data_dir: Path) -> tuple[str, str]:
+    """Whether `task`'s data is in `data_dir`, cheaply: ("found", where) when its files are there and the first
+    record reads (eval reads them all), ("missing", why), ("unreadable", why), or ("generated", "") for a
+    benchmark that has no data files (the lab's)."""
+    if not isinstance(task, RowTask):
+        return "generated", ""
+    try:
+        folder = task.folder(data_dir)
+        if next(iter(task.local_rows(folder)), None) is None:
+            return "unreadable", f"{folder}: no records"
+    except MissingDataError as err:
+        return "missing", str(err)
+    except DataError as err:
+        return "unreadable", str(err)
+    except ROW_ERRORS as err:
+        return "unreadable", f"{type(err).__name__}: {first_line(err)}"
+    return "found", str(folder)
+
+
+def load_all(
+    tasks: Sequence[Task], data_dir: Path | None, seed: int = 0, skip_missing: bool = False
+) -> tuple[dict[str, list[Doc]], list[str]]:
+    """Every task's documents, by name, and the names of the tasks left out for want of data. A task whose data
+    is not found (MissingDataError) is left out with `skip_missing`; without it, that is an error, one line naming
+    every such task and the flag. Any other error (a malformed file, the hub) stops the load."""
+    docs: dict[str, list[Doc]] = {}
+    missing: dict[str, str] = {}
+    for task in tasks:
+        try:
+            docs[task.name] = task.load(data_dir, seed)
+        except MissingDataError as err:
+            missing[task.name] = str(err)
+    if not missing:
+        return docs, []
+    first, *others = missing
+    also = f"; no {', '.join(others)} data either" if others else ""
+    if not docs:
+        raise MissingDataError(f"{missing[first]}{also}: nothing to run")
+    if not skip_missing:
+        hint = f"--skip-missing runs the other {len(docs)} benchmark{'s' if len(docs) > 1 else ''} without "
+        raise MissingDataError(f"{missing[first]}{also}; {hint}{'them' if others else 'it'}")
+    return docs, list(missing)

@@ -13,6 +13,7 @@ question being the rows that share (sentence, question):
       the mean of F1 over questions.
 lm-eval's own `f1` is one F1 over all rows pooled; it is given as `f1_rows` for comparison, not as MC-TACO's F1.
 Only questions whose candidates are all graded count towards em and f1 (`questions` says how many).
+`--limit N` scores all candidate rows of the first N questions (in order of appearance), so em and f1 count them.
 """
 
 import csv
@@ -74,6 +75,10 @@ class McTaco(RowTask):
             key = f"{doc.data['sentence']} {doc.data['question']}"
             doc.data["question_id"] = keys.setdefault(key, len(keys))
         return docs
+
+    def limit(self, docs: list[Doc], n: int) -> list[Doc]:
+        """Every row of the first n questions: a limit on rows would cut a question's candidates apart."""
+        return [doc for doc in docs if doc.data["question_id"] < n]
 
     def local_rows(self, folder: Path) -> Rows:
         path = folder / "test_9442.tsv"

@@ -1,9 +1,12 @@
 """Benchmarks by name, imported on first use, and the suites that group them."""
 
 import importlib
+from pathlib import Path
+from typing import Any
 
 from rtransfer.benchmarks.base import Task
-from rtransfer.benchmarks.names import LAB_BENCHMARKS, PAPER_BENCHMARKS, canonical
+from rtransfer.benchmarks.loading import local_data
+from rtransfer.benchmarks.names import GROUP_TITLES, GROUPS, LAB_BENCHMARKS, PAPER_BENCHMARKS, canonical, display
 from rtransfer.errors import UnknownBenchmarkError
 
 # Benchmarks with an implementation: canonical name -> module under rtransfer.benchmarks defining TASK, or
@@ -35,6 +38,12 @@ def resolve_suite(text: str) -> list[str]:
     return resolve(suite=text) if text in SUITES else resolve(benchmarks=text)
 
 
+def _module(bench: str):
+    """The module that implements a canonical benchmark, and the name of its task table (or "")."""
+    path, _, table = IMPLEMENTED[bench].partition(":")
+    return importlib.import_module(path if "." in path else f"rtransfer.benchmarks.{path}"), table
+
+
 def get_task(name: str) -> Task:
     """The task for a benchmark name, or `name:variant` for a documented variant (e.g. the paper's procedure
     where ours differs: `gpqa_diamond:paper-order`, `acpbench:multiturn`). A variant has its own version, so
@@ -43,8 +52,7 @@ def get_task(name: str) -> Task:
     bench = canonical(base)
     if bench not in IMPLEMENTED:
         raise UnknownBenchmarkError(f"benchmark {bench!r} is not implemented yet (available: {', '.join(IMPLEMENTED)})")
-    path, _, table = IMPLEMENTED[bench].partition(":")
-    module = importlib.import_module(path if "." in path else f"rtransfer.benchmarks.{path}")
+    module, table = _module(bench)
     if table:
         return getattr(module, table)[bench]
     if not variant:
@@ -70,3 +78,26 @@ def resolve(benchmarks: str | None = None, suite: str | None = None) -> list[str
         base, colon, variant = n.partition(":")
         out.append(canonical(base) + colon + variant)
     return out
+
+
+def catalog(data_dir: Path | None = None) -> dict[str, Any]:
+    """What `rtransfer list` shows: every implemented benchmark (canonical and display name, group, kind, variants),
+    the groups and the suites; with `data_dir`, whether each benchmark's data is found there (`data`: found,
+    missing, unreadable or generated, and `data_note` saying where or why)."""
+    benchmarks = []
+    for name in dict.fromkeys([*PAPER_BENCHMARKS, *LAB_BENCHMARKS, *IMPLEMENTED]):  # the paper's order first
+        task, (module, table) = get_task(name), _module(name)
+        entry = {"name": name, "display": display(name), "group": task.group, "kind": task.kind}
+        entry["variants"] = [] if table else [f"{name}:{v}" for v in getattr(module, "VARIANTS", {})]
+        if data_dir is not None:
+            entry["data"], entry["data_note"] = local_data(task, data_dir)
+        benchmarks.append(entry)
+    groups = {
+        g: {"title": GROUP_TITLES[g], "benchmarks": [b["name"] for b in benchmarks if b["group"] == g]} for g in GROUPS
+    }
+    return {
+        "benchmarks": benchmarks,
+        "groups": groups,
+        "suites": {suite: list(members) for suite, members in SUITES.items()},
+        "data_dir": None if data_dir is None else str(data_dir),
+    }

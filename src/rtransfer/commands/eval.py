@@ -10,7 +10,9 @@ from rtransfer.report.tables import fmt, fmt_ci, render
 
 EPILOG = """examples:
   rtransfer eval --model Qwen/Qwen3-14B-Base --suite paper --out runs/base
+  rtransfer eval --model lab --suite lab --out runs/lab      # the lab base on its own suite, no hub needed
   rtransfer eval --model ./my-model --benchmarks math500,headqa --data-dir ../shared/benchmarks --limit 50 --out runs/m
+  rtransfer eval --model ./my-model --suite paper --data-dir ../shared/benchmarks --skip-missing --out runs/p
   rtransfer eval --engine openai --base-url http://127.0.0.1:8000/v1 --model Qwen/Qwen3-14B --suite paper --out runs/q
 An interrupted run resumes where it stopped when run again with the same --out and settings."""
 
@@ -23,10 +25,25 @@ def register(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="hub id or local model directory (openai: the server's model name)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="hub id, local model directory, lab (the lab base shipped with rtransfer) or lab:quick (its seconds-long "
+        "smoke version); openai: the server's model name",
+    )
     add_benchmark_args(p)
     p.add_argument("--out", required=True, type=Path, help="run directory (created, or resumed)")
-    p.add_argument("--limit", type=int, help="only the first N documents of each benchmark")
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="the first N documents of each benchmark; HaluEval: the first N of each of its three tasks (as lm-eval); "
+        "MC-TACO: every candidate row of the first N questions",
+    )
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="skip the benchmarks whose data is not found (named on stderr) and run the others",
+    )
     p.add_argument("--samples", type=int, help="samples per prompt (default: the paper's per benchmark)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the paper's; 0 = greedy)")
     p.add_argument("--top-p", type=float, help="nucleus sampling (default: the paper's)")
@@ -34,7 +51,7 @@ def register(sub) -> None:
     p.add_argument("--thinking", choices=("on", "off"), help="enable_thinking for templates that support it")
     add_engine_arguments(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", help="the model's label in tables (default: the model path's name)")
+    p.add_argument("--name", help="the model's label in tables (default: the model path's name; lab, lab-quick)")
     p.add_argument("--base", help="the label of the base model this one is compared with (for rtransfer ti)")
     p.add_argument(
         "--method", help="how the model was made (sft, grpo, onpolicy, ...): shown by rtransfer ti and the report"
@@ -72,9 +89,11 @@ def add_engine_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from rtransfer.benchmarks.loading import load_all
     from rtransfer.benchmarks.registry import get_task, resolve
     from rtransfer.errors import DataError
     from rtransfer.evaluate import EvalPlan, Overrides, evaluate
+    from rtransfer.lab.build import LAB_MODELS
     from rtransfer.runs import RunDir
 
     for flag in (
@@ -90,21 +109,25 @@ def run(args) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise DataError(f"--{flag.replace('_', '-')} must be at least 1, not {value}")
-    names = resolve(args.benchmarks, args.suite)
-    tasks = [get_task(n) for n in names]
+    tasks = [get_task(n) for n in resolve(args.benchmarks, args.suite)]
+    # The documents are loaded once, before the model: missing or malformed data fails first.
+    docs, skipped = load_all(tasks, args.data_dir, args.seed, skip_missing=args.skip_missing)
+    if skipped:
+        print(f"rtransfer: note: no data found in {args.data_dir}, skipped: {', '.join(skipped)}", file=sys.stderr)
     plan = EvalPlan(
-        tasks=tasks,
+        tasks=[t for t in tasks if t.name in docs],
         data_dir=args.data_dir,
         limit=args.limit,
         seed=args.seed,
         overrides=Overrides(args.samples, args.temperature, args.top_p, args.max_new_tokens),
+        docs=docs,
     )
-    plan.load()  # fail on missing data before loading a model; the documents are loaded once
     engine = make_engine(args, None if args.thinking is None else args.thinking == "on")
+    name = args.name or (LAB_MODELS.get(args.model) if args.engine == "hf" else None)
     results = evaluate(
-        engine, plan, RunDir(args.out), name=args.name, base=args.base, method=args.method, progress=_progress_bar
+        engine, plan, RunDir(args.out), name=name, base=args.base, method=args.method, progress=_progress_bar
     )
-    print_scores(results, args.json, title=f"{args.name or Path(args.model).name} — {args.out}")
+    print_scores(results, args.json, title=f"{name or Path(args.model).name} — {args.out}")
     return 0
 
 
@@ -112,9 +135,10 @@ def make_engine(args, thinking: bool | None):
     """The engine the flags of add_engine_arguments ask for, serving `args.model`."""
     from rtransfer.engines.factory import EngineSpec
     from rtransfer.engines.factory import make_engine as build
+    from rtransfer.lab.build import resolve_model
 
     spec = EngineSpec(
-        model=args.model,
+        model=resolve_model(args.model) if args.engine == "hf" else args.model,  # "lab": the lab base's directory
         engine=args.engine,
         revision=args.revision,
         chat=False if args.no_chat else None,

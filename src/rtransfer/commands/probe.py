@@ -16,7 +16,8 @@ EPILOG = """examples:
   rtransfer probe tokens --base B --tuned T --suite lab --samples 50 --out probes/t
   rtransfer probe tokens --base B --tuned T --benchmarks math500 --responses runs/sft --data-dir ../shared/benchmarks
   rtransfer probe tokens --base B --tuned T --suite lab --direction both --json
-  rtransfer probe weights --base Qwen/Qwen3-14B-Base --tuned ./rl --out probes/rl"""
+  rtransfer probe weights --base Qwen/Qwen3-14B-Base --tuned ./rl --out probes/rl
+  rtransfer probe latent --base lab --tuned studies/lab/models/grpo --suite lab   # lab: the lab base"""
 
 DTYPES = ("auto", "bf16", "fp32", "fp16", "bfloat16", "float32", "float16")
 
@@ -53,17 +54,20 @@ def register(sub) -> None:
     )
     tok.set_defaults(run=run_tokens)
     w = kinds.add_parser("weights", help="share of weights unchanged, relative update norm and rank, per tensor")
-    w.add_argument("--base", required=True, help="the base model (hub id or local directory)")
-    w.add_argument("--tuned", required=True, help="the tuned model")
+    _models(w)
     w.add_argument("--rank-limit", type=int, default=2**22, help="skip the SVD of matrices above N elements")
     w.add_argument("--out", type=Path, help="write weights.json here")
     w.add_argument("--json", action="store_true", help="print the result as JSON")
     w.set_defaults(run=run_weights)
 
 
+def _models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", required=True, help="the base model: hub id, local directory, lab or lab:quick")
+    p.add_argument("--tuned", required=True, help="the tuned model (the same choices)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base", required=True, help="the base model (hub id or local directory)")
-    p.add_argument("--tuned", required=True, help="the tuned model")
+    _models(p)
     add_benchmark_args(p)
     p.add_argument("--out", type=Path, help="write the JSON (and plots) here")
     p.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' dtype (fp32 gives a meaningful floor)")
@@ -78,12 +82,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _settings(cls, args, **extra):
     from rtransfer.benchmarks.registry import resolve
     from rtransfer.errors import DataError
+    from rtransfer.lab.build import resolve_model
 
     if not 0 < args.confidence < 1:
         raise DataError(f"--confidence must be between 0 and 1, not {args.confidence}")
     return cls(
-        base=args.base,
-        tuned=args.tuned,
+        base=resolve_model(args.base),  # "lab", "lab:quick": the lab base's directory
+        tuned=resolve_model(args.tuned),
         benchmarks=resolve(args.benchmarks, args.suite),
         data_dir=args.data_dir,
         samples=args.samples,
@@ -120,11 +125,12 @@ def run_tokens(args) -> int:
 
 
 def run_weights(args) -> int:
+    from rtransfer.lab.build import resolve_model
     from rtransfer.probes.pipeline import write_result
     from rtransfer.probes.weights import weight_drift
 
-    result = weight_drift(args.base, args.tuned, rank_limit=args.rank_limit)
-    result = {"base": args.base, "tuned": args.tuned, **result}
+    base, tuned = resolve_model(args.base), resolve_model(args.tuned)
+    result = {"base": base, "tuned": tuned, **weight_drift(base, tuned, rank_limit=args.rank_limit)}
     if args.out:
         write_result(result, args.out, "weights")
     if args.json:

@@ -19,6 +19,7 @@ from typing import Any
 from rtransfer.engines.base import CollectsStream, Generation, Messages, SamplingParams, cut_at_stop, render_plain
 from rtransfer.engines.decode import decode, supported
 from rtransfer.errors import RtransferError, first_line
+from rtransfer.online import hub_offline
 
 
 class ModelLoadError(RtransferError):
@@ -55,12 +56,18 @@ class HFEngine(CollectsStream):
         if (model.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").exists():
             raise ModelLoadError(f"model path {model!r} does not exist or holds no config.json")
         kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+        # A hub id without a connection: the local cache only, at once (the hub libraries retry for 49 s).
+        offline = None if local.exists() else hub_offline()
+        if offline:
+            kwargs["local_files_only"] = True
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
             self.model = AutoModelForCausalLM.from_pretrained(
                 model, dtype=dtype if dtype == "auto" else getattr(torch, dtype), device_map=device_map, **kwargs
             )
         except (OSError, ValueError) as err:
+            if offline:
+                raise ModelLoadError(offline_message(model, offline)) from None
             raise ModelLoadError(f"cannot load model {model!r}: {first_line(err)}") from None
         if device_map is None:
             self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -314,6 +321,13 @@ class HFEngine(CollectsStream):
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "device": str(self.device),
         }
+
+
+def offline_message(model: str, reason: str) -> str:
+    return (
+        f"cannot load model {model!r}: the Hugging Face hub cannot be reached ({reason}) and its local cache has no "
+        "copy; give a local model directory, or lab for the lab base"
+    )
 
 
 def pack_choices(context: list[int], continuations: list[list[int]]):

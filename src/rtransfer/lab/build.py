@@ -242,6 +242,19 @@ def build_base(
     return final
 
 
+# Names that stand for a lab base wherever a model is asked for (eval, train, probe, study), and the label a run of
+# it gets by default.
+LAB_MODELS = {"lab": "lab", "lab:quick": "lab-quick"}
+
+
+def resolve_model(model: str) -> str:
+    """A model argument as a local directory or hub id: "lab" is the lab base (copied from the package on first
+    use), "lab:quick" its seconds-long smoke version (built on first use); anything else is returned unchanged."""
+    if model not in LAB_MODELS:
+        return model
+    return str(build_base(QUICK if model == "lab:quick" else BuildConfig()))
+
+
 def pretrained(config: BuildConfig, progress=None, rebuild: bool = False) -> Path:
     """The pre-trained model that `config` starts from: the shipped one, or `config.pretrain` trained here once."""
     if config.pretrain is None:

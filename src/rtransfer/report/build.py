@@ -23,9 +23,17 @@ def build_sections(data: ReportData) -> tuple[list[Section], Results]:
     return [make(data, results) for make in (*RESULT_SECTIONS, *EVIDENCE_SECTIONS)], results
 
 
+SMOKE_BANNER = (
+    "Smoke test on the quick lab base: not a result. This study trained a miniature model for a few steps and "
+    "scored it on a few documents per benchmark, to check that every stage runs; its numbers do not test the "
+    "paper's claim. Run the study without --quick for a result."
+)
+
+
 def write_report(study_dir: str | Path, out: str | Path | None = None) -> dict:
     data = load_study(study_dir)
-    return _write(data, Path(out) if out else Path(study_dir), f"rtransfer report: study {data.title}")
+    title = f"rtransfer report: study {data.title}" + (" (smoke test)" if data.smoke else "")
+    return _write(data, Path(out) if out else Path(study_dir), title, SMOKE_BANNER if data.smoke else "")
 
 
 def write_run_report(run_dirs: list[str | Path], base: str | None, out: str | Path) -> dict:
@@ -33,7 +41,7 @@ def write_run_report(run_dirs: list[str | Path], base: str | None, out: str | Pa
     return _write(data, Path(out), "rtransfer report: " + ", ".join(data.models))
 
 
-def _write(data: ReportData, out: Path, title: str) -> dict:
+def _write(data: ReportData, out: Path, title: str, banner: str = "") -> dict:
     sections, results = build_sections(data)
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
@@ -50,6 +58,6 @@ def _write(data: ReportData, out: Path, title: str) -> dict:
                 path.write_text(render(table.header, table.rows, form, table.caption), encoding="utf-8")
                 tables.append(path)
     html, md = out / "report.html", out / "report.md"
-    html.write_text(render_html(title, sections), encoding="utf-8")
-    md.write_text(render_markdown(title, sections), encoding="utf-8")
+    html.write_text(render_html(title, sections, banner), encoding="utf-8")
+    md.write_text(render_markdown(title, sections, banner), encoding="utf-8")
     return {"html": html, "md": md, "tables": tables, "finding": results.finding}

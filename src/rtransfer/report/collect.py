@@ -16,6 +16,7 @@ from rtransfer.runs import RunDir, read_json
 from rtransfer.sources import load_inputs, load_run_dir
 from rtransfer.transfer import ModelScores, transferability
 
+QUICK_BASE = "lab:quick"  # the seconds-long lab miniature: studies on it are smoke tests
 BOOTSTRAP = 1000  # replicates of every CI the report computes itself (fixed seed: the report is reproducible)
 CONFIDENCE = 0.95
 SEED = 0
@@ -55,6 +56,13 @@ class ReportData:
     training: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> train.json
     probes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # model -> probe -> result
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def smoke(self) -> bool:
+        """A smoke test, not a result: a study whose own manifest says its base is the quick lab base (what
+        `rtransfer study --quick` trains), or that it ran as --quick. Read from the files, never the folder name."""
+        config = self.manifest.get("config") or {}
+        return config.get("base") == QUICK_BASE or self.manifest.get("quick") is True
 
     @property
     def tuned(self) -> list[Model]:

@@ -21,18 +21,21 @@ figcaption { font-size: 13px; color: #444; }
 pre { background: #f7f7f7; border: 1px solid #e3e3e3; padding: .6em; white-space: pre-wrap; word-break: break-word;
       font-size: 12px; max-height: 22em; overflow: auto; }
 .label { font-weight: 600; margin: .8em 0 .2em; }
+.banner { background: #fff3cd; border: 2px solid #c69500; padding: .7em 1em; font-weight: 600; }
 """
 
 
-def render_html(title: str, sections: list[Section]) -> str:
+def render_html(title: str, sections: list[Section], banner: str = "") -> str:
+    """The page; `banner`, when given, is shown above everything else (a smoke test says it is one)."""
     toc = "".join(f'<li><a href="#{escape(s.id)}">{escape(s.title)}</a></li>' for s in sections)
     body = "\n".join(_section(s) for s in sections)
+    top = f'<p class="banner" id="banner">{escape(banner)}</p>' if banner else ""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head>\n"
-        f"<body><h1>{escape(title)}</h1><nav><ol>{toc}</ol></nav>\n{body}\n</body></html>\n"
+        f"<body>{top}<h1>{escape(title)}</h1><nav><ol>{toc}</ol></nav>\n{body}\n</body></html>\n"
     )
 
 

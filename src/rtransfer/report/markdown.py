@@ -6,8 +6,10 @@ from rtransfer.report.document import Bullets, Code, Figure, Section, Table, Tex
 from rtransfer.report.tables import render
 
 
-def render_markdown(title: str, sections: list[Section], figure_dir: str = "figures") -> str:
-    lines = [f"# {title}", ""]
+def render_markdown(title: str, sections: list[Section], banner: str = "", figure_dir: str = "figures") -> str:
+    """The document; `banner`, when given, is a quoted warning above the title (a smoke test says it is one)."""
+    lines = [f"> **{banner}**", ""] if banner else []
+    lines += [f"# {title}", ""]
     lines += [f"{i}. [{s.title}](#{s.id})" for i, s in enumerate(sections, start=1)]
     for s in sections:
         lines += ["", f'<a id="{s.id}"></a>', "", f"## {s.title}", ""]

@@ -123,11 +123,12 @@ def difference_forest(differences: Sequence[Difference]) -> bytes:
         labels = [f"{d.a} − {d.b}: {d.quantity}" for d in rows]
         shown = [d.defined and not d.flag for d in rows]  # a flagged TI difference is not drawn, as not shown
         values = [d.estimate.value if ok else np.nan for d, ok in zip(rows, shown, strict=True)]
+        cis = [d.estimate.ci if ok else None for d, ok in zip(rows, shown, strict=True)]
         ys = np.arange(len(rows))[::-1]
         ax.errorbar(
             values,
             ys,
-            xerr=_err(np.nan_to_num(values), [d.estimate.ci if ok else None for d, ok in zip(rows, shown, strict=True)]),
+            xerr=_err(np.nan_to_num(values), cis),
             fmt="o",
             ms=4,
             capsize=2,

@@ -198,8 +198,7 @@ def arms(data: ReportData, results: Results) -> Section:
     if results.spread:
         header = ["arm", "quantity", "per seed", "mean", "sd", "min", "max"]
         spread_rows = [
-            [s.arm, s.quantity, _per_seed(s), fmt(s.mean), fmt(s.sd), fmt(s.low), fmt(s.high)]
-            for s in results.spread
+            [s.arm, s.quantity, _per_seed(s), fmt(s.mean), fmt(s.sd), fmt(s.low), fmt(s.high)] for s in results.spread
         ]
         text = (
             "Spread across training seeds (from ti.json; sd with ddof 1): the variation that resampling documents "

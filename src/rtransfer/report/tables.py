@@ -25,7 +25,7 @@ def fmt_ci(ci: tuple[float, float] | None, digits: int = 1) -> str:
 
 
 def ti_flag(undefined: str | None, unstable: str | None) -> str:
-    """"undefined", "unstable" or "": why a TI is not to be read (its math index is ≤ 0, or its CI includes 0)."""
+    """ "undefined", "unstable" or "": why a TI is not to be read (its math index is ≤ 0, or its CI includes 0)."""
     return "undefined" if undefined else "unstable" if unstable else ""
 
 

@@ -9,7 +9,7 @@ from rtransfer.errors import RtransferError
 from rtransfer.study.config import StudyConfig
 from rtransfer.study.stages import Stage
 
-REPORT_VERSION = 1  # bump when the report's content changes, so a finished study renders it again
+REPORT_VERSION = 2  # bump when the report's content changes, so a finished study renders it again
 
 
 def train_stage(model, config: StudyConfig, base_identity: dict) -> Stage:

@@ -4,8 +4,8 @@ A recipe is loaded from a TOML or YAML file, then overridden on the command line
 file, fields at top level apply to every method and a `[sft]`/`[onpolicy]`/`[grpo]` table to its method (over the
 top-level ones). Unknown tables and fields, a file with tables for other methods only, and values of the wrong type
 are one-line errors before anything loads a model. `recipe_fields(method)` lists every field with its type, default
-and help (the metadata below): `rtransfer train METHOD --help` prints it. The defaults are the lab recipes; the paper's Qwen3-14B-Base and a
-small real-model recipe ship under rtransfer/data/recipes/.
+and help (the metadata below, the one source): `rtransfer train METHOD --help` prints it. The defaults are the lab
+recipes; the paper's Qwen3-14B-Base and a small real-model recipe ship under rtransfer/data/recipes/.
 """
 
 import dataclasses

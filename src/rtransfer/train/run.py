@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtransfer.errors import DataError
+from rtransfer.lab.build import LAB_MODELS
+from rtransfer.lab.build import resolve_model as resolve_base  # "lab", "lab:quick": the lab's base (study imports it)
 from rtransfer.train.config import Recipe, describe, load_recipe, recipe_path
 from rtransfer.train.outputs import checkpoint_step
 
@@ -25,15 +27,6 @@ class TrainJob:
     thinking: str | None = None  # sft on the lab: the teacher's think ("on", the default) or no-think ("off") traces
     eval_every: int = 0  # evaluate every N steps' checkpoint into DIR/evals/ (0: never)
     eval_suite: str = "lab"
-
-
-def resolve_base(model: str) -> str:
-    """The base's path or hub id: "lab" (or "lab:quick") is the lab's base, built or copied on first use."""
-    if model in ("lab", "lab:quick"):
-        from rtransfer.lab.build import QUICK, BuildConfig, build_base
-
-        return str(build_base(QUICK if model == "lab:quick" else BuildConfig()))
-    return model
 
 
 def job_recipe(job: TrainJob) -> Recipe:
@@ -54,7 +47,7 @@ def _validated(job: TrainJob) -> Recipe:
 
 
 def is_lab(model: str) -> bool:
-    return model in ("lab", "lab:quick") or (Path(model) / "lab_build.json").exists()
+    return model in LAB_MODELS or (Path(model) / "lab_build.json").exists()
 
 
 def check(job: TrainJob) -> dict:
