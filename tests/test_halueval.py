@@ -157,8 +157,9 @@ def test_the_first1000_qa_subset_still_stands_in_for_qa(tmp_path):
     docs = HaluEval().load(root)
     assert [d.id for d in docs] == ["qa/0", "qa/1", "qa/2"] and all(d.data["size"] == 3 for d in docs)
     assert [d.data["question"] for d in docs] == [r["question"] for r in subset]
-    m = TASK.aggregate(docs, records(TASK, docs, right))  # a subset is not HaluEval, even with the other tasks
-    assert m["complete"] is False and "qa is the 3-record subset qa_data.first1000.json" in m["incomplete"]
+    m = TASK.aggregate(docs, records(TASK, docs, right))  # a subset is not the paper's HaluEval, even whole
+    assert m["complete"] is False and m["incomplete"] == "dialogue is not scored; summarization is not scored"
+    assert m["full"] is False and m["partial"] == "qa is the 3-record subset qa_data.first1000.json"
     write(tmp_path / "halueval", "qa_data.json", QA)  # the full file wins when both are there
     assert [d.data["question"] for d in HaluEval().load(root)] == [r["question"] for r in QA]
 
@@ -182,8 +183,9 @@ def test_the_three_tasks_in_the_official_schema(three_tasks):
     assert d["judged"] == DIALOGUE[0]["hallucinated_response" if d["label"] == "yes" else "right_response"]
     m = TASK.aggregate(docs, records(TASK, docs, right))
     assert m["tasks"] == list(TASKS) and m["sizes"] == {"qa": 2, "dialogue": 2, "summarization": 1}
-    assert m["complete"] is False  # three tasks, but not the official 10,000 records each
-    assert m["incomplete"] == "; ".join(f"{t} has {n} records, not the official 10000" for t, n in m["sizes"].items())
+    assert m["complete"] is True and m["counts"] == m["sizes"] and "incomplete" not in m  # three tasks, all graded
+    assert m["full"] is False  # but not the official 10,000 records each
+    assert m["partial"] == "; ".join(f"{t} has {n} records, not the official 10000" for t, n in m["sizes"].items())
 
 
 def test_both_versions_variant(three_tasks):
@@ -404,17 +406,19 @@ def test_grade_reports_the_complete_benchmark(cli, shared_docs, tmp_path):
     assert code == 0, err
     m = json.loads(out)
     assert m["complete"] is True and m["tasks"] == list(TASKS) and m["n"] == 30000
+    assert m["full"] is True and "partial" not in m and m["counts"] == m["sizes"]
     assert m["sizes"] == {"qa": 10000, "dialogue": 10000, "summarization": 10000}
     assert (m["qa"], m["dialogue"], m["summarization"]) == (100.0, 75.0, 80.0)
     assert m["score"] == pytest.approx(85.0) and m["unparseable"] == 2000
     assert m["ci_low"] < 85.0 < m["ci_high"]
 
 
-def test_a_cut_of_the_complete_data_is_not_complete(shared_docs):
-    docs = shared_docs[:25000]  # what --limit 25000 loads: qa and dialogue whole, half of summarization
+def test_a_cut_of_the_official_data_is_complete_but_not_full(shared_docs):
+    docs = shared_docs[:25000]  # qa and dialogue whole, half of summarization (a run stopped half-way, say)
     m = TASK.aggregate(docs, records(TASK, docs, right))
-    assert m["tasks"] == list(TASKS) and m["complete"] is False
-    assert m["incomplete"] == "summarization: 5000 of 10000 documents"
+    assert m["tasks"] == list(TASKS) and m["complete"] is True and "incomplete" not in m
+    assert m["counts"] == {"qa": 10000, "dialogue": 10000, "summarization": 5000}
+    assert m["full"] is False and m["partial"] == "summarization: 5000 of 10000 documents"
 
 
 def test_ti_keeps_the_complete_benchmark_in_the_non_group(cli, shared_docs, tmp_path):
