@@ -40,6 +40,9 @@ class QueryTask(Task):
     def grade(self, doc: Doc, response: str) -> Grade:
         return grade_math(response, doc.data["answer"])
 
+    def gold(self, doc: Doc) -> str:
+        return doc.data["answer"]
+
 
 class LabTeacher(AnswersInOrder):
     """The lab's programmatic teacher as an Engine: a correct solution in a foreign voice, drawn by the seed."""
