@@ -413,12 +413,18 @@ def test_grade_reports_the_complete_benchmark(cli, shared_docs, tmp_path):
     assert m["ci_low"] < 85.0 < m["ci_high"]
 
 
-def test_a_cut_of_the_official_data_is_complete_but_not_full(shared_docs):
-    docs = shared_docs[:25000]  # qa and dialogue whole, half of summarization (a run stopped half-way, say)
+def test_a_cut_of_the_complete_data_is_not_complete(shared_docs):
+    docs = shared_docs[:25000]  # qa and dialogue whole, half of summarization: a run stopped half-way, say
     m = TASK.aggregate(docs, records(TASK, docs, right))
-    assert m["tasks"] == list(TASKS) and m["complete"] is True and "incomplete" not in m
-    assert m["counts"] == {"qa": 10000, "dialogue": 10000, "summarization": 5000}
+    assert m["tasks"] == list(TASKS) and m["counts"] == {"qa": 10000, "dialogue": 10000, "summarization": 5000}
+    assert m["complete"] is False and m["incomplete"] == (
+        "the tasks are graded in unequal shares (qa 10000 of 10000, dialogue 10000 of 10000, summarization 5000 of "
+        "10000), so the score is not their mean"
+    )
     assert m["full"] is False and m["partial"] == "summarization: 5000 of 10000 documents"
+    even = [d for d in shared_docs if int(d.id.split("/")[1]) < 5000]  # the same share of each: their mean
+    m = TASK.aggregate(even, records(TASK, even, right))
+    assert m["complete"] is True and m["counts"] == dict.fromkeys(TASKS, 5000) and m["full"] is False
 
 
 def test_ti_keeps_the_complete_benchmark_in_the_non_group(cli, shared_docs, tmp_path):

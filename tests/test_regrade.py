@@ -86,7 +86,8 @@ def test_a_killed_regrade_leaves_every_records_file_whole(cli, run, monkeypatch)
     assert cli("regrade", run)[0] == 130
     assert {p.name: p.read_bytes() for p in (run / "records").glob("*.jsonl")} == before
     assert not list((run / "records").glob("*.tmp"))
-    assert all(len(RunDir(run).records(b)) == 6 for b in ("lab_arith", "mctaco"))  # still a valid run
+    # Still a valid run: --limit 6 is 6 lab_arith items and the 42 candidate rows of MC-TACO's first 6 questions.
+    assert {b: len(RunDir(run).records(b)) for b in ("lab_arith", "mctaco")} == {"lab_arith": 6, "mctaco": 42}
     monkeypatch.setattr(evaluate, "grade_record", real)
     code, _, err = cli("regrade", run)  # and a rerun finishes the job
     assert code == 0, err

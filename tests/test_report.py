@@ -130,6 +130,42 @@ def test_html_is_self_contained(report):
         assert (report["md"].parent / ref).read_bytes()[:4] == b"\x89PNG"
 
 
+def check_smoke_banner(report: dict, study_name: str) -> None:
+    """A study on the quick lab base says at the top of both files that it is a smoke test, and its finding does
+    not compare it with the paper (shared with the study's end-to-end test)."""
+    from html import escape
+
+    from rtransfer.report.build import SMOKE_BANNER
+    from rtransfer.report.finding import PAPER, SMOKE
+
+    html, md = report["html"].read_text(), report["md"].read_text()
+    title = f"rtransfer report: study {study_name} (smoke test)"
+    assert html.index(f'<p class="banner" id="banner">{escape(SMOKE_BANNER)}</p>') < html.index(f"<h1>{title}</h1>")
+    assert md.startswith(f"> **{SMOKE_BANNER}**\n\n# {title}\n")
+    assert SMOKE in md and PAPER not in md and "reproduce" not in md
+
+
+def test_a_study_on_the_quick_lab_base_is_a_smoke_test_by_its_manifest(study, report):
+    from rtransfer.report.finding import SMOKE
+
+    assert "quick" not in study.name  # told by the manifest's base, not by the folder's name
+    check_smoke_banner(report, "fixture")
+    assert report["finding"][-1] == SMOKE
+
+
+def test_a_study_on_another_base_is_compared_with_the_paper(study):
+    from rtransfer.report.collect import load_study
+    from rtransfer.report.finding import PAPER, SMOKE
+    from rtransfer.report.sections import Results
+
+    data = load_study(study)
+    data.manifest["config"]["base"] = "lab"
+    finding = Results(data).finding
+    assert not data.smoke and finding[-1].startswith(PAPER) and SMOKE not in finding
+    data.manifest["quick"] = True  # a study that ran as --quick on any base
+    assert data.smoke and Results(data).finding[-1] == SMOKE
+
+
 def test_text_is_escaped_in_html():
     from rtransfer.report.document import Code, Section
     from rtransfer.report.html import render_html

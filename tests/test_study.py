@@ -134,22 +134,26 @@ def test_the_quick_study_writes_every_file_the_report_reads(quick_study):
         # Every model answers the prompts the base answers: no-think SFT means the teacher's traces, not the
         # chat template's mode at evaluation.
         assert run["engine_info"]["thinking"] is None, name
+        assert run["method"] == (entry["method"] or None), name  # the run dir says how its model was made
         if name != "base":
             assert (quick_study / entry["train_dir"] / "log.jsonl").exists()
             assert {"latent", "tokens"} <= set(entry["probes"])
             assert all((quick_study / p).exists() for p in entry["probes"].values())
             # Checkpoints every 4 steps were evaluated (every arm trains at least 4 steps in the quick recipes).
             assert "4" in entry["steps"] and (quick_study / entry["steps"]["4"] / "scores.json").exists()
+            step = json.loads((quick_study / entry["steps"]["4"] / "manifest.json").read_text())
+            assert (step["name"], step["method"]) == (f"{name}@step-4", entry["method"])
     for f in ("scores.json", "ti.json", "report.html", "report.md"):
         assert (quick_study / f).exists(), f
 
 
 def test_the_quick_studys_report_has_every_section_and_the_studys_numbers(quick_study):
-    from test_report import check_numbers, check_sections
+    from test_report import check_numbers, check_sections, check_smoke_banner
 
     report = {"html": quick_study / "report.html", "md": quick_study / "report.md"}
     check_sections(report)
     check_numbers(quick_study, report)
+    check_smoke_banner(report, "lab")
 
 
 def test_scores_json_is_the_records_and_ti_json_is_rtransfer_ti(quick_study, cli):

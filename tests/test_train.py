@@ -363,7 +363,7 @@ def test_bad_data_and_recipe_files_are_one_line_errors(cli, tmp_path):
     assert code == 2 and "batch_size × steps_per_generation = 10 is not a multiple of rollouts 4" in err
     bad_recipe.write_text("[grpo]\nlearning_rate = 1e-6\n")
     code, _, err = cli("train", "grpo", "--model", "lab", "--config", bad_recipe, "--out", tmp_path / "d")
-    assert code == 2 and f"{bad_recipe}: unknown GRPORecipe field 'learning_rate'" in err
+    assert code == 2 and f"{bad_recipe} [grpo]: unknown GRPORecipe field 'learning_rate'" in err
     queries = tmp_path / "q.jsonl"
     queries.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?"}\n')
     code, _, err = cli("train", "grpo", "--model", "lab", "--data", queries, "--out", tmp_path / "d")

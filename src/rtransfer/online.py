@@ -33,12 +33,11 @@ def offline_variable() -> str | None:
 def _address() -> tuple[str, int]:
     """Where a connection to the hub goes first: the proxy when one is set, else HF_ENDPOINT (huggingface.co)."""
     proxy = next((os.environ[v] for v in PROXY_VARIABLES if os.environ.get(v)), None)
-    url = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else _endpoint())
+    if proxy:
+        url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    else:
+        url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     return url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-
-
-def _endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
 
 
 @functools.cache

@@ -27,19 +27,22 @@ the accuracy under the authors' reading (first line, case-sensitive substrings "
 "No"), for comparison.
 
 Score: each document weighs 1/(number of documents of its task), so `score` (the weighted mean the aggregate
-contract asks for) equals the mean of the task accuracies once every document is graded; `qa`, `dialogue` and
-`summarization` are those accuracies. lm-eval's group weights by size, which is the same with 10,000 records each.
+contract asks for) equals the mean of the task accuracies when each task has the same share of its documents graded
+(all of them, or N of the official 10,000 each); `qa`, `dialogue` and `summarization` are those accuracies.
+lm-eval's group weights by size, which is the same with 10,000 records each.
 
 Data: `<data-dir>/halueval/{task}_data.json` (JSON Lines, the official files, 10,000 records each;
 `qa_data.first1000.json`, a 1,000-record subset some copies have, stands in for qa_data.json). A task whose file is
 missing is left out. The metrics name the tasks scored (`tasks`), the documents of each task in the data (`sizes`)
 and graded (`counts`), and
-  complete  all three tasks scored: the score is then the mean of three task accuracies, HaluEval's definition,
-            and `rtransfer ti` uses it; otherwise `incomplete` names the tasks missing;
+  complete  all three tasks scored, each in the same share (all, or N of each with --limit N and the official
+            files): the score is then the mean of the three task accuracies, HaluEval's definition, and `rtransfer
+            ti` uses it; otherwise `incomplete` says which task is missing or that the shares differ;
   full      complete, and every record of the official files graded: the paper's HaluEval; otherwise `partial`
             says what is short (a subset or another size of file, --limit, an unfinished run).
-`--limit N` scores the first N documents of each task (lm-eval applies its limit per task), so a limited run is
-complete, and not full. No task file at all is a MissingDataError, as is a missing file for a single-task variant.
+`--limit N` scores the first N documents of each task (lm-eval applies its limit per task), so a limited run on the
+official files is complete, and not full. No task file at all is a MissingDataError, as is a missing file for a
+single-task variant.
 `general_data.json` (human-labelled ChatGPT answers) is not one of the paper's tasks: unused.
 Hub: pminervini/HaluEval, configs qa, dialogue, summarization (split data).
 """
@@ -47,6 +50,7 @@ Hub: pminervini/HaluEval, configs qa, dialogue, summarization (split data).
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -284,10 +288,15 @@ class HaluEval(RowTask):
         first = {d.data["task"]: d for d in reversed(docs)}
         graded = set(ids)  # documents with records: a loaded but ungraded document is not counted
         counts = {t: sum(d.data["task"] == t and d.id in graded for d in docs) for t in TASKS if t in first}
+        sizes = {t: first[t].data["size"] for t in counts}
         scored = [t for t in TASKS if counts.get(t)]
         incomplete = [f"{t} is not scored" for t in TASKS if t not in scored]
+        # Each document weighs 1/size of its task, so the score is the mean of the task accuracies only when every
+        # task has the same share graded: all of it, or N of the official 10,000 each (--limit N).
+        if not incomplete and len({Fraction(counts[t], sizes[t]) for t in scored}) > 1:
+            shares = ", ".join(f"{t} {counts[t]} of {sizes[t]}" for t in scored)
+            incomplete.append(f"the tasks are graded in unequal shares ({shares}), so the score is not their mean")
         partial = [first[t].data["short"] for t in scored if first[t].data.get("short")]
-        sizes = {t: first[t].data["size"] for t in counts}
         partial += [f"{t}: {counts[t]} of {sizes[t]} documents" for t in scored if counts[t] < sizes[t]]
         result.update(
             tasks=scored,
