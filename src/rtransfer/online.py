@@ -56,3 +56,10 @@ def _unreachable(host: str, port: int) -> str | None:
     thread.start()
     thread.join(PROBE_SECONDS)
     return result[0] if result else f"{host}:{port}: no answer in {PROBE_SECONDS:g} s"
+
+
+def offline_message(model: str, reason: str) -> str:
+    return (
+        f"cannot load model {model!r}: the Hugging Face hub cannot be reached ({reason}) and its local cache has no "
+        "copy; give a local model directory, or lab for the lab base"
+    )

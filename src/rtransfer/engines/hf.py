@@ -19,7 +19,7 @@ from typing import Any
 from rtransfer.engines.base import CollectsStream, Generation, Messages, SamplingParams, cut_at_stop, render_plain
 from rtransfer.engines.decode import decode, supported
 from rtransfer.errors import RtransferError, first_line
-from rtransfer.online import hub_offline
+from rtransfer.online import hub_offline, offline_message
 
 
 class ModelLoadError(RtransferError):
@@ -321,13 +321,6 @@ class HFEngine(CollectsStream):
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "device": str(self.device),
         }
-
-
-def offline_message(model: str, reason: str) -> str:
-    return (
-        f"cannot load model {model!r}: the Hugging Face hub cannot be reached ({reason}) and its local cache has no "
-        "copy; give a local model directory, or lab for the lab base"
-    )
 
 
 def pack_choices(context: list[int], continuations: list[list[int]]):

@@ -19,6 +19,7 @@ can write it before the rest of its chunk is done.
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from rtransfer.engines.base import CollectsStream, Generation, Messages, SamplingParams, render_plain
@@ -35,6 +36,7 @@ from rtransfer.engines.transport import (
     post_json,
 )
 from rtransfer.errors import first_line
+from rtransfer.online import hub_offline
 
 # Re-exported: the engine's errors and helpers are imported from here by callers and tests.
 __all__ = [
@@ -235,7 +237,9 @@ def _load_tokenizer(name: str, revision: str | None):
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(name, revision=revision), None
+        # Offline, a hub id is looked up in the local cache only, at once (the hub libraries retry for 49 s).
+        local_only = not Path(name).expanduser().exists() and hub_offline() is not None
+        return AutoTokenizer.from_pretrained(name, revision=revision, local_files_only=local_only), None
     except (OSError, ValueError, ImportError) as err:
         return None, f"tokenizer {name!r} not loaded: {first_line(err)}"
 

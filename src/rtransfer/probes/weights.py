@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from rtransfer.errors import DataError
+from rtransfer.errors import DataError, first_line
+from rtransfer.online import hub_offline, offline_message
 
 RANK_LIMIT = 2**22  # elements: a 2048 × 2048 matrix; larger ones skip the SVD unless asked
 _LAYER = re.compile(r"\.layers\.(\d+)\.")
@@ -33,7 +34,15 @@ def weight_files(model: str) -> dict[str, Path]:
             raise DataError(f"model path {model!r} does not exist")
         from huggingface_hub import snapshot_download
 
-        root = Path(snapshot_download(model, allow_patterns=["*.safetensors", "*.json"]))
+        offline = hub_offline()
+        try:
+            root = Path(
+                snapshot_download(model, allow_patterns=["*.safetensors", "*.json"], local_files_only=bool(offline))
+            )
+        except (OSError, ValueError) as err:
+            if offline:
+                raise DataError(offline_message(model, offline)) from None
+            raise DataError(f"cannot download {model!r}: {first_line(err)}") from None
     index = root / "model.safetensors.index.json"
     if index.exists():
         return {name: root / file for name, file in json.loads(index.read_text())["weight_map"].items()}
