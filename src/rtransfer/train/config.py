@@ -172,7 +172,8 @@ def load_recipe(method: str, path: Path | None = None, overrides: list[str] = ()
 def _file_values(method: str, data: dict[str, Any], where: str) -> dict[str, Any]:
     """The fields a recipe file gives `method`: top-level ones, then its table's. A table that names no method
     (`[SFT]`, `[train]`) would otherwise be skipped without a word and the defaults trained."""
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    # A YAML `sft:` with every field commented out is an empty table, not a field named sft.
+    tables = {k: v or {} for k, v in data.items() if isinstance(v, dict) or (k in RECIPES and v is None)}
     known = [f"[{m}]" for m in RECIPES]
     for name in tables:
         if name not in RECIPES:
