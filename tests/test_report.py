@@ -159,10 +159,10 @@ def test_a_study_on_another_base_is_compared_with_the_paper(study):
     from rtransfer.report.sections import Results
 
     data = load_study(study)
-    data.manifest["config"]["base"] = "lab"
+    data.manifest["config"].update(base="lab", quick=False)
     finding = Results(data).finding
     assert not data.smoke and finding[-1].startswith(PAPER) and SMOKE not in finding
-    data.manifest["quick"] = True  # a study that ran as --quick on any base
+    data.manifest["config"]["quick"] = True  # a study that ran as --quick on any base
     assert data.smoke and Results(data).finding[-1] == SMOKE
 
 

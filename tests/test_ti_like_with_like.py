@@ -99,7 +99,7 @@ T,B,60.0,25.0,50.3,30.5,58.0,71.0
 
 
 def test_gains_equal_within_the_tables_decimal_have_no_sigma(tmp_path, cli):
-    code, rows, err = ti_json(cli, write(tmp_path, NEAR_EQUAL))
+    code, rows, _ = ti_json(cli, write(tmp_path, NEAR_EQUAL))
     assert code == 1  # no TI defined, and still one JSON row per tuned model
     (row,) = rows
     assert row["TI_other"] is None and row["TI_non"] is None  # an undefined row prints no TI at all

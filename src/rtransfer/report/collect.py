@@ -14,7 +14,7 @@ from rtransfer.benchmarks.names import group_of
 from rtransfer.errors import DataError
 from rtransfer.runs import RunDir, read_json
 from rtransfer.sources import load_inputs, load_run_dir
-from rtransfer.transfer import ModelScores, transferability
+from rtransfer.transfer import ModelScores, align_documents, transferability
 
 QUICK_BASE = "lab:quick"  # the seconds-long lab miniature: studies on it are smoke tests
 BOOTSTRAP = 1000  # replicates of every CI the report computes itself (fixed seed: the report is reproducible)
@@ -62,7 +62,7 @@ class ReportData:
         """A smoke test, not a result: a study whose own manifest says its base is the quick lab base (what
         `rtransfer study --quick` trains), or that it ran as --quick. Read from the files, never the folder name."""
         config = self.manifest.get("config") or {}
-        return config.get("base") == QUICK_BASE or self.manifest.get("quick") is True
+        return config.get("base") == QUICK_BASE or config.get("quick") is True
 
     @property
     def tuned(self) -> list[Model]:
@@ -134,6 +134,7 @@ def load_runs(run_dirs: list[str | Path], base: str | None) -> ReportData:
     """A report's data from eval run directories alone, with `base` as in `rtransfer ti --base`; scores and the
     TI are computed here (the same calls as `rtransfer ti`), as no study computed them."""
     rows, notes = load_inputs([str(p) for p in run_dirs], base=base)
+    rows, aligned = align_documents(rows)  # the tables show the scores the TI compares
     models: dict[str, Model] = {}
     manifests: dict[str, dict] = {}
     for p, row in zip(run_dirs, rows, strict=True):  # load_inputs keeps the order of its inputs
@@ -145,7 +146,7 @@ def load_runs(run_dirs: list[str | Path], base: str | None) -> ReportData:
     scores = [s for r in rows for s in score_row(models[r.model], r, RunDir(models[r.model].run_dir))]
     ti = [r.as_dict() for r in transferability(rows, bootstrap=BOOTSTRAP, confidence=CONFIDENCE, seed=SEED)]
     data = ReportData("eval runs", Path.cwd(), models, rows, scores, ti, {"runs": manifests})
-    data.notes = notes
+    data.notes = notes + aligned
     return data
 
 

@@ -18,10 +18,12 @@ from rtransfer.benchmarks.names import GROUPS
 from rtransfer.report.tables import ti_flag
 from rtransfer.transfer import (
     ModelScores,
+    align_documents,
     compared_benchmarks,
     domain_indexes,
     group_changes,
     group_columns,
+    group_resolution,
     resampled_scores,
     score_matrix,
     ti_from_domain,
@@ -76,6 +78,7 @@ class Resampled:
         undefined: frozenset[str] = frozenset(),
     ):
         self.confidence = confidence
+        rows, _ = align_documents(rows)  # like with like, as in transferability (the notes are its)
         self.benchmarks = compared_benchmarks(rows)
         columns = group_columns(self.benchmarks)
         point = score_matrix(rows, self.benchmarks)[None]
@@ -88,7 +91,8 @@ class Resampled:
         tuned = [r for r in rows if r.base]
         t_idx = [position[r.model] for r in tuned]
         b_idx = [position[r.base] for r in tuned]
-        domain, _ = domain_indexes(scores[:, t_idx], scores[:, b_idx], columns, "v2", "pooled")
+        resolution = group_resolution(rows, self.benchmarks)
+        domain, _ = domain_indexes(scores[:, t_idx], scores[:, b_idx], columns, "v2", "pooled", resolution)
         ti = ti_from_domain(domain)
         changes = group_changes(scores[:, t_idx], scores[:, b_idx], columns)
         self.values: dict[str, dict[str, np.ndarray]] = {}

@@ -94,6 +94,7 @@ class StudyConfig:
     # threads is the same to the bit (measured on the lab arms, and tested).
     train_jobs: int = 1
     source: str = ""  # the file it was read from (informational)
+    quick: bool = False  # the [quick] version (--quick): a smoke test, whatever the base; the report says so
 
     @property
     def survey(self) -> bool:
@@ -170,7 +171,7 @@ def _apply_quick(config: StudyConfig, table: dict[str, Any], where: str) -> Stud
         else:
             changes.update(_checked(StudyConfig, {key: value}, f"{where}: [quick]"))
     arms = [replace(a, set=[*a.set, *per_method.get(a.method, [])]) for a in config.arms]
-    return replace(config, **changes, arms=arms)
+    return replace(config, **changes, arms=arms, quick=True)
 
 
 def _table_list(value: Any, key: str) -> list[dict]:
