@@ -157,7 +157,10 @@ def test_one_tuned_model_with_one_benchmark_per_group_gets_a_row_and_the_ways_ou
     assert code == 1
     assert [r["model"] for r in rows] == ["T"] and rows[0]["TI_other"] is None
     assert rows[0]["change"] == {"math": 10.0, "other": 1.0, "non": -1.0}
-    assert "σ of the math group is taken over a single gain, so it is zero" in rows[0]["error"]
+    assert (
+        "σ of the math group is taken over a single gain (zero by definition): its gains cannot be z-normalised"
+        in rows[0]["error"]
+    )
     assert "the TI is undefined for every model; the notes above say why and what to do" in err
     code, (v1,), _ = ti_json(cli, write(tmp_path, table), "--index", "v1")
     assert code == 0 and v1["TI_other"] == pytest.approx(100 * (1 / 40) / (10 / 50))

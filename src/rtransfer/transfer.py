@@ -325,7 +325,7 @@ def _sigma_unresolved(group: str, s: float, floor: float, how: tuple[int, float,
     """Why a σ cannot z-normalise a group's gains, and the ways out that apply."""
     n, resolution, sigma = how
     if n == 1:
-        cause = f"σ of the {group} group is taken over a single gain, so it is zero"
+        cause = f"σ of the {group} group is taken over a single gain (zero by definition)"
     elif not resolution:
         cause = f"σ of the {group} group is zero: its {n} gains are equal"
     else:
@@ -338,7 +338,7 @@ def _sigma_unresolved(group: str, s: float, floor: float, how: tuple[int, float,
         outs.append("--sigma pooled (σ over the gains of every model compared)")
     else:
         outs.append("more tuned models in one call (σ pooled over their gains)")
-    return f"{cause}, so the gains cannot be z-normalised; ways out: {'; '.join(outs)}"
+    return f"{cause}: its gains cannot be z-normalised; ways out: {'; '.join(outs)}"
 
 
 def score_matrix(rows: Sequence[ModelScores], benchmarks: Sequence[str]) -> np.ndarray:
