@@ -23,7 +23,7 @@ BENCHMARKS = ("lab_arith", "lab_lineq", "lab_order", "lab_trace", "lab_format", 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The mid-trained lab base on 40 and on 20 documents per benchmark, the pre-trained model (here, its
-    "tuned" model: any two models will do) on 20."""
+    "tuned" model: any two models will do; labelled as a GRPO arm) on 20."""
     root = tmp_path_factory.mktemp("runs")
     tasks = [get_task(b) for b in BENCHMARKS]
     out = {}
@@ -31,9 +31,9 @@ def runs(tmp_path_factory):
         engine = make_engine(EngineSpec(model=str(model), batch_size=16))
         for limit in limits:
             run = RunDir(root / f"{label}{limit}")
-            evaluate(
-                engine, EvalPlan(tasks, limit=limit).load(), run, name=label, base=None if label == "base" else "base"
-            )
+            tuned = label == "tuned"
+            plan = EvalPlan(tasks, limit=limit).load()
+            evaluate(engine, plan, run, name=label, base="base" if tuned else None, method="grpo" if tuned else None)
             out[f"{label}{limit}"] = run
     return out
 
@@ -181,3 +181,13 @@ def test_inputs_can_be_labelled_and_names_must_differ(runs, cli, tmp_path):
     (selfish / "records").symlink_to(tuned / "records")
     code, _, err = cli("ti", base, selfish, "--base", base)
     assert code == 2 and "the run names itself ('x') as its base; give the base run with --base" in err
+
+
+def test_a_report_of_run_directories_knows_their_methods(runs, tmp_path):
+    from rtransfer.report.build import write_run_report
+
+    write_run_report([runs["base40"].path, runs["tuned20"].path], str(runs["base40"].path), tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    # The run says it is a GRPO arm (eval --method): the finding misses only an off-policy arm to compare it with.
+    assert "the study has no off-policy SFT arm" in text and "no on-policy" not in text
+    assert "lab_arith: compared on the 20 documents" in text  # the report says what the TI compared
