@@ -1,4 +1,4 @@
-"""The probes (BRIEF §5): latent PCA shift / CKA and token KL / rank shift, on tiny models (no hub)."""
+"""The probes: latent PCA shift / CKA and token KL / rank shift, on tiny models (no hub)."""
 
 import argparse
 import json

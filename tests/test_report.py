@@ -310,4 +310,4 @@ def test_against_the_paper_reproduces_contradicts_or_says_what_is_missing():
     lost = [row("sft", "sft", (-3, -6, -1), (-4, -6, -2), (-6, -9, -3)), raised[1]]
     text = against_the_paper(lost, ARMS, "better")
     assert text.endswith("does not reproduce it: not every arm raised math (sft did not).")
-    assert "GRPO 82.3 / 52.2" in text  # the paper's own TIs (BRIEF §4), quoted
+    assert "GRPO 82.3 / 52.2" in text  # the paper's own TIs, quoted

@@ -164,7 +164,7 @@ def load_run_dir(path: str | Path) -> tuple[ModelScores, list[str]]:
 # lm-evaluation-harness task names and metrics per benchmark: tasks tried in order (the first present is used),
 # or, for a benchmark that lm-eval splits into subtasks, all of them (mean of the subtasks). Metrics are tried
 # in order; each metric's filters in FILTERS order. The choices follow the authors' forked harness
-# (ReasoningTransfer/Transferability-of-LLM-Reasoning) and BRIEF §2.
+# (ReasoningTransfer/Transferability-of-LLM-Reasoning) and the paper.
 LM_EVAL_TASKS: dict[str, tuple[tuple[str, ...], bool, tuple[str, ...]]] = {
     "math500": (
         ("hendrycks_math_500", "hendrycks_math500", "minerva_math500", "math500"),

@@ -7,7 +7,7 @@ from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings
 from rtransfer.benchmarks.loading import Rows, RowTask, jsonl_rows
 from rtransfer.grading.math import GRADER_VERSION, grade_math
 
-# The paper's sampled math settings (BRIEF §2: T=0.6, top-p 0.95; the released evalchemy configs use T=0.7).
+# The paper's sampled math settings (Huan et al.: T=0.6, top-p 0.95; the released evalchemy configs use T=0.7).
 SAMPLED = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32768}
 
 # evalchemy's prompt for MATH500, AIME24 and AIME25 (mlfoundations/evalchemy,

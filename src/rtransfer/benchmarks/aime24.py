@@ -1,5 +1,5 @@
 """AIME 2024 (I and II, 30 problems, integer answers). Boxed answer graded by equivalence, average over 10
-samples (BRIEF §2)."""
+samples."""
 
 from typing import Any
 

@@ -1,5 +1,5 @@
 """AIME 2025 (I and II, 30 problems, integer answers). Boxed answer graded by equivalence, average over 10
-samples (BRIEF §2).
+samples.
 
 Local data is MathArena's layout: aime_2025_{I,II}/problems/<n>.tex and aime_2025_{I,II}/answers.csv (id,answer).
 Documents are ordered I-1 … I-15, II-1 … II-15, with ids "2025-I-1" … "2025-II-15".

@@ -32,7 +32,7 @@ class Doc:
 
 @dataclass(frozen=True)
 class Settings:
-    """The paper's generation settings for a benchmark (BRIEF §2); the CLI may override them."""
+    """The paper's generation settings for a benchmark; the CLI may override them."""
 
     samples: int = 1
     temperature: float = 0.0

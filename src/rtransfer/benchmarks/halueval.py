@@ -1,5 +1,5 @@
 """HaluEval (Li et al., 2023): is this answer, response or summary hallucinated? Three tasks: qa, dialogue,
-summarization; the score is the mean of the three accuracies (BRIEF §2).
+summarization; the score is the mean of the three accuracies.
 
 Items. Each source record holds a right and a hallucinated version. The official script (RUCAIBox/HaluEval,
 evaluation/evaluate.py) judges one of the two per record, drawn at random (unseeded), gold "Yes" for the hallucinated

@@ -1,6 +1,6 @@
 """LiveCodeBench code generation (Jain et al., 2024), `release_v2`: 511 problems from LeetCode, AtCoder and
 Codeforces (May 2023 – May 2024). A sample scores 1 when its program passes every test, public and private;
-3 samples averaged, T 0.6, top-p 0.95, 32768 new tokens (BRIEF §2).
+3 samples averaged, T 0.6, top-p 0.95, 32768 new tokens.
 
 Data: the hub's livecodebench/code_generation_lite files (`release_v2` = test.jsonl + test2.jsonl), or
 `<data-dir>/livecodebench/*.jsonl` in the same schema. When the folder holds the official file names, only those of

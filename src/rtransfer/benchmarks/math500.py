@@ -1,5 +1,5 @@
 """MATH-500 (Lightman et al., 2023): 500 problems of the MATH test set. Boxed answer graded by equivalence,
-average over 3 samples (BRIEF §2)."""
+average over 3 samples."""
 
 from typing import Any
 

@@ -1,5 +1,5 @@
 """OlympiadBench (He et al., 2024), the English text-only open-ended math subset OE_TO_maths_en_COMP: 675
-competition problems. Boxed answer graded by equivalence, greedy, one sample (BRIEF §2)."""
+competition problems. Boxed answer graded by equivalence, greedy, one sample."""
 
 import ast
 from typing import Any

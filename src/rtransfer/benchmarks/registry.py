@@ -28,7 +28,7 @@ IMPLEMENTED = {
 }
 
 SUITES = {
-    "paper": PAPER_BENCHMARKS,  # BRIEF §2
+    "paper": PAPER_BENCHMARKS,  # the paper's 12
     "lab": LAB_BENCHMARKS,  # the embedded lab: a miniature of the three groups that a CPU model can learn
 }
 

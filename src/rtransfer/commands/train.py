@@ -29,7 +29,7 @@ def register(sub) -> None:
     t.add_argument("--out", type=Path, required=True, help="the accepted traces (JSONL); records go to OUT.run/")
     t.add_argument("--samples", type=int, default=1, help="solutions per query (K)")
     t.add_argument("--thinking", choices=("on", "off"), default="on", help="the teacher's thinking mode")
-    # The paper's sampled math settings (BRIEF §2): K samples per query are only worth drawing if they can differ.
+    # The paper's sampled math settings: K samples per query are only worth drawing if they can differ.
     t.add_argument("--temperature", type=float, default=0.6, help="teacher sampling temperature (0: greedy)")
     t.add_argument("--top-p", type=float, default=0.95)
     t.add_argument("--max-new-tokens", type=int, default=4096)

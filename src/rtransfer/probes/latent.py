@@ -1,4 +1,4 @@
-"""Latent PCA shift and CKA between a base and a tuned model (BRIEF §5, Huan et al. Fig. 3).
+"""Latent PCA shift and CKA between a base and a tuned model (Huan et al. Fig. 3).
 
 Every hidden-state layer (the embeddings and each block's output) comes from ONE forward pass per batch
 (`output_hidden_states=True`); the authors' script ran one pass per layer, which gives the same numbers at about

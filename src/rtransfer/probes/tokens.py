@@ -1,4 +1,4 @@
-"""Token-level drift between a base and a tuned model on the tuned model's answers (BRIEF §5, Fig. 4).
+"""Token-level drift between a base and a tuned model on the tuned model's answers (Huan et al., Fig. 4).
 
 Both models score the same answer by teacher forcing on the same prompt. Per answer position t (token y_t):
   * kl        exact KL(π_tuned ‖ π_base) over the full vocabulary at that prefix;

@@ -14,7 +14,7 @@ Rules (each uncertainty is a paired-bootstrap percentile CI over documents, at t
    group's measure (rule 3), with its paired CI (rule 1). The verdict "on-policy transfers better/worse" needs
    every pair to agree: at least one group real in that direction, none real in the other. Anything else is
    "the data cannot tell", with the numbers.
-5. Against the paper (BRIEF §4): in its controlled study every arm raised math, and on-policy training (GRPO,
+5. Against the paper: in its controlled study every arm raised math, and on-policy training (GRPO,
    on-policy SFT) transferred better than off-policy SFT, most of all to non-reasoning. A study reproduces that
    when every arm raised math (rule 2) and rule 4 finds "better"; it contradicts it when rule 4 finds "worse";
    otherwise it does not reproduce it, and the sentence says which part is missing. The paper's figures are
@@ -188,7 +188,7 @@ VERDICT_WORDS = {
 }
 
 PAPER = (
-    "In the paper's controlled study (Qwen3-14B-Base, BRIEF §4) every arm raised math and on-policy training "
+    "In the paper's controlled study (Qwen3-14B-Base) every arm raised math and on-policy training "
     "transferred better than off-policy SFT (TI_other / TI_non: GRPO 82.3 / 52.2, think-SFT 52.2 / −104.1, "
     "no-think-SFT 165.4 / −278.9; on-policy vs off-policy SFT on Qwen3-8B-Base 68.6 / 30.2 vs 18.3 / −40.5)."
 )

@@ -75,7 +75,7 @@ class OnPolicyRecipe(Recipe):
     """On-policy SFT: rounds of (the current weights sample, the grader keeps correct finished answers, SFT steps)."""
 
     # Lab defaults: fresh samples before every step (the most on-policy schedule), 32 queries × 4 samples, as the
-    # prototype of BRIEF §7 that raised lab math; chosen on the math gain alone (docs/training.md, measured).
+    # first prototype that raised lab math; chosen on the math gain alone (docs/training.md).
     batch_size: int = field(default=32, metadata={"help": "kept answers per step (a round's kept answers, cycled)"})
     rounds: int = field(default=100, metadata={"help": "sample-then-train rounds"})
     queries_per_round: int = field(default=32, metadata={"help": "training queries sampled per round"})
@@ -92,7 +92,7 @@ class OnPolicyRecipe(Recipe):
 class GRPORecipe(Recipe):
     """GRPO with the grader's correctness as the reward: TRL's GRPOTrainer."""
 
-    # Lab defaults: 16 prompts × 8 rollouts per step as the prototype of BRIEF §7, 100 steps to fit 4 CPU minutes.
+    # Lab defaults: 16 prompts × 8 rollouts per step as the first prototype, 100 steps to fit 4 CPU minutes.
     batch_size: int = field(default=128, metadata={"help": "completions per device per step (prompts × rollouts)"})
     max_steps: int = field(default=100, metadata={"help": "optimiser steps"})
     rollouts: int = field(default=8, metadata={"help": "completions per prompt (num_generations)"})

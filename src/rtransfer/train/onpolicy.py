@@ -1,4 +1,4 @@
-"""On-policy SFT (the ICML version's key ablation, BRIEF §4): rounds of (the current weights sample K answers per
+"""On-policy SFT (the ICML version's key ablation): rounds of (the current weights sample K answers per
 training query → the math grader keeps the correct, finished ones, each with weight 1 → SFT-loss steps on them).
 
 A plain PyTorch loop on transformers pieces (its scheduler, the model's own masked loss), not TRL: TRL has no

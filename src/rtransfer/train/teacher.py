@@ -1,5 +1,5 @@
 """Teacher traces by rejection sampling: K solutions per query from any engine, graded with the math grader; only
-correct, finished ones are kept (the paper's off-policy SFT data, BRIEF §4).
+correct, finished ones are kept (the paper's off-policy SFT data).
 
 Generation goes through the evaluation runner, so the teacher's answers are records in a run directory like an
 eval's: resumable after a kill, re-gradable, with a manifest. The accepted traces are derived from those records
