@@ -191,3 +191,20 @@ def test_a_report_of_run_directories_knows_their_methods(runs, tmp_path):
     # The run says it is a GRPO arm (eval --method): the finding misses only an off-policy arm to compare it with.
     assert "the study has no off-policy SFT arm" in text and "no on-policy" not in text
     assert "lab_arith: compared on the 20 documents" in text  # the report says what the TI compared
+
+
+def test_runs_that_loaded_other_contents_under_the_same_ids_are_named(runs, cli, tmp_path):
+    import shutil
+
+    other = tmp_path / "tuned-other-data"
+    shutil.copytree(runs["tuned20"].path, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    assert manifest["provenance"]["lab_order"]["docs"] == runs["base20"].manifest()["provenance"]["lab_order"]["docs"]
+    manifest["provenance"]["lab_order"]["docs"] = "0123456789abcdef"  # as if made from another data folder
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    base = runs["base20"].path
+    code, _, err = ti_json(cli, base, other, "--base", base)
+    assert code == 0 and "lab_order: the runs loaded documents with different contents under the same ids" in err
+    assert "lab_arith: the runs loaded" not in err  # the benchmarks whose contents agree are not named
+    code, _, err = cli("ti", base, other, "--base", base, "--strict")
+    assert code == 2 and "--strict: lab_order was loaded with different contents (base: " in err

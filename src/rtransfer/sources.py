@@ -139,6 +139,7 @@ def load_run_dir(path: str | Path) -> tuple[ModelScores, list[str]]:
         base=manifest.get("base"),
         scores={},
         method=manifest.get("method") or "",
+        provenance={canonical(b): p["docs"] for b, p in (manifest.get("provenance") or {}).items() if "docs" in p},
     )
     stored = {canonical(b): entry for b, entry in run.scores().get("benchmarks", {}).items()}
     incomplete = {b for b, entry in stored.items() if entry.get("complete") is False}

@@ -92,6 +92,9 @@ class ModelScores:
     # The smallest step of each score in points (a table's last decimal; one sample's share in a run), below
     # which two gains cannot be told apart. Missing: only floating-point noise is ruled out.
     resolution: dict[str, float] = field(default_factory=dict)
+    # A hash of each benchmark's loaded documents (a run's manifest): runs that loaded other contents under the
+    # same ids (another data folder, seed or version) are not comparing the same documents.
+    provenance: dict[str, str] = field(default_factory=dict)
 
     def step(self, benchmark: str) -> float:
         if benchmark in self.docs:
@@ -383,6 +386,15 @@ def align_documents(rows: Sequence[ModelScores], strict: bool = False) -> tuple[
             )
         if len(holders) < 2:
             continue
+        contents = {r.provenance[bench] for r in holders if bench in r.provenance}
+        if len(contents) > 1:
+            hashes = ", ".join(f"{r.model}: {r.provenance[bench]}" for r in holders if bench in r.provenance)
+            if strict:
+                raise TransferabilityError(f"--strict: {bench} was loaded with different contents ({hashes})")
+            notes.append(
+                f"{bench}: the runs loaded documents with different contents under the same ids ({hashes}: another "
+                "data folder, seed or benchmark version); compared by id all the same"
+            )
         ids, mask = _common_samples([r.docs[bench] for r in holders])
         sizes = [(r.model, len(r.docs[bench].ids), _sample_count(r.docs[bench])) for r in holders]
         if all(n == len(ids) and k == mask.sum() for _, n, k in sizes):
