@@ -105,6 +105,25 @@ def test_offline_hub_model_fails_fast(cli, no_hub, benchmarks, tmp_path):
     )
 
 
+@pytest.mark.parametrize("command", ["train", "probe"])
+def test_training_and_probing_a_hub_model_offline_fail_fast(cli, no_hub, tmp_path, command):
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401  (imported outside the timing)
+
+    model = "rtransfer-tests/no-such-model"
+    if command == "train":
+        queries = tmp_path / "q.jsonl"
+        queries.write_text('{"problem": "1+1?", "answer": "2"}\n')
+        argv = ["train", "grpo", "--model", model, "--data", queries, "--out", tmp_path / "m"]
+    else:
+        argv = ["probe", "weights", "--base", model, "--tuned", "lab", "--out", tmp_path / "p"]
+    code, _, err, seconds = timed(cli, *argv)
+    assert code == 2 and seconds < FAST
+    assert err.endswith(
+        f"cannot load model '{model}': the Hugging Face hub cannot be reached ({no_hub}: Connection refused) and its "
+        "local cache has no copy; give a local model directory, or lab for the lab base\n"
+    )
+
+
 def test_declared_offline_fails_fast_in_a_fresh_process(tmp_path):
     """HF_HUB_OFFLINE=1, as a user sets it: the libraries read it when imported, hence a process of its own."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "RTRANSFER_CACHE": str(tmp_path)}

@@ -173,11 +173,16 @@ def load_model(base: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rtransfer.engines.hf import ModelLoadError
+    from rtransfer.online import hub_offline, offline_message
 
+    # A hub id without a connection: the local cache only, at once (the hub libraries retry for 49 s).
+    offline = None if Path(base).expanduser().exists() else hub_offline()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=bool(offline))
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, local_files_only=bool(offline))
     except (OSError, ValueError) as err:
+        if offline:
+            raise ModelLoadError(offline_message(base, offline)) from None
         raise ModelLoadError(f"cannot load model {base!r}: {first_line(err)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
