@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from rtransfer.benchmarks.names import GROUPS
+from rtransfer.report.tables import ti_flag
 from rtransfer.sources import load_run_dir
 from rtransfer.study.config import load_study
 from rtransfer.train.run import read_log
@@ -52,8 +53,12 @@ def main() -> None:
             model = args.out / "models" / names[arm]
             seconds = json.loads((model / "train.json").read_text())["seconds"]
             cells = [f"{r.change[g]:+.1f} ({r.change_ci[g][0]:+.1f}…{r.change_ci[g][1]:+.1f})" for g in GROUPS]
-            ti = [f"{r.ti[g]:.0f} ({r.ci[g][0]:.0f}…{r.ci[g][1]:.0f})" if g in r.ci else "—" for g in ("other", "non")]
-            ti = [t + (", unstable" if r.unstable and t != "—" else "") for t in ti]
+            flag = ti_flag(r.undefined, r.unstable)  # a flagged TI is never printed as a number
+            ti = [
+                f"{r.ti[g]:.0f}" + (f" ({r.ci[g][0]:.0f}…{r.ci[g][1]:.0f})" if g in r.ci else "")
+                for g in ("other", "non")
+            ]
+            ti = [f"— ({flag})"] * 2 if flag else ti
             steps = read_log(model)[-1]["step"]
             print(f"| {arm} | {seed} | {seconds:.0f} | {steps} | " + " | ".join(cells + ti) + " |")
             results.setdefault(arm, []).append(r)
