@@ -208,3 +208,28 @@ def test_runs_that_loaded_other_contents_under_the_same_ids_are_named(runs, cli,
     assert "lab_arith: the runs loaded" not in err  # the benchmarks whose contents agree are not named
     code, _, err = cli("ti", base, other, "--base", base, "--strict")
     assert code == 2 and "--strict: lab_order was loaded with different contents (base: " in err
+
+
+def test_a_groups_resolution_is_its_finest_step():
+    import numpy as np
+
+    from rtransfer.transfer import DocGrades, ModelScores, transferability
+
+    def run(model, base, aime_right, math_right, other):
+        aime = DocGrades(
+            [f"a{i}" for i in range(30)], np.array([i < aime_right for i in range(30)], float), np.ones(30)
+        )
+        math = DocGrades(
+            [f"m{i}" for i in range(500)], np.array([i < math_right for i in range(500)], float), np.ones(500)
+        )
+        docs = {"aime24": aime, "math500": math}
+        scores = {b: d.score() for b, d in docs.items()} | other
+        return ModelScores(model, base, scores, docs=docs)
+
+    base = run("B", None, 3, 200, {"headqa": 40.0, "gpqa_diamond": 30.0, "coqa": 50.0, "ifeval": 60.0})
+    # AIME +1 problem (+3.33 points on a 3.33 grid), MATH-500 +16 (+3.2 on a 0.2 grid): σ_math 0.067, a spread that
+    # MATH-500's grid resolves (floor 0.05); on AIME's grid alone (floor 0.83) it would read as equal gains.
+    tuned = run("T", "B", 4, 216, {"headqa": 41.0, "gpqa_diamond": 33.0, "coqa": 49.0, "ifeval": 58.0})
+    (result,) = transferability([base, tuned])
+    assert result.sigma["math"] == pytest.approx((10 / 3 - 3.2) / 2)
+    assert result.undefined is None and np.isfinite(result.ti["other"])
