@@ -15,14 +15,14 @@ Everything is computed on arrays with a leading replicate axis, so the point est
 replicate go through the same code.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from rtransfer.benchmarks.names import GROUPS, group_of
 from rtransfer.errors import DataError, TransferabilityError
-from rtransfer.records import Record
+from rtransfer.records import Record, doc_grades
 
 INDEXES = ("v1", "v2")
 SIGMAS = ("pooled", "model")
@@ -44,22 +44,15 @@ class DocGrades:
     samples: np.ndarray | None = None
 
     @classmethod
-    def from_records(cls, records: Iterable[Record]) -> "DocGrades":
-        """Grades from run records; an ungraded sample is an error: a score never silently leaves records out."""
-        grades: dict[str, dict[int, float]] = {}
-        weights: dict[str, float] = {}
+    def from_records(cls, records: Sequence[Record]) -> "DocGrades":
+        """Grades from run records: the per-document means of records.doc_grades (which refuses an ungraded
+        sample), and each sample's grade beside them."""
+        ids, values, weights = doc_grades(records)
+        position = {d: i for i, d in enumerate(ids)}
+        samples = np.full((len(ids), 1 + max((r.sample for r in records), default=0)), np.nan)
         for r in records:
-            if r.grade is None:
-                raise DataError(f"record ({r.doc_id}, sample {r.sample}) has no grade; grade the run first")
-            grades.setdefault(r.doc_id, {})[r.sample] = float(r.grade)
-            weights[r.doc_id] = float(r.weight)
-        ids = list(grades)
-        k = 1 + max((s for g in grades.values() for s in g), default=0)
-        samples = np.full((len(ids), k), np.nan)
-        for i, d in enumerate(ids):
-            for s, grade in grades[d].items():
-                samples[i, s] = grade
-        return cls(ids, np.nanmean(samples, axis=1), np.array([weights[d] for d in ids]), samples)
+            samples[position[r.doc_id], r.sample] = r.grade
+        return cls(ids, values, weights, samples)
 
     def score(self) -> float:
         return float(100.0 * np.sum(self.values * self.weights) / np.sum(self.weights))
@@ -295,7 +288,7 @@ def _math_direction(row: ModelScores, base: ModelScores, benches: list[str], ind
 
 
 def _why_undefined(
-    row: ModelScores, base: ModelScores, used: dict[str, list[str]], index, domain, sigma, floor, how
+    row: ModelScores, base: ModelScores, used: dict[str, list[str]], index, domain, sigma, how
 ) -> str | None:
     """The first real cause, in order: a group not compared, a v1 base of zero, no math gain, then a σ that the
     scores' resolution cannot tell from zero (a model that lost math is said to have lost it, whatever σ)."""
@@ -318,20 +311,20 @@ def _why_undefined(
         )
     for g, s in sigma.items():
         if not np.isfinite(domain[g]):  # NaN only where σ is unresolved while some gain is not zero
-            return _sigma_unresolved(g, s, floor[g], how[g])
+            return _sigma_unresolved(g, s, *how[g])
     if not domain["math"] > 0:
         return f"{what} is {domain['math']:.3g}, so the TI is undefined"
     return None
 
 
-def _sigma_unresolved(group: str, s: float, floor: float, how: tuple[int, float, str]) -> str:
-    """Why a σ cannot z-normalise a group's gains, and the ways out that apply."""
-    n, resolution, sigma = how
+def _sigma_unresolved(group: str, s: float, n: int, resolution: float, sigma: str) -> str:
+    """Why a σ over n gains cannot z-normalise a group's gains, and the ways out that apply."""
     if n == 1:
         cause = f"σ of the {group} group is taken over a single gain (zero by definition)"
     elif not resolution:
         cause = f"σ of the {group} group is zero: its {n} gains are equal"
     else:
+        floor = float(sigma_floor(n, resolution))
         cause = (
             f"σ of the {group} group is {s:.2g}, below {floor:.2g}: its {n} gains are equal within the scores' "
             f"resolution ({resolution:.2g} points)"
@@ -484,9 +477,8 @@ def transferability(
             g: int(present[:, cols].sum() if sigma == "pooled" else present[i, cols].sum())
             for g, cols in columns.items()
         }
-        floor = {g: float(sigma_floor(gains[g], resolution[g])) for g in GROUPS}
-        how = {g: (gains[g], resolution[g], sigma) for g in GROUPS}
-        undefined = _why_undefined(row, base, used, index, row_domain, row_sigma, floor, how)
+        how = {g: (gains[g], resolution[g], sigma) for g in GROUPS}  # what σ was taken over, for the message
+        undefined = _why_undefined(row, base, used, index, row_domain, row_sigma, how)
         results.append(
             TIResult(
                 model=row.model,
