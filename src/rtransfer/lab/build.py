@@ -250,9 +250,7 @@ LAB_MODELS = {"lab": "lab", "lab:quick": "lab-quick"}
 def resolve_model(model: str) -> str:
     """A model argument as a local directory or hub id: "lab" is the lab base (copied from the package on first
     use), "lab:quick" its seconds-long smoke version (built on first use); anything else is returned unchanged."""
-    if model not in LAB_MODELS:
-        return model
-    return str(build_base(QUICK if model == "lab:quick" else BuildConfig()))
+    return str(build_base(lab_config(quick=model == "lab:quick"))) if model in LAB_MODELS else model
 
 
 def pretrained(config: BuildConfig, progress=None, rebuild: bool = False) -> Path:

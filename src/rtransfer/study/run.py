@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from rtransfer.errors import RtransferError
+from rtransfer.lab.build import LAB_MODELS, lab_config, resolve_model
 from rtransfer.study.config import StudyConfig
 from rtransfer.study.stages import Ledger, Stage, key_of
 
 KINDS = ("train", "eval", "probes", "ti", "report")
-LAB_BASES = ("lab", "lab:quick")
 
 
 class StudyError(RtransferError):
@@ -54,10 +54,8 @@ class Model:
 def identity(model: str) -> dict[str, str]:
     """What names a model's content without loading it: a lab base's build key, a local directory's
     fingerprint, or the hub id."""
-    if model in LAB_BASES:
-        from rtransfer.lab.build import QUICK, BuildConfig
-
-        return {"lab": (QUICK if model == "lab:quick" else BuildConfig()).key()}
+    if model in LAB_MODELS:
+        return {"lab": lab_config(quick=model == "lab:quick").key()}
     if Path(model).exists():
         from rtransfer.runs import fingerprint
 
@@ -166,10 +164,10 @@ def run_study(config: StudyConfig, out: Path, only: tuple[str, ...] = (), dry_ru
 
 def _plan(config: StudyConfig, out: Path, dry_run: bool = False):
     """(base, models, the base's identity, stages): what the study and a training child both build."""
-    base = config.base if dry_run or config.survey else _resolve_base(config.base)
+    base = config.base if dry_run or config.survey else resolve_model(config.base)
     models = plan_models(config, out, base)
     # A lab base is named by its build key (known before it is built, so a dry run sees the real keys).
-    base_identity = identity(config.base if config.base in LAB_BASES else base)
+    base_identity = identity(config.base if config.base in LAB_MODELS else base)
     return base, models, base_identity, build_stages(config, out, models, base, base_identity)
 
 
@@ -248,12 +246,6 @@ def _quiet_loading() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-
-
-def _resolve_base(name: str) -> str:
-    from rtransfer.train.run import resolve_base
-
-    return resolve_base(name)
 
 
 def _read(path: Path) -> dict[str, Any]:
