@@ -1,6 +1,6 @@
 """Train every arm of the lab study in several seeds and print what each did to the lab suite.
 
-    python bench/train_lab.py [--out DIR] [--seeds 3] [--jobs 2]
+    python bench/train_lab.py [--out DIR] [--seeds 3] [--jobs 2] [--arms NAME ...]
 
 Runs `rtransfer study --seeds N` (the default lab study: the lab base, the four arms with their default lab
 recipes, each in N training seeds; resumable, so a second call only prints) and reads its run directories. Per arm
@@ -8,7 +8,9 @@ and seed: wall time of training, optimizer steps, and per group (math, other, no
 score with a paired-bootstrap 95 % CI (documents resampled per benchmark, the same draw for base and every arm,
 since all answer the same test items), then the TI with its CI, exactly as `rtransfer ti` computes them, with σ
 pooled over the four arms of that seed (as in a one-seed study). Then per arm the mean and the spread (min…max)
-over seeds. Timings: the study trains --jobs arms at once, a share of the cores each.
+over seeds. Timings: the study trains --jobs arms at once, a share of the cores each. `--arms` re-measures some arms
+only (a copy of the lab study with those arms, in OUT/study.toml); σ is then pooled over those arms alone, which
+moves the TIs but not the group changes.
 """
 
 import argparse
@@ -33,10 +35,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/rtransfer-train-lab"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--arms", nargs="+", help="only these arms of the lab study (default: all)")
     args = parser.parse_args()
-    study = [sys.executable, "-m", "rtransfer.cli", "study", "--out", str(args.out), "--seeds", str(args.seeds)]
+    config = study_config(args.out, args.arms) if args.arms else "lab"
+    study = [sys.executable, "-m", "rtransfer.cli", "study", config, "--out", str(args.out), "--seeds", str(args.seeds)]
     subprocess.run([*study, "--jobs", str(args.jobs)], check=True)
-    arms = [arm.name for arm in load_study("lab").arms]
+    arms = [arm.name for arm in load_study(config).arms]
     base, _ = load_run_dir(args.out / "runs" / "base")
     results = {}
     changes = " | ".join(f"Δ{g} (95 % CI)" for g in GROUPS)
@@ -71,6 +75,19 @@ def main() -> None:
         gains = [r.change_ci["math"][0] > 0 and r.change["math"] >= 10 for r in rs]
         print(f"- {arm}: " + ", ".join(cells) + f"; math +10 with CI above 0: {sum(gains)}/{len(rs)} seeds")
     print("\nbase:", ", ".join(f"{b} {v:.1f}" for b, v in base.scores.items()))
+
+
+def study_config(out: Path, arms: list[str]) -> str:
+    """The shipped lab study with only `arms`: its [[arms]] blocks that name other arms are left out."""
+    from rtransfer.study.config import config_path
+
+    head, *blocks = config_path("lab").read_text().split("[[arms]]\n")
+    *blocks, tail = [*blocks[:-1], *blocks[-1].split("\n[eval]", 1)]
+    kept = [b for b in blocks if b.split('"')[1] in arms]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "study.toml"
+    path.write_text(head + "".join("[[arms]]\n" + b for b in kept) + "\n[eval]" + tail)
+    return str(path)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,8 @@ def test_sft_trains_on_the_completion_only_in_the_engines_rendering(tmp_path, qu
         Trace(q.id, q.prompt, f"Let me check. So the final answer is \\boxed{{{q.answer}}}.") for q in queries[:4]
     ]
     recipe = load_recipe("sft", overrides=["max_steps=1"])
-    trainer = sft_trainer(BASE, traces, recipe, TrainDir(tmp_path / "t"))
+    trainer, dropped = sft_trainer(BASE, traces, recipe, TrainDir(tmp_path / "t"))
+    assert dropped == 0
     tok, engine = trainer.processing_class, HFEngine(BASE)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     for row, trace in enumerate(traces):
@@ -173,53 +174,64 @@ def lab_traces(tmp_path: Path) -> Path:
 
 # --- on-policy SFT ---------------------------------------------------------------------------------------------------
 
-ONPOLICY = [
-    "rounds=2",
-    "steps_per_round=4",
-    "queries_per_round=8",
-    "samples_per_query=2",
-    "save_every=4",
-    "batch_size=8",
-    "lr=1e-3",
-    "log_every=1",
-]
+ONPOLICY = ["max_steps=4", "save_every=2", "batch_size=16", "rollouts=4", "log_every=1", "max_completion_length=48"]
 
 
-def test_onpolicy_round_two_samples_from_the_updated_weights(tmp_path, queries):
-    from rtransfer.engines.hf import HFEngine
-    from rtransfer.train.onpolicy import sample_round, train_onpolicy
+def test_onpolicy_loss_is_sft_on_the_kept_answers(tmp_path, queries):
+    """Advantage = kept (correct and finished), the loss mask holds the kept answers only, and the gradient is
+    the NLL gradient of those answers' tokens, normalised over their count (SFT's token mean)."""
+    import torch
 
-    recipe = load_recipe("onpolicy", overrides=ONPOLICY)
-    out = train_onpolicy(BASE, queries, recipe, tmp_path / "onp")
-    stored = lines(out / "rounds" / "round-1.jsonl")
-    assert len(stored) == 16 and all(s["kept"] == (s["grade"] == 1.0 and s["finish_reason"] == "stop") for s in stored)
+    from rtransfer.train.grpo import completion_text
+    from rtransfer.train.onpolicy import onpolicy_trainer
 
-    def responses(model: str) -> list[str]:
-        engine = HFEngine(model, batch_size=recipe.generation_batch_size)
-        return [s["response"] for s in sample_round(engine, queries, recipe, 1)]
+    recipe = load_recipe("onpolicy", overrides=[*ONPOLICY, "max_completion_length=64"])
+    trainer = onpolicy_trainer(BASE, queries, recipe, TrainDir(tmp_path / "o"))
+    rows = [trainer.train_dataset[i // 4] for i in range(16)]  # 4 prompts × 4 samples, as TRL's sampler feeds it
+    torch.manual_seed(0)
+    inputs = trainer._generate_and_score_completions(rows)
+    texts = trainer.processing_class.batch_decode(inputs["completion_ids"], skip_special_tokens=True)
+    eos = trainer.processing_class.eos_token_id
+    finished = [(ids == eos).any().item() for ids in inputs["completion_ids"]]
+    kept = [
+        grade_math(completion_text(text), row["answer"]).score == 1.0 and done
+        for text, row, done in zip(texts, rows, finished, strict=True)
+    ]
+    assert 0 < sum(kept) < 16  # both kinds in the batch, or the test shows nothing
+    assert inputs["advantages"].tolist() == [float(k) for k in kept]
+    mask = inputs["completion_mask"]
+    assert [bool(m.any()) for m in mask] == kept and int(inputs["num_items_in_batch"]) == int(mask.sum())
 
-    after_round_one = out / "checkpoints" / "checkpoint-4"
-    assert responses(str(after_round_one)) == [s["response"] for s in stored]
-    assert responses(BASE) != [s["response"] for s in stored]  # the base would have drawn others
-    log = lines(out / "log.jsonl")
-    assert [r["round"] for r in log] == [0] * 4 + [1] * 4 and all(r["loss"] > 0 for r in log)
+    model = trainer.model
+    model.zero_grad()
+    loss = trainer._compute_loss(model, inputs)
+    loss.backward()
+    ours = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    logits = model(input_ids=ids, attention_mask=torch.cat([inputs["prompt_mask"], mask], dim=1)).logits
+    n = inputs["completion_ids"].size(1)
+    logps = torch.log_softmax(logits[:, -n - 1 : -1].float(), dim=-1)
+    token_logps = logps.gather(-1, inputs["completion_ids"].unsqueeze(-1)).squeeze(-1)
+    nll = -(token_logps * mask).sum() / mask.sum()
+    nll.backward()
+    assert loss.item() == pytest.approx(nll.item(), rel=1e-5)
+    for got, want in zip(ours, (p.grad for p in model.parameters()), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
 def test_onpolicy_resumes_bit_identical_after_a_kill(tmp_path, queries):
     from rtransfer.train.onpolicy import train_onpolicy
 
-    recipe = load_recipe("onpolicy", overrides=[*ONPOLICY, "save_every=2"])
-
-    def kill_at_6(step: int) -> None:
-        if step == 6:  # mid-round 1, after its checkpoint
-            raise KeyboardInterrupt
-
+    recipe = load_recipe("onpolicy", overrides=[*ONPOLICY, "lr=1e-3"])
     full = train_onpolicy(BASE, queries, recipe, tmp_path / "full")
     with pytest.raises(KeyboardInterrupt):
-        train_onpolicy(BASE, queries, recipe, tmp_path / "killed", callbacks=[kill_at_6])
+        train_onpolicy(BASE, queries, recipe, tmp_path / "killed", callbacks=[kill_at(2)])
     resumed = train_onpolicy(BASE, queries, recipe, tmp_path / "killed")
     assert weights(resumed) == weights(full) != weights(BASE)
-    assert log_without_times(resumed) == log_without_times(full)
+    log = log_without_times(full)
+    assert log_without_times(resumed) == log and len(log) == 4
+    assert all(row["loss"] > 0 and 0 <= row["kept_share"] <= 1 for row in log)
 
 
 # --- GRPO ------------------------------------------------------------------------------------------------------------

@@ -89,7 +89,9 @@ def new_manifest(
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    # A temp name per process: two processes writing one file (ranks of a launched run) never rename each
+    # other's temp away; the last os.replace wins whole.
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, ensure_ascii=False)
         f.write("\n")

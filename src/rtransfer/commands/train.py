@@ -97,6 +97,7 @@ def recipe_epilog(method: str, width: int = 118) -> str:
 
 
 def run_trainer(args) -> int:
+    from rtransfer.train import ranks
     from rtransfer.train.run import TrainJob, check, read_log, train
 
     job = TrainJob(
@@ -115,6 +116,8 @@ def run_trainer(args) -> int:
         print(json.dumps(check(job), indent=2))
         return 0
     out = train(job)
+    if not ranks.is_main():  # under a launcher, one summary for the run
+        return 0
     log = read_log(out)
     last = log[-1] if log else {}
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float))

@@ -281,6 +281,13 @@ def _pool() -> _Pool:
         return _POOL
 
 
+def workers() -> int:
+    """How many answers this process's pool grades at once."""
+    pool = _pool()
+    with pool.cond:
+        return len(pool.idle) + pool.out
+
+
 def _close_at_exit() -> None:
     with _POOL_LOCK:
         pool = _POOL

@@ -171,7 +171,7 @@ def _plan(config: StudyConfig, out: Path, dry_run: bool = False):
     return base, models, base_identity, build_stages(config, out, models, base, base_identity)
 
 
-# Longest first (GRPO samples rollouts every step, on-policy SFT every round, SFT never), so the longest arm does
+# Longest first (GRPO and on-policy SFT sample every step, SFT never), so the longest arm does
 # not start last. Only the order of starting: no stage reads another's outputs.
 METHOD_COST = {"grpo": 0, "onpolicy": 1, "sft": 2}
 

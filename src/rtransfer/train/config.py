@@ -39,9 +39,7 @@ class Recipe:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
     batch_size: int = field(default=16, metadata={"help": "sequences per device per optimiser step"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    max_steps: int = field(
-        default=-1, metadata={"help": "optimiser steps; -1: from epochs (SFT) or rounds (on-policy)"}
-    )
+    max_steps: int = field(default=-1, metadata={"help": "optimiser steps; -1: from epochs (SFT)"})
     save_every: int = field(default=50, metadata={"help": "a checkpoint every N steps (a killed run resumes there)"})
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
     log_every: int = field(default=5, metadata={"help": "a log.jsonl line every N steps, and one at the last step"})
@@ -52,7 +50,17 @@ class Recipe:
         default="default",
         metadata={"help": "the chat template's enable_thinking: on, off, or default (the template's own)"},
     )
-    max_queries: int = field(default=0, metadata={"help": "use the first N training queries (0: all)"})
+    max_queries: int = field(default=0, metadata={"help": "train on N queries or traces drawn with the seed (0: all)"})
+    model_dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "the dtype the model is loaded in on a GPU: float32 (fp32 master weights; bf16 as autocast) or "
+            "bfloat16 (ZeRO-3/FSDP keep their own fp32 master copy); the CPU always trains in float32"
+        },
+    )
+    attn_implementation: str = field(
+        default="sdpa", metadata={"help": "transformers attention: sdpa, eager, flash_attention_2, ..."}
+    )
 
 
 @dataclass
@@ -66,44 +74,24 @@ class SFTRecipe(Recipe):
     # Lab default 3: one pass over the think traces left lab math where it was (+0), three raised it by 35 points
     # (docs/lab.md); both SFT arms get the same recipe.
     epochs: float = field(default=3.0, metadata={"help": "passes over the traces (when max_steps is -1)"})
-    max_length: int = field(default=1024, metadata={"help": "prompt + completion tokens; longer ones are cut"})
+    max_length: int = field(
+        default=1024, metadata={"help": "prompt + completion tokens; longer traces are dropped and counted"}
+    )
+    padding_free: bool = field(
+        default=False,
+        metadata={"help": "batches without padding (needs a flash-attention attn_implementation); no cross-talk"},
+    )
     teacher_samples: int = field(default=1, metadata={"help": "traces drawn per query when the teacher runs first"})
 
 
 @dataclass
-class OnPolicyRecipe(Recipe):
-    """On-policy SFT: rounds of (the current weights sample, the grader keeps correct finished answers, SFT steps)."""
+class SamplingRecipe(Recipe):
+    """What the methods that train on the policy's own samples share (on-policy SFT, GRPO): TRL's GRPO machinery
+    draws `rollouts` completions per prompt, with HF generate or vLLM."""
 
-    # Lab defaults: fresh samples before every step (the most on-policy schedule), 32 queries × 4 samples, as the
-    # first prototype that raised lab math; chosen on the math gain alone (docs/training.md).
-    batch_size: int = field(default=32, metadata={"help": "kept answers per step (a round's kept answers, cycled)"})
-    rounds: int = field(default=100, metadata={"help": "sample-then-train rounds"})
-    queries_per_round: int = field(default=32, metadata={"help": "training queries sampled per round"})
-    samples_per_query: int = field(default=4, metadata={"help": "answers sampled per query"})
-    steps_per_round: int = field(default=1, metadata={"help": "optimiser steps on each round's kept answers"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling"})
-    max_new_tokens: int = field(default=160, metadata={"help": "answer budget; an unfinished answer is never kept"})
-    max_length: int = field(default=1024, metadata={"help": "prompt + answer tokens in training"})
-    generation_batch_size: int = field(default=64, metadata={"help": "prompts per generate() call"})
-
-
-@dataclass
-class GRPORecipe(Recipe):
-    """GRPO with the grader's correctness as the reward: TRL's GRPOTrainer."""
-
-    # Lab defaults: 16 prompts × 8 rollouts per step as the first prototype, 100 steps to fit 4 CPU minutes.
     batch_size: int = field(default=128, metadata={"help": "completions per device per step (prompts × rollouts)"})
     max_steps: int = field(default=100, metadata={"help": "optimiser steps"})
     rollouts: int = field(default=8, metadata={"help": "completions per prompt (num_generations)"})
-    beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0 loads no reference model"})
-    epsilon: float = field(default=0.2, metadata={"help": "lower clip range ε"})
-    epsilon_high: float = field(default=0.28, metadata={"help": "upper clip range ε_high (DAPO's clip-higher)"})
-    loss_type: str = field(
-        default="dapo", metadata={"help": "loss aggregation: dapo (token mean), grpo, dr_grpo, bnpo, cispo"}
-    )
-    scale_rewards: str = field(default="group", metadata={"help": "advantage scaling: group, batch or none"})
-    num_iterations: int = field(default=1, metadata={"help": "policy updates per generation batch (μ)"})
     steps_per_generation: int = field(
         default=1,
         metadata={
@@ -114,10 +102,59 @@ class GRPORecipe(Recipe):
     temperature: float = field(default=1.0, metadata={"help": "rollout temperature"})
     top_p: float = field(default=1.0, metadata={"help": "rollout nucleus sampling"})
     max_completion_length: int = field(default=160, metadata={"help": "rollout budget in tokens"})
-    mask_truncated_completions: bool = field(default=False, metadata={"help": "drop unfinished rollouts from the loss"})
     use_vllm: bool = field(default=False, metadata={"help": "rollouts on vLLM (GPU): see docs/training.md"})
     vllm_mode: str = field(default="colocate", metadata={"help": "vLLM mode: colocate or server"})
     vllm_server_base_url: str = field(default="", metadata={"help": "server mode: the trl vllm-serve URL"})
+    # Colocate sizing (train/sizing.py checks it in the dry run): vLLM takes gpu_memory_utilization × the GPU's
+    # memory for its bf16 weights / tensor_parallel_size plus its KV cache, beside the training process.
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3, metadata={"help": "colocate: the share of each GPU's memory vLLM takes (weights + KV cache)"}
+    )
+    vllm_tensor_parallel_size: int = field(
+        default=1, metadata={"help": "colocate: GPUs one vLLM engine spans (divides the process count)"}
+    )
+    vllm_enable_sleep_mode: bool = field(
+        default=False,
+        metadata={"help": "colocate: vLLM frees its weights and KV cache between generations, for the training step"},
+    )
+    vllm_max_model_length: int = field(
+        default=0,
+        metadata={"help": "vLLM's context: prompt budget + max_completion_length (0: the model's positions)"},
+    )
+    vllm_importance_sampling_correction: bool = field(
+        default=True,
+        metadata={"help": "with vLLM: TRL's truncated importance sampling between vLLM's and the trainer's log-probs"},
+    )
+    gpu_memory_gib: float = field(
+        default=0.0,
+        metadata={"help": "GPU memory per device the colocate check assumes (GiB); 0: the visible GPU's, if any"},
+    )
+
+
+@dataclass
+class OnPolicyRecipe(SamplingRecipe):
+    """On-policy SFT: each step, the current weights sample `rollouts` answers per prompt, the math grader keeps the
+    correct, finished ones, and one SFT step trains on them (TRL's GRPO machinery, advantage = kept ∈ {0, 1})."""
+
+    # Lab defaults: fresh samples before every step (the most on-policy schedule), 32 prompts × 4 samples, as the
+    # first prototype that raised lab math; chosen on the math gain alone (docs/training.md).
+    rollouts: int = field(default=4, metadata={"help": "answers sampled per prompt (num_generations)"})
+
+
+@dataclass
+class GRPORecipe(SamplingRecipe):
+    """GRPO with the grader's correctness as the reward: TRL's GRPOTrainer."""
+
+    # Lab defaults: 16 prompts × 8 rollouts per step as the first prototype, 100 steps to fit 4 CPU minutes.
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0 loads no reference model"})
+    epsilon: float = field(default=0.2, metadata={"help": "lower clip range ε"})
+    epsilon_high: float = field(default=0.28, metadata={"help": "upper clip range ε_high (DAPO's clip-higher)"})
+    loss_type: str = field(
+        default="dapo", metadata={"help": "loss aggregation: dapo (token mean), grpo, dr_grpo, bnpo, cispo"}
+    )
+    scale_rewards: str = field(default="group", metadata={"help": "advantage scaling: group, batch or none"})
+    num_iterations: int = field(default=1, metadata={"help": "policy updates per generation batch (μ)"})
+    mask_truncated_completions: bool = field(default=False, metadata={"help": "drop unfinished rollouts from the loss"})
 
 
 RECIPES: dict[str, type[Recipe]] = {"sft": SFTRecipe, "onpolicy": OnPolicyRecipe, "grpo": GRPORecipe}
@@ -246,18 +283,41 @@ def validate(recipe: Recipe) -> None:
         raise RecipeError(f"{type(recipe).__name__}: {', '.join(positive)} must be > 0")
     if recipe.thinking not in THINKING:
         raise RecipeError(f"thinking = {recipe.thinking!r}: choose on, off or default")
-    if isinstance(recipe, GRPORecipe):
-        if recipe.rollouts < 2:
-            raise RecipeError("GRPO needs rollouts >= 2: a group of one has no advantage")
+    if recipe.model_dtype not in ("float32", "bfloat16"):
+        raise RecipeError(f"model_dtype = {recipe.model_dtype!r}: choose float32 or bfloat16")
+    if isinstance(recipe, SFTRecipe) and recipe.padding_free and "flash" not in recipe.attn_implementation:
+        # Padding-free batches are one flattened sequence: only flash attention keeps the traces apart.
+        raise RecipeError(
+            f"padding_free needs a flash-attention attn_implementation (e.g. flash_attention_2), "
+            f"not {recipe.attn_implementation!r}"
+        )
+    if isinstance(recipe, OnPolicyRecipe) and recipe.steps_per_generation != recipe.grad_accum:
+        raise RecipeError(
+            f"on-policy SFT trains one pass per generation batch: steps_per_generation "
+            f"({recipe.steps_per_generation}) must equal grad_accum ({recipe.grad_accum})"
+        )
+    if isinstance(recipe, GRPORecipe) and recipe.rollouts < 2:
+        raise RecipeError("GRPO needs rollouts >= 2: a group of one has no advantage")
+    if isinstance(recipe, SamplingRecipe):
         generation = recipe.batch_size * recipe.steps_per_generation  # per process; TRL's own check
         if generation % recipe.rollouts:
             raise RecipeError(
                 f"batch_size × steps_per_generation = {generation} is not a multiple of rollouts {recipe.rollouts}"
             )
-        if recipe.loss_type not in ("dapo", "grpo", "dr_grpo", "bnpo", "cispo"):
+        if isinstance(recipe, GRPORecipe) and recipe.loss_type not in ("dapo", "grpo", "dr_grpo", "bnpo", "cispo"):
             raise RecipeError(f"loss_type {recipe.loss_type!r}: choose dapo, grpo, dr_grpo, bnpo or cispo")
         if recipe.vllm_mode not in ("colocate", "server"):
             raise RecipeError(f"vllm_mode {recipe.vllm_mode!r}: choose colocate or server")
+        if not 0 < recipe.vllm_gpu_memory_utilization <= 1:
+            raise RecipeError(f"vllm_gpu_memory_utilization = {recipe.vllm_gpu_memory_utilization}: a share in (0, 1]")
+        if recipe.vllm_max_model_length < 0 or recipe.gpu_memory_gib < 0:
+            raise RecipeError("vllm_max_model_length and gpu_memory_gib must be >= 0 (0: the model's, the GPU's)")
+        if 0 < recipe.vllm_max_model_length <= recipe.max_completion_length:
+            # vLLM counts the prompt inside its context: no room would be left for one.
+            raise RecipeError(
+                f"vllm_max_model_length {recipe.vllm_max_model_length} leaves no room for a prompt beside "
+                f"max_completion_length {recipe.max_completion_length}"
+            )
 
 
 POSITIVE = {
@@ -270,16 +330,11 @@ POSITIVE = {
     "epochs",
     "max_length",
     "teacher_samples",
-    "rounds",
-    "queries_per_round",
-    "samples_per_query",
-    "steps_per_round",
-    "max_new_tokens",
-    "generation_batch_size",
     "rollouts",
     "num_iterations",
     "steps_per_generation",
     "max_completion_length",
+    "vllm_tensor_parallel_size",
 }
 
 

@@ -5,6 +5,10 @@ DIR/                      a normal HF model directory (the final weights and tok
 DIR/train.json            recipe, base model and fingerprint, data hash, seed, library versions, times
 DIR/log.jsonl             one line per logged step: loss, lr, grad norm, rewards, lengths, KL, wall time
 DIR/checkpoints/          checkpoint-<step>/ folders; a killed run resumes from the newest
+
+Under `accelerate launch` every process runs this code; only the main process writes the directory's files
+(train.json, log.jsonl, the final model), so 8 GPUs write each log line once. The final model is gathered from
+every process first (ZeRO-3 and FSDP shard it; train/gather.py) and written in the base's dtype.
 """
 
 import json
@@ -16,6 +20,7 @@ from typing import Any
 from rtransfer.errors import RunMismatchError, first_line
 from rtransfer.records import now
 from rtransfer.runs import fingerprint, versions, write_json_atomic
+from rtransfer.train import ranks
 from rtransfer.train.config import THINKING, Recipe, describe
 
 # TRL's log names → ours (TRL prefixes some by mode; `train_` summaries at the end are skipped).
@@ -30,6 +35,7 @@ LOG_KEYS = {
     "mean_token_accuracy": "token_accuracy",
     "kl": "kl",
     "entropy": "entropy",
+    "kept_share": "kept_share",  # on-policy SFT: the step's answers that were correct and finished
 }
 
 
@@ -71,6 +77,8 @@ class TrainDir:
             return None
         checkpoint = self.last_checkpoint()
         step = checkpoint_step(checkpoint) if checkpoint else 0
+        if not ranks.is_main():  # the main process writes what every process has just read
+            return step
         if self.log_path.exists():
             kept = [line for line in self.log_path.read_text().splitlines() if json.loads(line)["step"] <= step]
             self.log_path.write_text("".join(line + "\n" for line in kept))
@@ -89,18 +97,38 @@ class TrainDir:
         write_json_atomic(self.path / "train.json", info)
         return step
 
+    def record(self, **values: Any) -> None:
+        """Add `values` to train.json (main process only)."""
+        if ranks.is_main():
+            write_json_atomic(self.path / "train.json", {**(self.info() or {}), **values})
+
     def log(self, step: int, values: dict[str, Any]) -> None:
+        if not ranks.is_main():  # TRL calls on_log in every process, with the same (reduced) values
+            return
         line = {"step": step, **values, "wall_s": round(time.time() - self.started, 3)}
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
 
-    def finish(self, model, tokenizer, extra: dict[str, Any] | None = None) -> Path:
-        model.save_pretrained(self.path)
-        tokenizer.save_pretrained(self.path)
-        info = self.info() or {}
-        # Wall time of the process that finished the run (since its resume, if it resumed).
-        info.update(finished=now(), seconds=round(time.time() - self.started, 1), **(extra or {}))
-        write_json_atomic(self.path / "train.json", info)
+    def finish(self, trainer, extra: dict[str, Any] | None = None) -> Path:
+        """Write the trained model, gathered from every process, in the base's dtype, with the tokenizer and the
+        finished train.json. Every process calls it (the gather is collective); the main process writes."""
+        from rtransfer.train.gather import base_dtype, full_state_dict, save_pretrained_full
+
+        state = full_state_dict(trainer.model_wrapped, trainer.accelerator)
+        if ranks.is_main():
+            info = self.info() or {}
+            dtype = base_dtype(info.get("base") or trainer.model.name_or_path)
+            save_pretrained_full(trainer.accelerator.unwrap_model(trainer.model), state, self.path, dtype)
+            trainer.processing_class.save_pretrained(self.path)
+            # Wall time of the process that finished the run (since its resume, if it resumed).
+            info.update(
+                finished=now(),
+                seconds=round(time.time() - self.started, 1),
+                saved_dtype=str(dtype).removeprefix("torch."),
+                **(extra or {}),
+            )
+            write_json_atomic(self.path / "train.json", info)
+        ranks.wait_for_everyone()  # no process leaves before the model is on disk
         return self.path
 
 
@@ -109,10 +137,12 @@ def checkpoint_step(checkpoint: Path) -> int:
     return int(checkpoint.name.split("-")[1])
 
 
-def fit(target: TrainDir, trainer, step: int) -> Path:
+def fit(target: TrainDir, trainer, step: int, extra: dict[str, Any] | None = None) -> Path:
     """Train a TRL trainer to its end, from the newest checkpoint when `step` says the run resumes."""
+    model_dtype = str(next(trainer.model.parameters()).dtype).removeprefix("torch.")
+    target.record(execution={**ranks.execution(), "model_dtype": model_dtype}, **(extra or {}))
     trainer.train(resume_from_checkpoint=str(target.last_checkpoint()) if step else None)
-    return target.finish(trainer.model, trainer.processing_class, {"steps": trainer.state.global_step})
+    return target.finish(trainer, {"steps": trainer.state.global_step})
 
 
 def chat_kwargs(recipe: Recipe) -> dict[str, Any]:
@@ -167,20 +197,26 @@ def log_callback(out: TrainDir):
     return LogToTrainDir()
 
 
-def load_model(base: str):
-    """Model and tokenizer of `base` for training, in fp32 on the CPU (bf16 only as mixed precision)."""
+def load_model(base: str, recipe: Recipe):
+    """Model and tokenizer of `base` for training: fp32 on the CPU, the recipe's model_dtype on a GPU (bf16 then
+    runs as mixed precision over fp32 weights, or, under ZeRO-3/FSDP, over their own fp32 master copy). Call it
+    after the trainer's config exists: TrainingArguments arms DeepSpeed's zero.Init, which from_pretrained then
+    uses to load each rank's shard only."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rtransfer.engines.hf import ModelLoadError
     from rtransfer.online import hub_offline, offline_message
 
+    dtype = getattr(torch, recipe.model_dtype) if torch.cuda.is_available() else torch.float32
     # A hub id without a connection: the local cache only, at once (the hub libraries retry for 49 s).
     offline = None if Path(base).expanduser().exists() else hub_offline()
     try:
         tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=bool(offline))
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, local_files_only=bool(offline))
-    except (OSError, ValueError) as err:
+        model = AutoModelForCausalLM.from_pretrained(
+            base, dtype=dtype, attn_implementation=recipe.attn_implementation, local_files_only=bool(offline)
+        )
+    except (OSError, ValueError, ImportError) as err:
         if offline:
             raise ModelLoadError(offline_message(base, offline)) from None
         raise ModelLoadError(f"cannot load model {base!r}: {first_line(err)}") from None

@@ -11,7 +11,8 @@ from pathlib import Path
 from rtransfer.errors import DataError
 from rtransfer.lab.build import LAB_MODELS
 from rtransfer.lab.build import resolve_model as resolve_base  # "lab", "lab:quick": the lab's base (study imports it)
-from rtransfer.train.config import Recipe, describe, load_recipe, recipe_path
+from rtransfer.train import ranks
+from rtransfer.train.config import Recipe, SamplingRecipe, describe, load_recipe, recipe_path
 from rtransfer.train.outputs import checkpoint_step
 
 
@@ -39,6 +40,13 @@ def _validated(job: TrainJob) -> Recipe:
     recipe = job_recipe(job)
     if job.eval_every and job.eval_every % recipe.save_every:
         raise DataError(f"--eval-every {job.eval_every} is not a multiple of save_every {recipe.save_every}")
+    if job.eval_every and ranks.world_size() > 1:
+        # One process evaluating while the others wait in a collective would hit the process group's timeout on
+        # any real suite, and every process evaluating writes one run directory N times.
+        raise DataError(
+            f"--eval-every evaluates inside the training process, which {ranks.world_size()} processes cannot share: "
+            "train without it, keep the checkpoints (keep_checkpoints), and evaluate them with `rtransfer eval`"
+        )
     if job.data is None and not is_lab(job.model):
         raise DataError(f"{job.model} is not a lab base: give the training data with --data")
     if job.thinking is not None and job.data is not None:
@@ -53,21 +61,34 @@ def is_lab(model: str) -> bool:
 def check(job: TrainJob) -> dict:
     """What a job would run, validated without loading a model or touching the hub: the recipe, the base, the data.
     Local data files are read (so a malformed one fails here); hub ids are only named."""
+    from rtransfer.train.data import is_local, split_source
+
     recipe = _validated(job)
     data: dict = {"source": job.data or "lab"}
-    if job.data is not None and Path(job.data).exists():
+    if job.data is not None and is_local(split_source(job.data)[0]):
         from rtransfer.train.data import load_queries, read_traces
 
         rows = read_traces(job.data) if job.method == "sft" else load_queries(job.data, recipe.seed)
         data["rows"] = len(rows)
-    return {"method": job.method, "base": job.model, "lab": is_lab(job.model), "data": data, "recipe": describe(recipe)}
+    plan = {"method": job.method, "base": job.model, "lab": is_lab(job.model), "data": data, "recipe": describe(recipe)}
+    if isinstance(recipe, SamplingRecipe):
+        from rtransfer.train.sizing import check_colocate
+
+        note = check_colocate(recipe, job.model)  # raises when the vLLM settings cannot hold the model
+        if note:
+            plan["notes"] = [note]
+    return plan
 
 
 def train(job: TrainJob, callbacks=()) -> Path:
     """Run one training job to its end (or resume it); returns the training directory. `callbacks` are
-    transformers TrainerCallbacks for sft and grpo, callables of the step number for onpolicy."""
+    transformers TrainerCallbacks."""
     recipe = _validated(job)  # before any model loads
     base = resolve_base(job.model)
+    if isinstance(recipe, SamplingRecipe):
+        from rtransfer.train.sizing import check_colocate
+
+        check_colocate(recipe, base)  # on a GPU machine: against its real memory, before minutes of loading
     out = Path(job.out)
     if job.eval_every:
 
@@ -101,16 +122,19 @@ def sft_traces(job: TrainJob, recipe, out: Path):
     from rtransfer.train.data import read_traces
 
     if job.data is not None:
-        return read_traces(job.data)
+        return read_traces(job.data, recipe.seed, recipe.max_queries)
     from rtransfer.train.data import load_queries
     from rtransfer.train.teacher import LabTeacher, run_teacher
 
     queries = load_queries(None, recipe.seed, recipe.max_queries)
     think = (job.thinking or "on") == "on"
-    result = run_teacher(
-        LabTeacher(queries, think), queries, out / "traces.jsonl", samples=recipe.teacher_samples, seed=recipe.seed
-    )
-    return read_traces(result.traces)
+    traces = out / "traces.jsonl"
+    if ranks.is_main():  # one teacher run per training directory; the other processes read its traces
+        traces = run_teacher(
+            LabTeacher(queries, think), queries, traces, samples=recipe.teacher_samples, seed=recipe.seed
+        ).traces
+    ranks.wait_for_everyone()
+    return read_traces(traces)
 
 
 def checkpoint_name(model: str, step: int) -> str:
@@ -130,7 +154,7 @@ def evaluate_model(model_dir: Path, run_dir: Path, suite: str, name: str, method
 
 def checkpoint_evaluator(out: Path, every: int, evaluate_checkpoint):
     """A callback evaluating each checkpoint whose step is a multiple of `every`, into DIR/evals/step-<N>: the TI
-    can then be plotted against training steps. A TrainerCallback for TRL, a plain call for on-policy.
+    can then be plotted against training steps.
     `evaluate_checkpoint(checkpoint, run_dir)` does the evaluation."""
     from transformers import TrainerCallback
 
@@ -142,9 +166,6 @@ def checkpoint_evaluator(out: Path, every: int, evaluate_checkpoint):
     class EvaluateCheckpoints(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
             evaluate_step(state.global_step)
-
-        def __call__(self, step: int) -> None:
-            evaluate_step(step)
 
     return EvaluateCheckpoints()
 

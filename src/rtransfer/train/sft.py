@@ -6,11 +6,17 @@ and trains on the completion plus the end-of-turn token. Rendering it ourselves 
 conversational rows keeps one renderer for training and evaluation; a template that renders a finished assistant
 turn differently from a generation prompt (the lab's, with thinking off) would otherwise train on a context the
 model never sees at inference.
+
+A trace longer than the recipe's max_length is dropped before training and counted in train.json
+(`dropped_too_long`): cut to fit, it would lose its final answer and end-of-turn token and teach an unfinished
+answer. With `padding_free` (flash attention only), TRL flattens each batch into one sequence with per-trace
+position ids, so no compute goes to padding.
 """
 
 from collections.abc import Sequence
 from pathlib import Path
 
+from rtransfer.errors import DataError
 from rtransfer.train.config import SFTRecipe
 from rtransfer.train.data import Trace, data_hash
 from rtransfer.train.outputs import TrainDir, chat_kwargs, fit, load_model, log_callback, trainer_arguments
@@ -21,38 +27,55 @@ def render_prompt(tokenizer, prompt: str, recipe) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **chat_kwargs(recipe))
 
 
-def sft_dataset(tokenizer, traces: Sequence[Trace], recipe: SFTRecipe):
-    from datasets import Dataset
-
-    rows = [{"prompt": render_prompt(tokenizer, t.prompt, recipe), "completion": t.completion} for t in traces]
-    return Dataset.from_list(rows)
+def sft_rows(tokenizer, traces: Sequence[Trace], recipe: SFTRecipe) -> tuple[list[dict[str, str]], int]:
+    """The prompt/completion rows TRL trains on, and how many traces were dropped for exceeding max_length (prompt,
+    completion and end-of-turn token, tokenized as TRL tokenizes them)."""
+    rows, dropped = [], 0
+    for trace in traces:
+        prompt = render_prompt(tokenizer, trace.prompt, recipe)
+        ids = tokenizer(prompt + trace.completion, add_special_tokens=False)["input_ids"]
+        if len(ids) + 1 > recipe.max_length:  # + the end-of-turn token TRL appends
+            dropped += 1
+            continue
+        rows.append({"prompt": prompt, "completion": trace.completion})
+    return rows, dropped
 
 
 def sft_trainer(base: str, traces: Sequence[Trace], recipe: SFTRecipe, target: TrainDir, callbacks: Sequence = ()):
-    """TRL's SFTTrainer over `traces`, writing checkpoints and logs into `target`."""
+    """TRL's SFTTrainer over `traces`, writing checkpoints and logs into `target`; also the number of traces dropped
+    for their length."""
+    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    model, tokenizer = load_model(base)
-    args = SFTConfig(
+    args = SFTConfig(  # before the model loads (zero.Init)
         **trainer_arguments(recipe, target, recipe.max_steps),
         num_train_epochs=recipe.epochs,
-        max_length=recipe.max_length,
+        # Long traces are dropped above; padding-free batches need max_length unset (TRL would not enforce it).
+        max_length=None if recipe.padding_free else recipe.max_length,
+        padding_free=recipe.padding_free,
         completion_only_loss=True,
         packing=False,
     )
-    return SFTTrainer(
+    model, tokenizer = load_model(base, recipe)
+    rows, dropped = sft_rows(tokenizer, traces, recipe)
+    if not rows:
+        raise DataError(f"every one of the {len(traces)} traces is longer than max_length {recipe.max_length}")
+    trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=sft_dataset(tokenizer, traces, recipe),
+        train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         callbacks=[log_callback(target), *callbacks],
     )
+    return trainer, dropped
 
 
 def train_sft(base: str, traces: Sequence[Trace], recipe: SFTRecipe, out: Path, callbacks: Sequence = ()) -> Path:
     """Train `base` on `traces` into the training directory `out`; resumes from its newest checkpoint."""
     target = TrainDir(out)
-    step = target.start(recipe, base, {"traces": len(traces), "hash": data_hash(t.__dict__ for t in traces)})
+    info = getattr(traces, "info", {})
+    step = target.start(recipe, base, {"traces": len(traces), "hash": data_hash(t.__dict__ for t in traces), **info})
     if step is None:  # this run has finished before
         return target.path
-    return fit(target, sft_trainer(base, traces, recipe, target, callbacks), step)
+    trainer, dropped = sft_trainer(base, traces, recipe, target, callbacks)
+    return fit(target, trainer, step, {"dropped_too_long": dropped, "trained_traces": len(traces) - dropped})
