@@ -83,6 +83,9 @@ def build_model(arch: Arch, work: Path) -> Path:
         return target
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, Qwen3Config
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
 
     from rtransfer.lab.build import resolve_model
 

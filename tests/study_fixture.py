@@ -15,7 +15,7 @@ from pathlib import Path
 
 LIMIT = 40  # documents per benchmark: enough for CIs, seconds on the quick model
 BOOTSTRAP = 200
-ONPOLICY = ["rounds=4", "queries_per_round=8", "samples_per_query=2", "save_every=2", "batch_size=8", "log_every=1"]
+ONPOLICY = ["max_steps=4", "rollouts=2", "save_every=2", "batch_size=16", "log_every=1"]
 GRPO = ["max_steps=3", "save_every=3", "batch_size=16", "rollouts=4", "log_every=1", "max_completion_length=48"]
 SFT = ["max_steps=3", "save_every=3", "batch_size=8", "max_queries=16", "log_every=1", "lr=1e-3"]
 ARMS = [  # (model name, arm, method, thinking, seed, overrides, steps evaluated)

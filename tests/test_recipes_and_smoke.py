@@ -42,9 +42,9 @@ def quick_base(tmp_path_factory) -> str:
             "unknown table [SFT] (known: [sft], [onpolicy], [grpo]); did you mean [sft]?",
         ),
         ("r.toml", "[train]\nlr = 1e-4\n", "unknown table [train] (known: [sft], [onpolicy], [grpo])\n"),
-        ("r.toml", "[sft]\nLR = 1e-4\n", "[sft]: unknown SFTRecipe field 'LR' (known: batch_size, bf16, epochs,"),
+        ("r.toml", "[sft]\nLR = 1e-4\n", "[sft]: unknown SFTRecipe field 'LR' (known: attn_implementation, batch_size, bf16, epochs,"),
         ("r.toml", "[sft]\nLR = 1e-4\n", "weight_decay); did you mean 'lr'?\n"),
-        ("r.toml", "lerning_rate = 1e-4\n", "r.toml: unknown SFTRecipe field 'lerning_rate' (known: batch_size,"),
+        ("r.toml", "lerning_rate = 1e-4\n", "r.toml: unknown SFTRecipe field 'lerning_rate' (known: attn_implementation,"),
         ("r.toml", "[grpo]\nrollouts = 4\n", "no [sft] table (the file has [grpo]); add one, or fields at top level"),
     ],
 )
@@ -101,7 +101,7 @@ def test_train_help_lists_every_recipe_field_with_type_default_and_help(method, 
     for f in fields(cls):
         assert listed[f.name] == (hints[f.name].__name__, json.dumps(f.default), f.metadata["help"]), f.name
     # The method's own defaults, not the shared ones: the lab recipes' choices (docs/training.md).
-    expected = {"sft": ("lr", "0.001"), "onpolicy": ("batch_size", "32"), "grpo": ("max_steps", "100")}[method]
+    expected = {"sft": ("lr", "0.001"), "onpolicy": ("rollouts", "4"), "grpo": ("max_steps", "100")}[method]
     assert listed[expected[0]][1] == expected[1]
 
 
@@ -109,7 +109,7 @@ def test_train_help_lists_every_recipe_field_with_type_default_and_help(method, 
 
 SHORT = {  # 3 steps, a log line every 2: step 2 by the interval, step 3 as the last
     "sft": ["max_steps=3", "batch_size=4", "max_queries=16"],
-    "onpolicy": ["max_steps=3", "queries_per_round=8", "samples_per_query=2", "batch_size=4", "max_queries=16"],
+    "onpolicy": ["max_steps=3", "batch_size=8", "rollouts=2", "max_completion_length=32", "max_queries=16"],
     "grpo": ["max_steps=3", "batch_size=8", "rollouts=4", "max_completion_length=32", "max_queries=16"],
 }
 
@@ -122,8 +122,9 @@ def test_the_last_step_is_logged_whatever_log_every_says(tmp_path, quick_base, m
         log = read_log(out)
         assert [r["step"] for r in log] == steps, (method, log_every)
         assert np.isfinite(log[-1]["loss"]) and np.isfinite(log[-1]["lr"])
-        # GRPO's loss is 0 when every group's rewards are equal (no advantage): its rewards are logged beside it.
-        assert log[-1]["loss"] > 0 if method != "grpo" else "reward_mean" in log[-1]
+        # GRPO's loss is 0 when every group's rewards are equal (no advantage), on-policy SFT's when no answer was
+        # kept: their rewards and kept shares are logged beside it.
+        assert log[-1]["loss"] > 0 if method == "sft" else "reward_mean" in log[-1]
         assert json.loads((out / "train.json").read_text())["steps"] == 3
 
 

@@ -312,13 +312,13 @@ def train_command(model: Model) -> list[str]:
 
 
 def _shipped_config(part: str) -> str:
-    """{zero3} / {ddp} in a launch prefix: the path of the accelerate config shipped with rtransfer."""
+    """{zero3} / {fsdp2} / {ddp} in a launch prefix: the path of the accelerate config shipped with rtransfer."""
     if part.startswith("{") and part.endswith("}"):
         from importlib.resources import files
 
         path = Path(str(files("rtransfer") / "data" / "accelerate" / f"{part[1:-1]}.yaml"))
         if not path.exists():
-            raise StudyError(f"launch: no shipped accelerate config {part} (ddp, zero3)")
+            raise StudyError(f"launch: no shipped accelerate config {part} (ddp, fsdp2, zero3)")
         return str(path)
     return part
 

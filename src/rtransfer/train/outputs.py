@@ -140,7 +140,7 @@ def checkpoint_step(checkpoint: Path) -> int:
 def fit(target: TrainDir, trainer, step: int, extra: dict[str, Any] | None = None) -> Path:
     """Train a TRL trainer to its end, from the newest checkpoint when `step` says the run resumes."""
     model_dtype = str(next(trainer.model.parameters()).dtype).removeprefix("torch.")
-    target.record(execution={**ranks.execution(), "model_dtype": model_dtype}, **(extra or {}))
+    target.record(execution={**ranks.execution(trainer.accelerator), "model_dtype": model_dtype}, **(extra or {}))
     trainer.train(resume_from_checkpoint=str(target.last_checkpoint()) if step else None)
     return target.finish(trainer, {"steps": trainer.state.global_step})
 

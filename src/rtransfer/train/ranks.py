@@ -25,18 +25,16 @@ def wait_for_everyone() -> None:
         PartialState().wait_for_everyone()
 
 
-def execution() -> dict:
-    """How this run is executed, for train.json: processes, backend, accelerate's distributed type and sharding."""
-    info: dict = {"processes": world_size()}
-    if world_size() > 1:
-        from accelerate import PartialState
-
-        state = PartialState()
-        info.update(backend=state.backend, distributed_type=str(state.distributed_type.value))
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
-        info["sharding"] = f"deepspeed-zero{os.environ.get('ACCELERATE_DEEPSPEED_ZERO_STAGE', '?')}"
-    elif os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
-        info["sharding"] = f"fsdp{os.environ.get('FSDP_VERSION', '1')}"
-    else:
-        info["sharding"] = None
+def execution(accelerator=None) -> dict:
+    """How this run is executed, for train.json: processes, backend, and the sharding the trainer's accelerator
+    applies (what it does, not what the launcher asked for: on a CPU-only machine an FSDP config shards nothing)."""
+    info: dict = {"processes": world_size(), "sharding": None}
+    if accelerator is None:
+        return info
+    state = accelerator.state
+    info.update(backend=state.backend, distributed_type=str(state.distributed_type.value))
+    if state.distributed_type.value == "DEEPSPEED":
+        info["sharding"] = f"deepspeed-zero{state.deepspeed_plugin.zero_stage}"
+    elif state.distributed_type.value == "FSDP":
+        info["sharding"] = f"fsdp{getattr(state.fsdp_plugin, 'fsdp_version', 1)}"
     return info

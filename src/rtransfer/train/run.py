@@ -59,13 +59,15 @@ def is_lab(model: str) -> bool:
 
 
 def check(job: TrainJob) -> dict:
-    """What a job would run, validated without loading a model or touching the hub: the recipe, the base, the data.
-    Local data files are read (so a malformed one fails here); hub ids are only named."""
-    from rtransfer.train.data import is_local, split_source
+    """What a job would run, validated without loading a model or touching the hub: the recipe, the base, the data,
+    and whether vLLM colocate can hold the model. Local data files are read (so a malformed one fails here); hub
+    ids are only named."""
+    from rtransfer.train.data import split_source
 
     recipe = _validated(job)
     data: dict = {"source": job.data or "lab"}
-    if job.data is not None and is_local(split_source(job.data)[0]):
+    # A file not there yet (traces a teacher stage will write) is only named, like a hub id.
+    if job.data is not None and Path(split_source(job.data)[0]).exists():
         from rtransfer.train.data import load_queries, read_traces
 
         rows = read_traces(job.data) if job.method == "sft" else load_queries(job.data, recipe.seed)
