@@ -42,9 +42,17 @@ def quick_base(tmp_path_factory) -> str:
             "unknown table [SFT] (known: [sft], [onpolicy], [grpo]); did you mean [sft]?",
         ),
         ("r.toml", "[train]\nlr = 1e-4\n", "unknown table [train] (known: [sft], [onpolicy], [grpo])\n"),
-        ("r.toml", "[sft]\nLR = 1e-4\n", "[sft]: unknown SFTRecipe field 'LR' (known: attn_implementation, batch_size, bf16, epochs,"),
+        (
+            "r.toml",
+            "[sft]\nLR = 1e-4\n",
+            "[sft]: unknown SFTRecipe field 'LR' (known: attn_implementation, batch_size, bf16, epochs,",
+        ),
         ("r.toml", "[sft]\nLR = 1e-4\n", "weight_decay); did you mean 'lr'?\n"),
-        ("r.toml", "lerning_rate = 1e-4\n", "r.toml: unknown SFTRecipe field 'lerning_rate' (known: attn_implementation,"),
+        (
+            "r.toml",
+            "lerning_rate = 1e-4\n",
+            "r.toml: unknown SFTRecipe field 'lerning_rate' (known: attn_implementation,",
+        ),
         ("r.toml", "[grpo]\nrollouts = 4\n", "no [sft] table (the file has [grpo]); add one, or fields at top level"),
     ],
 )
