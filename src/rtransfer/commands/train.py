@@ -41,7 +41,7 @@ def register(sub) -> None:
     t.set_defaults(run=run_teacher)
     for method, text in (
         ("sft", "off-policy SFT on teacher traces (TRL SFTTrainer)"),
-        ("onpolicy", "on-policy SFT: the policy's own correct answers, in rounds"),
+        ("onpolicy", "on-policy SFT: the policy's own correct answers, resampled every step"),
         ("grpo", "GRPO with a correctness reward (TRL GRPOTrainer)"),
     ):
         m = methods.add_parser(
