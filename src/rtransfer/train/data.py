@@ -82,10 +82,7 @@ def load_queries(source: str | None, seed: int = 0, limit: int = 0) -> DataRows:
     name, column = split_source(source)
     rows, info = _rows(name)
     columns = _query_columns(rows[0][1], f"{name}:{rows[0][0]}", column)
-    queries = _queries(rows, columns, name)
-    if not queries:
-        raise DataError(f"{source}: no training queries")
-    queries, sampled = _sample(queries, seed, limit)
+    queries, sampled = _sample(_queries(rows, columns, name), seed, limit)
     info.update(source=source, columns=columns, rows=len(rows), kept=len(queries), sampled=sampled)
     return DataRows(queries, info)
 
@@ -331,6 +328,12 @@ def _chat_trace(chat: Any, where: str, column: str) -> tuple[str, str]:
     if not users or not users[-1].strip():
         raise DataError(f"{where}: no prompt text (no user message before the answer in {column})")
     return users[-1], turns[-1][1]
+
+
+def data_record(rows, what: str) -> dict[str, Any]:
+    """What train.json says of training data: how many `what` (queries, traces), their hash, and the `.info`
+    of a DataRows (source, columns, revision)."""
+    return {what: len(rows), "hash": data_hash(r.__dict__ for r in rows), **getattr(rows, "info", {})}
 
 
 def data_hash(rows) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rtransfer.train.config import GRPORecipe, SamplingRecipe
-from rtransfer.train.data import Query, data_hash
+from rtransfer.train.data import Query, data_record
 from rtransfer.train.outputs import TrainDir, chat_kwargs, fit, load_model, log_callback, trainer_arguments
 from rtransfer.train.rewards import completion_text, correctness_reward  # noqa: F401  (the reward, re-exported)
 
@@ -85,8 +85,7 @@ def train_queries(method_trainer, base: str, queries: Sequence[Query], recipe, o
     """Train `base` on `queries` with `method_trainer` (grpo_trainer, onpolicy_trainer) into the training directory
     `out`; resumes from its newest checkpoint."""
     target = TrainDir(out)
-    info = getattr(queries, "info", {})
-    step = target.start(recipe, base, {"queries": len(queries), "hash": data_hash(q.__dict__ for q in queries), **info})
+    step = target.start(recipe, base, data_record(queries, "queries"))
     if step is None:  # this run has finished before
         return target.path
     return fit(target, method_trainer(base, queries, recipe, target, callbacks), step)

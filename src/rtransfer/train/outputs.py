@@ -112,7 +112,7 @@ class TrainDir:
     def finish(self, trainer, extra: dict[str, Any] | None = None) -> Path:
         """Write the trained model, gathered from every process, in the base's dtype, with the tokenizer and the
         finished train.json. Every process calls it (the gather is collective); the main process writes."""
-        from rtransfer.train.gather import base_dtype, full_state_dict, save_pretrained_full
+        from rtransfer.train.gather import base_dtype, dtype_name, full_state_dict, save_pretrained_full
 
         state = full_state_dict(trainer.model_wrapped, trainer.accelerator)
         if ranks.is_main():
@@ -124,7 +124,7 @@ class TrainDir:
             info.update(
                 finished=now(),
                 seconds=round(time.time() - self.started, 1),
-                saved_dtype=str(dtype).removeprefix("torch."),
+                saved_dtype=dtype_name(dtype),
                 **(extra or {}),
             )
             write_json_atomic(self.path / "train.json", info)
@@ -139,7 +139,9 @@ def checkpoint_step(checkpoint: Path) -> int:
 
 def fit(target: TrainDir, trainer, step: int, extra: dict[str, Any] | None = None) -> Path:
     """Train a TRL trainer to its end, from the newest checkpoint when `step` says the run resumes."""
-    model_dtype = str(next(trainer.model.parameters()).dtype).removeprefix("torch.")
+    from rtransfer.train.gather import dtype_name
+
+    model_dtype = dtype_name(next(trainer.model.parameters()).dtype)
     target.record(execution={**ranks.execution(trainer.accelerator), "model_dtype": model_dtype}, **(extra or {}))
     trainer.train(resume_from_checkpoint=str(target.last_checkpoint()) if step else None)
     return target.finish(trainer, {"steps": trainer.state.global_step})

@@ -73,13 +73,20 @@ def check(job: TrainJob) -> dict:
         rows = read_traces(job.data) if job.method == "sft" else load_queries(job.data, recipe.seed)
         data["rows"] = len(rows)
     plan = {"method": job.method, "base": job.model, "lab": is_lab(job.model), "data": data, "recipe": describe(recipe)}
-    if isinstance(recipe, SamplingRecipe):
-        from rtransfer.train.sizing import check_colocate
-
-        note = check_colocate(recipe, job.model)  # raises when the vLLM settings cannot hold the model
-        if note:
-            plan["notes"] = [note]
+    note = _colocate_note(recipe, job.model)
+    if note:
+        plan["notes"] = [note]
     return plan
+
+
+def _colocate_note(recipe: Recipe, base: str) -> str | None:
+    """Raises when a colocated vLLM cannot hold `base` with the recipe's settings; else why it could not be
+    checked, or None (train/sizing.py)."""
+    if not isinstance(recipe, SamplingRecipe):
+        return None
+    from rtransfer.train.sizing import check_colocate
+
+    return check_colocate(recipe, base)
 
 
 def train(job: TrainJob, callbacks=()) -> Path:
@@ -87,10 +94,7 @@ def train(job: TrainJob, callbacks=()) -> Path:
     transformers TrainerCallbacks."""
     recipe = _validated(job)  # before any model loads
     base = resolve_base(job.model)
-    if isinstance(recipe, SamplingRecipe):
-        from rtransfer.train.sizing import check_colocate
-
-        check_colocate(recipe, base)  # on a GPU machine: against its real memory, before minutes of loading
+    _colocate_note(recipe, base)  # on a GPU machine: against its real memory, before minutes of loading
     out = Path(job.out)
     if job.eval_every:
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rtransfer.errors import DataError
 from rtransfer.train.config import SFTRecipe
-from rtransfer.train.data import Trace, data_hash
+from rtransfer.train.data import Trace, data_record
 from rtransfer.train.outputs import TrainDir, chat_kwargs, fit, load_model, log_callback, trainer_arguments
 
 
@@ -73,8 +73,7 @@ def sft_trainer(base: str, traces: Sequence[Trace], recipe: SFTRecipe, target: T
 def train_sft(base: str, traces: Sequence[Trace], recipe: SFTRecipe, out: Path, callbacks: Sequence = ()) -> Path:
     """Train `base` on `traces` into the training directory `out`; resumes from its newest checkpoint."""
     target = TrainDir(out)
-    info = getattr(traces, "info", {})
-    step = target.start(recipe, base, {"traces": len(traces), "hash": data_hash(t.__dict__ for t in traces), **info})
+    step = target.start(recipe, base, data_record(traces, "traces"))
     if step is None:  # this run has finished before
         return target.path
     trainer, dropped = sft_trainer(base, traces, recipe, target, callbacks)
