@@ -48,7 +48,7 @@ def test_every_shipped_config_dry_runs_without_the_hub(name, tmp_path, cli):
     assert code == 0, err
     plan = json.loads(out)
     assert all(s["status"] == "new" for s in plan["stages"])
-    assert not (tmp_path / "s").exists()  # a dry run writes nothing
+    assert [p.name for p in (tmp_path / "s").iterdir()] == ["plan.json"]  # a dry run writes its plan, nothing else
     names = [s["stage"] for s in plan["stages"]]
     assert names[-2:] == ["ti", "report"]
     if name != "survey":
@@ -73,8 +73,11 @@ def test_unireason_trains_every_arm_through_accelerate_with_the_shipped_zero3(tm
         assert command[:2] == ["accelerate", "launch"]
         config = Path(command[command.index("--config_file") + 1])
         assert config.name == "zero3.yaml" and config.exists()
-        method = "sft" if arm.startswith("sft") else arm
-        assert command[command.index("-m") + 1 : command.index("-m") + 4] == ["rtransfer.cli", "train", method]
+        # The launcher runs the arm's own training spec, as the study planned it (nothing translated to flags).
+        assert command[command.index("-m") + 1] == "rtransfer.jobs"
+        assert command[-1] == str(tmp_path / "s" / "specs" / f"train-{arm}.json")
+    written = {n["name"]: n for n in json.loads((tmp_path / "s" / "plan.json").read_text())["nodes"]}
+    assert written["train:grpo"]["spec"]["launch"][:2] == ["accelerate", "launch"]
 
 
 @pytest.mark.parametrize(
@@ -112,7 +115,7 @@ def test_a_changed_recipe_reruns_that_arm_and_what_reads_it_only(tmp_path, quick
     grpo.set.append("lr=5e-4")
     after = stages(run_study(config, quick_study, dry_run=True))
     stale = {name for name, s in after.items() if s["status"] != "done"}
-    assert stale == {"train:grpo", "eval:grpo", "probes:grpo", "ti", "report"}
+    assert stale == {"train:grpo", "eval:grpo", "steps:grpo", "probes:grpo", "ti", "report"}
     assert all(after[n]["key"] == before[n]["key"] for n in after if n not in stale)
 
 
@@ -127,7 +130,7 @@ def test_only_refuses_a_stage_whose_inputs_are_not_done(tmp_path, cli):
 def test_the_quick_study_writes_every_file_the_report_reads(quick_study):
     manifest = json.loads((quick_study / "manifest.json").read_text())
     assert set(manifest["models"]) == set(LAB_MODELS)
-    assert all(s["finished"] for s in manifest["stages"].values()) and len(manifest["stages"]) == 15
+    assert all(s["finished"] for s in manifest["stages"].values()) and len(manifest["stages"]) == 19
     for name, entry in manifest["models"].items():
         run = json.loads((quick_study / entry["run_dir"] / "manifest.json").read_text())
         # Every model answers the prompts the base answers: no-think SFT means the teacher's traces, not the
@@ -186,7 +189,7 @@ def test_a_finished_study_reruns_in_seconds_and_changes_nothing(quick_study, stu
     code, out, err = cli("study", "--quick", "--out", quick_study)
     assert code == 0, err
     assert time.time() - started < 30
-    assert err.count("done earlier, reused") == 15 and "running" not in err
+    assert err.count("done earlier, reused") == 19 and "running" not in err
     assert "Transferability Index" in out and "report:" in out
     assert {f: (quick_study / f).read_bytes() for f in files} == files
     steps = {m: e["steps"] for m, e in json.loads((quick_study / "manifest.json").read_text())["models"].items()}

@@ -9,11 +9,13 @@ settings that define the run (model, revision, weights, chat template, sampling,
 versions) differ from the stored manifest.
 """
 
+import functools
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -169,9 +171,29 @@ class RunDir:
         write_json_atomic(self.path / SCORES, scores)
 
 
-def versions() -> dict[str, str | None]:
-    """The versions of rtransfer and the libraries its numbers depend on, for result files."""
-    out: dict[str, str | None] = {"rtransfer": __version__}
+@functools.cache
+def source_revision() -> dict[str, Any]:
+    """rtransfer's git commit and whether its tracked files differ from it (as lm-eval records its own), when it
+    runs from a git checkout; None for an installed copy. A forgotten version bump shows here."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return {"rtransfer_commit": None, "rtransfer_dirty": None}
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"rtransfer_commit": commit, "rtransfer_dirty": None if status is None else bool(status)}
+
+
+def versions() -> dict[str, Any]:
+    """The versions of rtransfer (with its git commit) and the libraries its numbers depend on, for result files."""
+    out: dict[str, Any] = {"rtransfer": __version__, **source_revision()}
     for name in ("torch", "transformers", "trl", "accelerate", "math-verify"):
         try:
             out[name] = importlib.metadata.version(name)

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from rtransfer.train.methods import METHODS
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -39,11 +41,7 @@ def register(sub) -> None:
 
     add_engine_arguments(t)
     t.set_defaults(run=run_teacher)
-    for method, text in (
-        ("sft", "off-policy SFT on teacher traces (TRL SFTTrainer)"),
-        ("onpolicy", "on-policy SFT: the policy's own correct answers, resampled every step"),
-        ("grpo", "GRPO with a correctness reward (TRL GRPOTrainer)"),
-    ):
+    for method, text in ((m.name, m.help) for m in METHODS.values()):
         m = methods.add_parser(
             method,
             help=text,
@@ -64,7 +62,7 @@ def register(sub) -> None:
             metavar="FIELD=VALUE",
             help="override a recipe field (repeatable)",
         )
-        if method == "sft":
+        if METHODS[method].data == "traces":
             m.add_argument(
                 "--thinking",
                 choices=("on", "off"),

@@ -11,11 +11,20 @@ from rtransfer.errors import DataError
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}
 
 
-def load_engine(model: str, *, dtype: str = "auto", device: str | None = None, device_map: str | None = None):
-    """An HFEngine (model, tokenizer, chat template, device placement), so probes load models as `eval` does."""
+def load_engine(
+    model: str,
+    *,
+    dtype: str = "auto",
+    device: str | None = None,
+    device_map: str | None = None,
+    thinking: bool | None = None,
+):
+    """An HFEngine (model, tokenizer, chat template and its thinking, device placement), so probes load models as
+    `eval` does."""
     from rtransfer.engines.hf import HFEngine
 
-    return HFEngine(model, dtype=DTYPE_ALIASES.get(dtype, dtype), device=device, device_map=device_map)
+    dtype = DTYPE_ALIASES.get(dtype, dtype)
+    return HFEngine.load(model, dtype=dtype, device=device, device_map=device_map, thinking=thinking)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rtransfer.benchmarks.names import GROUPS, group_of
 from rtransfer.errors import DataError
 
 DIRECTIONS = ("reverse", "forward", "both")
@@ -29,6 +30,7 @@ class ProbeSettings:
     dtype: str = "auto"
     device: str | None = None
     device_map: str | None = None
+    thinking: bool | None = None  # the chat template's enable_thinking for both models (None: its default)
     noise_floor: bool = True
     seed: int = 0
     bootstrap: int = 1000  # replicates for the CIs (0: none)
@@ -110,7 +112,12 @@ def _user_text(messages: list[dict[str, str]]) -> str:
 def _engines(settings: ProbeSettings):
     from rtransfer.probes.models import load_engine
 
-    kwargs = {"dtype": settings.dtype, "device": settings.device, "device_map": settings.device_map}
+    kwargs = {
+        "dtype": settings.dtype,
+        "device": settings.device,
+        "device_map": settings.device_map,
+        "thinking": settings.thinking,
+    }
     return load_engine(settings.base, **kwargs), load_engine(settings.tuned, **kwargs)
 
 
@@ -119,11 +126,9 @@ def group_summaries(
 ) -> list[dict[str, Any]]:
     """Per group (the paper's Table 2/6 shape): the mean of each field over the group's probed benchmarks, with
     the CI of that mean from the benchmarks' replicates (replicate r of every benchmark averaged)."""
-    from rtransfer.benchmarks.registry import get_task
-
     out = []
-    for group in ("math", "other", "non"):
-        members = [r["benchmark"] for r in rows if get_task(r["benchmark"]).group == group]
+    for group in GROUPS:
+        members = [r["benchmark"] for r in rows if group_of(r["benchmark"]) == group]
         if not members:
             continue
         by_name = {r["benchmark"]: r for r in rows}

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from rtransfer.errors import RtransferError
-from rtransfer.train.config import RECIPES, checked_fields, read_recipe_file
+from rtransfer.train.config import checked_fields, read_recipe_file
+from rtransfer.train.methods import METHODS
 
-METHODS = tuple(RECIPES)  # sft, onpolicy, grpo
 SURVEY_METHODS = ("base", "SFT", "RL", "reference")  # the paper's table: reference rows are shown, never compared
 
 

@@ -342,6 +342,12 @@ def describe(recipe: Recipe) -> dict[str, Any]:
     return {"method": next(k for k, v in RECIPES.items() if v is type(recipe)), **dataclasses.asdict(recipe)}
 
 
+def from_description(description: dict[str, Any]) -> Recipe:
+    """The recipe `describe` described (a training spec carries its recipe so)."""
+    values = dict(description)
+    return RECIPES[values.pop("method")](**values)
+
+
 @dataclass
 class FieldInfo:
     name: str

@@ -8,11 +8,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtransfer.engines.factory import EngineSpec
 from rtransfer.errors import DataError
+from rtransfer.evaluate import evaluate_spec
 from rtransfer.lab.build import LAB_MODELS
 from rtransfer.lab.build import resolve_model as resolve_base  # "lab", "lab:quick": the lab's base (study imports it)
 from rtransfer.train import ranks
-from rtransfer.train.config import Recipe, SamplingRecipe, describe, load_recipe, recipe_path
+from rtransfer.train.config import THINKING, Recipe, SamplingRecipe, describe, load_recipe, recipe_path
+from rtransfer.train.data import load_queries, read_traces, split_source
+from rtransfer.train.methods import METHODS
 from rtransfer.train.outputs import checkpoint_step
 
 
@@ -28,9 +32,12 @@ class TrainJob:
     thinking: str | None = None  # sft on the lab: the teacher's think ("on", the default) or no-think ("off") traces
     eval_every: int = 0  # evaluate every N steps' checkpoint into DIR/evals/ (0: never)
     eval_suite: str = "lab"
+    recipe: Recipe | None = None  # the resolved recipe (a study's training spec): config, seed and overrides unused
 
 
 def job_recipe(job: TrainJob) -> Recipe:
+    if job.recipe is not None:
+        return job.recipe
     overrides = [*job.overrides, *([f"seed={job.seed}"] if job.seed is not None else [])]
     return load_recipe(job.method, recipe_path(job.config) if job.config else None, overrides)
 
@@ -62,14 +69,10 @@ def check(job: TrainJob) -> dict:
     """What a job would run, validated without loading a model or touching the hub: the recipe, the base, the data,
     and whether vLLM colocate can hold the model. Local data files are read (so a malformed one fails here); hub
     ids are only named."""
-    from rtransfer.train.data import split_source
-
     recipe = _validated(job)
     data: dict = {"source": job.data or "lab"}
     # A file not there yet (traces a teacher stage will write) is only named, like a hub id.
     if job.data is not None and Path(split_source(job.data)[0]).exists():
-        from rtransfer.train.data import load_queries, read_traces
-
         rows = read_traces(job.data) if job.method == "sft" else load_queries(job.data, recipe.seed)
         data["rows"] = len(rows)
     plan = {"method": job.method, "base": job.model, "lab": is_lab(job.model), "data": data, "recipe": describe(recipe)}
@@ -96,40 +99,30 @@ def train(job: TrainJob, callbacks=()) -> Path:
     base = resolve_base(job.model)
     _colocate_note(recipe, base)  # on a GPU machine: against its real memory, before minutes of loading
     out = Path(job.out)
+    thinking = THINKING[recipe.thinking]  # checkpoints answer as the recipe renders prompts in training
     if job.eval_every:
 
         def evaluate_checkpoint(checkpoint: Path, run: Path) -> None:
             name = checkpoint_name(out.name, checkpoint_step(checkpoint))
-            evaluate_model(checkpoint, run, job.eval_suite, name=name, method=job.method)
+            evaluate_model(checkpoint, run, job.eval_suite, name=name, method=job.method, thinking=thinking)
 
         callbacks = [*callbacks, checkpoint_evaluator(out, job.eval_every, evaluate_checkpoint)]
-    if job.method == "sft":
-        from rtransfer.train.sft import train_sft
-
-        result = train_sft(base, sft_traces(job, recipe, out), recipe, out, callbacks)
+    method = METHODS[job.method]
+    if method.data == "traces":
+        data = sft_traces(job, recipe, out)
     else:
-        from rtransfer.train.data import load_queries
-
-        queries = load_queries(job.data, recipe.seed, recipe.max_queries)
-        if job.method == "onpolicy":
-            from rtransfer.train.onpolicy import train_onpolicy
-
-            result = train_onpolicy(base, queries, recipe, out, callbacks)
-        else:
-            from rtransfer.train.grpo import train_grpo
-
-            result = train_grpo(base, queries, recipe, out, callbacks)
+        data = load_queries(job.data, recipe.seed, recipe.max_queries)
+    result = method.train_function()(base, data, recipe, out, callbacks)
     if job.eval_every:
-        evaluate_model(result, out / "evals" / "final", job.eval_suite, name=out.name, method=job.method)
+        evaluate_model(
+            result, out / "evals" / "final", job.eval_suite, name=out.name, method=job.method, thinking=thinking
+        )
     return result
 
 
 def sft_traces(job: TrainJob, recipe, out: Path):
-    from rtransfer.train.data import read_traces
-
     if job.data is not None:
         return read_traces(job.data, recipe.seed, recipe.max_queries)
-    from rtransfer.train.data import load_queries
     from rtransfer.train.teacher import LabTeacher, run_teacher
 
     queries = load_queries(None, recipe.seed, recipe.max_queries)
@@ -149,13 +142,13 @@ def checkpoint_name(model: str, step: int) -> str:
     return f"{model}@step-{step}"
 
 
-def evaluate_model(model_dir: Path, run_dir: Path, suite: str, name: str, method: str | None = None) -> dict:
+def evaluate_model(
+    model_dir: Path, run_dir: Path, suite: str, name: str, method: str | None = None, thinking: bool | None = None
+) -> dict:
     """A trained model (or checkpoint) on a suite or comma-separated benchmarks, in process, named `name` and
-    made by `method` in the run's manifest."""
-    from rtransfer.engines.factory import EngineSpec
-    from rtransfer.evaluate import evaluate_spec
-
-    return evaluate_spec(EngineSpec(str(model_dir), batch_size=64), run_dir, suite, name=name, method=method)
+    made by `method` in the run's manifest, its prompts rendered with the chat template's `thinking`."""
+    spec = EngineSpec(str(model_dir), batch_size=64, thinking=thinking)
+    return evaluate_spec(spec, run_dir, suite, name=name, method=method)
 
 
 def checkpoint_evaluator(out: Path, every: int, evaluate_checkpoint):
@@ -174,6 +167,48 @@ def checkpoint_evaluator(out: Path, every: int, evaluate_checkpoint):
             evaluate_step(state.global_step)
 
     return EvaluateCheckpoints()
+
+
+STEP_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin")  # resuming, not weights
+
+
+def keep_step_weights(out: Path, every: int):
+    """A callback copying the weights of every checkpoint whose step is a multiple of `every` into
+    DIR/steps/step-<N> (a model directory without the optimizer state), before the trainer rotates checkpoints
+    away: the study evaluates them after training. The main process copies; a resumed run first copies what a kill
+    left uncopied."""
+    import shutil
+
+    from transformers import TrainerCallback
+
+    def keep(checkpoint: Path) -> None:
+        target = out / "steps" / f"step-{checkpoint_step(checkpoint)}"
+        if not ranks.is_main() or target.exists() or checkpoint_step(checkpoint) % every:
+            return
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(checkpoint, partial, ignore=lambda _, names: [n for n in names if _training_state(n)])
+        partial.rename(target)
+
+    class KeepStepWeights(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            for checkpoint in sorted((out / "checkpoints").glob("checkpoint-*"), key=checkpoint_step):
+                keep(checkpoint)
+
+        def on_save(self, args, state, control, **kwargs):
+            keep(out / "checkpoints" / f"checkpoint-{state.global_step}")
+
+    return KeepStepWeights()
+
+
+def _training_state(name: str) -> bool:
+    return name in STEP_STATE or name.startswith(("rng_state", "global_step"))
+
+
+def kept_steps(out: Path, every: int) -> list[tuple[int, Path]]:
+    """(step, weights) of the kept checkpoints whose step is a multiple of `every`, in order."""
+    found = [(int(p.name.removeprefix("step-")), p) for p in (out / "steps").glob("step-*") if p.name[5:].isdigit()]
+    return sorted((step, p) for step, p in found if step % every == 0)
 
 
 def read_log(out: Path) -> list[dict]:

@@ -1,0 +1,24 @@
+"""run(StepEvalSpec): the kept checkpoints of a training run, each evaluated as the model's final evaluation is
+(the same engine settings, suite and limit) into DIR/evals/step-N: the TI over training steps.
+
+A checkpoint is read in process even when the final model is served: a server serves the final weights only.
+"""
+
+from dataclasses import replace
+from pathlib import Path
+
+from rtransfer.jobs import evaluate
+from rtransfer.specs import StepEvalSpec
+from rtransfer.train.run import checkpoint_name, kept_steps
+
+
+def run(spec: StepEvalSpec) -> dict:
+    steps = {}
+    for step, weights in kept_steps(Path(spec.train_dir), spec.every):
+        template = spec.template
+        engine = replace(template.engine, model=str(weights), engine="hf", base_urls=(), tokenizer=None)
+        model = replace(template.model, name=checkpoint_name(template.model.name, step), source=str(weights))
+        one = replace(template, model=model, engine=engine, out=str(Path(spec.out) / f"step-{step}"))
+        evaluate.run(one)
+        steps[str(step)] = one.out
+    return {"steps": steps}

@@ -1,0 +1,27 @@
+"""run(TrainSpec): one training run (train.run.train), keeping every N-th step's weights when the study
+evaluates checkpoints. Under a launcher every process runs this; the trainer decides which one writes."""
+
+from pathlib import Path
+
+from rtransfer.specs import TrainSpec
+from rtransfer.train.config import from_description
+from rtransfer.train.run import TrainJob, keep_step_weights, train
+
+THINKING_TRACES = {"think": "on", "no-think": "off"}  # ModelRef's spelling -> the lab teacher's switch
+
+
+def job(spec: TrainSpec) -> TrainJob:
+    return TrainJob(
+        method=spec.method,
+        model=spec.base,
+        out=Path(spec.out),
+        data=spec.data,
+        thinking=THINKING_TRACES.get(spec.teacher_traces or ""),
+        recipe=from_description(spec.recipe),
+    )
+
+
+def run(spec: TrainSpec) -> dict:
+    callbacks = [keep_step_weights(Path(spec.out), spec.keep_every)] if spec.keep_every else []
+    train(job(spec), callbacks)
+    return {}

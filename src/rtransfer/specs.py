@@ -1,0 +1,232 @@
+"""Every unit of a study's work as one frozen, JSON-serialisable description: the spec is what runs, what the
+key hashes, what the manifest records and what a child process or a launcher receives (`python -m rtransfer.jobs
+SPEC.json`). Nothing hand-kept beside a spec feeds a key, so the two cannot drift.
+
+A spec's `key()` hashes its own content and the keys of the work it reads (`after`: node name -> key), leaving out
+where it writes (`out`) and where its model lies on disk when that place is named by a key (a trained arm's
+directory is named by its training key). The classes are plain dataclasses rather than pydantic models: they are
+few, flat, and read back by `from_json` with the same class (the one shape the study, the manifest and the report
+share).
+"""
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from rtransfer.engines.factory import EngineSpec
+
+ROLES = ("base", "arm", "survey", "reference")
+# How an engine reaches its model, not what answers: a moved server or a longer timeout keeps an evaluation's key.
+ENGINE_PLACES = ("model", "tokenizer", "base_urls", "api_key_env", "concurrency", "request_timeout", "max_attempts")
+TEACHER_TRACES = ("think", "no-think")
+
+
+def key_of(content: Any) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One model of a study, the only shape the study, its manifest and its report use."""
+
+    name: str  # its label in every output
+    source: str  # what is loaded: hub id, directory or lab name (a trained arm: its training directory)
+    role: str  # base, arm (trained here), survey (a published tuned model) or reference (shown, never compared)
+    base: str | None = None  # the name of the model it is compared with (None: a base or a reference)
+    arm: str | None = None  # an arm: the arm this model is one seed of (= name with one seed)
+    method: str | None = None  # an arm: its training method (train.methods); a survey model: SFT or RL
+    seed: int | None = None  # an arm: its training seed
+    teacher_traces: str | None = None  # an off-policy SFT arm on the lab: the teacher's think / no-think traces
+    chat_thinking: bool | None = None  # the chat template's enable_thinking when it answers (None: its default)
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise ValueError(f"{self.name}: role {self.role!r} is not one of {ROLES}")
+        if self.teacher_traces not in (None, *TEACHER_TRACES):
+            raise ValueError(f"{self.name}: teacher_traces {self.teacher_traces!r} is not one of {TEACHER_TRACES}")
+
+    @property
+    def label(self) -> str:
+        return self.name if self.method in (None, self.name) else f"{self.name} ({self.method})"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What every spec has: where it writes and what it reads."""
+
+    kind: ClassVar[str]
+    keyed_out: ClassVar[tuple[str, ...]] = ("out",)  # fields naming places, not content: never in the key
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    def key(self) -> str:
+        content = self.to_json()
+        for name in self.keyed_out:
+            _drop(content, name)
+        return key_of(content)
+
+    def outputs(self) -> list[str]:
+        """What a stale run of this spec leaves behind, to be removed before it runs again."""
+        return [self.out]  # type: ignore[attr-defined]
+
+
+def _drop(content: dict, dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if rest:
+        inner = content.get(head)
+        for item in inner if isinstance(inner, list) else [inner]:
+            if isinstance(item, dict):
+                _drop(item, rest)
+    else:
+        content.pop(head, None)
+
+
+@dataclass(frozen=True)
+class EvalSpec(Spec):
+    """A model on benchmarks into one run directory. Every evaluation of a study's model (final, checkpoints,
+    the probes' reading of its answers) derives from one EvalSpec, so thinking and batch size cannot diverge."""
+
+    kind: ClassVar[str] = "eval"
+    keyed_out: ClassVar[tuple[str, ...]] = ("out", "model.source", *(f"engine.{p}" for p in ENGINE_PLACES))
+    model: ModelRef
+    engine: EngineSpec  # engine.model is what is loaded (model.source, or a checkpoint's weights)
+    suite: str  # a suite name or comma-separated benchmarks
+    weights: str  # the key of what defines the weights (a training key, or the identity of a base)
+    data_dir: str | None = None
+    limit: int | None = None
+    out: str = ""
+    after: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepEvalSpec(Spec):
+    """The kept checkpoints of one training run (DIR/steps/step-N), each evaluated as `template` says into
+    DIR/evals/step-N, named `<model>@step-N`: the TI over training steps."""
+
+    kind: ClassVar[str] = "steps"
+    keyed_out: ClassVar[tuple[str, ...]] = (
+        "out",
+        "train_dir",
+        *(f"template.{name}" for name in EvalSpec.keyed_out),
+    )
+    template: EvalSpec  # the model's final evaluation: the same engine settings, suite and limit
+    train_dir: str
+    every: int
+    out: str = ""  # DIR/evals
+    after: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainSpec(Spec):
+    """One training run of a method from a base into a training directory."""
+
+    kind: ClassVar[str] = "train"
+    keyed_out: ClassVar[tuple[str, ...]] = ("out", "base", "model.source")
+    model: ModelRef
+    base: str  # the base's source, resolved (a path or hub id): named in the key by base_identity
+    base_identity: dict[str, str]
+    method: str  # a key of train.methods.METHODS
+    recipe: dict[str, Any]  # the resolved recipe (train.config.describe)
+    data: str | None  # traces (sft) or queries; None on a lab base: the lab's math split
+    teacher_traces: str | None = None  # the lab teacher's think / no-think traces (sft on the lab)
+    keep_every: int = 0  # keep every N-th step's weights in DIR/steps/step-N for evaluation (0: none)
+    launch: tuple[str, ...] = ()  # a launcher prefix: run as [*launch, "-m", "rtransfer.jobs", SPEC.json]
+    out: str = ""
+    after: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProbeSpec(Spec):
+    """Base vs one model: the latent shift and the token-level shift on the model's own eval answers."""
+
+    kind: ClassVar[str] = "probes"
+    keyed_out: ClassVar[tuple[str, ...]] = (
+        "out",
+        "answers",
+        "model.source",
+        *(f"{engine}.{p}" for engine in ("engine", "base_engine") for p in ENGINE_PLACES),
+    )
+    model: ModelRef
+    engine: EngineSpec  # the model's, as its evaluation has it (chat thinking, dtype, placement)
+    base_engine: EngineSpec  # the base's, as its evaluation has it
+    benchmarks: tuple[str, ...]
+    answers: str  # the model's eval run directory (the token probe scores its answers)
+    settings: dict[str, Any]  # study.config.ProbeConfig, as a dict
+    data_dir: str | None = None
+    out: str = ""
+    after: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompareSpec(Spec):
+    """Scores, TIs and every comparison of the study (arm differences, seed spread, step curves), with the
+    study's [ti] settings, computed once: scores.json, ti.json, comparisons.json."""
+
+    kind: ClassVar[str] = "compare"
+    keyed_out: ClassVar[tuple[str, ...]] = ("out", "models.source")
+    models: tuple[ModelRef, ...]
+    ti: dict[str, Any]  # study.config.TIConfig, as a dict
+    survey: bool = False
+    out: str = ""  # the study directory
+    after: dict[str, str] = field(default_factory=dict)
+
+    def outputs(self) -> list[str]:
+        return [f"{self.out}/{n}" for n in ("scores.json", "ti.json", "comparisons.json")]
+
+
+@dataclass(frozen=True)
+class ReportSpec(Spec):
+    """The study's report, rendered from its files."""
+
+    kind: ClassVar[str] = "report"
+    version: int
+    out: str = ""  # the study directory
+    after: dict[str, str] = field(default_factory=dict)
+
+    def outputs(self) -> list[str]:
+        return [f"{self.out}/{n}" for n in ("report.html", "report.md", "tables", "figures")]
+
+
+SPECS: dict[str, type[Spec]] = {
+    c.kind: c for c in (EvalSpec, StepEvalSpec, TrainSpec, ProbeSpec, CompareSpec, ReportSpec)
+}
+
+
+def from_json(data: dict[str, Any]) -> Spec:
+    """A spec back from its to_json() (the kind names the class)."""
+    data = dict(data)
+    return _build(SPECS[data.pop("kind")], data)
+
+
+def model_from_json(data: dict[str, Any]) -> ModelRef:
+    """A ModelRef from a manifest's model entry (which may carry more: its files)."""
+    return _build(ModelRef, {f.name: data[f.name] for f in dataclasses.fields(ModelRef) if f.name in data})
+
+
+def _build(cls, data: dict[str, Any]):
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            values[f.name] = _value(hints[f.name], data[f.name])
+    return cls(**values)
+
+
+def _value(hint, value):
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value)
+    if origin is tuple:
+        (item, *_) = typing.get_args(hint) or (Any,)
+        return tuple(_value(item, v) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _value(inner[0], value) if len(inner) == 1 else value
+    return value
