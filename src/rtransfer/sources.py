@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtransfer.benchmarks.names import canonical, known_names, lookup
+from rtransfer.benchmarks.names import LmEval, benchmarks, canonical, known_names, lookup
 from rtransfer.errors import DataError
 from rtransfer.runs import RunDir, read_json
 from rtransfer.transfer import DocGrades, ModelScores, check_rows
@@ -162,42 +162,8 @@ def load_run_dir(path: str | Path) -> tuple[ModelScores, list[str]]:
     return row, notes
 
 
-# lm-evaluation-harness task names and metrics per benchmark: tasks tried in order (the first present is used),
-# or, for a benchmark that lm-eval splits into subtasks, all of them (mean of the subtasks). Metrics are tried
-# in order; each metric's filters in FILTERS order. The choices follow the authors' forked harness
-# (ReasoningTransfer/Transferability-of-LLM-Reasoning) and the paper.
-LM_EVAL_TASKS: dict[str, tuple[tuple[str, ...], bool, tuple[str, ...]]] = {
-    "math500": (
-        ("hendrycks_math_500", "hendrycks_math500", "minerva_math500", "math500"),
-        False,
-        ("exact_match", "math_verify"),
-    ),
-    "aime24": (("aime24", "aime2024", "AIME"), False, ("exact_match",)),
-    "aime25": (("aime25", "aime2025"), False, ("exact_match",)),
-    "olympiadbench": (("olympiadbench", "olympiad_bench"), False, ("exact_match",)),
-    "gpqa_diamond": (
-        (
-            "gpqa_diamond_cot_zeroshot",
-            "gpqa_diamond_cot_n_shot",
-            "gpqa_diamond_zeroshot",
-            "gpqa_diamond_n_shot",
-            "leaderboard_gpqa_diamond",
-        ),
-        False,
-        ("exact_match", "acc", "acc_norm"),
-    ),
-    "livecodebench": (("livecodebench",), False, ("pass@1", "exact_match", "acc")),
-    "acpbench": (
-        tuple(f"acp_{t}_mcq_cot_2shot" for t in ("app", "areach", "just", "land", "prog", "reach", "val")),
-        True,
-        ("exact_match",),
-    ),
-    "headqa": (("headqa_en",), False, ("acc",)),
-    "coqa": (("coqa",), False, ("f1",)),
-    "ifeval": (("ifeval",), False, ("inst_level_strict_acc",)),
-    "halueval": (("halueval_qa", "halueval_dialogue", "halueval_summarization"), True, ("exact_match", "acc")),
-    "mctaco": (("mc_taco",), False, ("acc",)),
-}
+# Where each benchmark's score is in lm-evaluation-harness results, as benchmarks/names.py declares it.
+LM_EVAL_TASKS: dict[str, LmEval] = {b.name: b.lm_eval for b in benchmarks() if b.lm_eval}
 FILTERS = ("custom-extract", "mcq-extract", "flexible-extract", "strict-match", "none")
 
 
@@ -271,7 +237,8 @@ def load_lm_eval(path: str | Path) -> tuple[ModelScores, list[str]]:
         model = _lm_eval_model_name(data) or model
     row = ModelScores(model=model or (path.parent.name if path.is_file() else path.name), base=None, scores={})
     notes = []
-    for bench, (tasks, split, metrics) in LM_EVAL_TASKS.items():
+    for bench, spec in LM_EVAL_TASKS.items():
+        tasks, split, metrics = spec.tasks, spec.split, spec.metrics
         found = {t: m for t in tasks if t in results and (m := _metric(results[t], metrics))}
         if split and found and len(found) < len(tasks):
             missing = ", ".join(t for t in tasks if t not in found)

@@ -22,7 +22,6 @@ class MathTask(RowTask):
     Documents keep their source order (`seed` is unused: nothing is shuffled). Local data is `test.jsonl`, one
     problem a line, each with the `required` fields."""
 
-    group: ClassVar[str] = "math"
     grader_version: ClassVar[str] = GRADER_VERSION
     prompt_template: ClassVar[str] = EVALCHEMY_PROMPT
     problem_field: ClassVar[str] = "problem"

@@ -46,7 +46,6 @@ def fewshot() -> dict[str, list[dict[str, str]]]:
 
 class AcpBench(RowTask):
     name = "acpbench"
-    group = "other"
     version = "1"
     grader_version = "1"
     kind = "generate"

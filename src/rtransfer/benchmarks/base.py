@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from rtransfer.benchmarks.names import lookup
 from rtransfer.errors import DataError
 from rtransfer.grading.grade import Grade
 from rtransfer.records import Record, doc_grades
@@ -41,9 +42,21 @@ class Settings:
     stop: tuple[str, ...] = ()
 
 
+class _DeclaredGroup:
+    """`Task.group`, on the class or an instance: the group benchmarks/names.py declares for the task's name, so
+    that a benchmark's group is written once. A task outside names.py (a test's toy, the training teacher's
+    queries) sets its own `group`, which hides this one."""
+
+    def __get__(self, task: "Task | None", owner: type["Task"]) -> str:
+        bench = lookup(owner.name)
+        if bench is None:
+            raise AttributeError(f"{owner.__name__}: {owner.name!r} is not in benchmarks/names.py; set its group")
+        return bench.group
+
+
 class Task:
     name: ClassVar[str]
-    group: ClassVar[str]
+    group = _DeclaredGroup()  # one of names.GROUPS
     version: ClassVar[str] = "1"  # bump when the prompt or data handling changes
     grader_version: ClassVar[str] = "1"  # bump when grading changes
     kind: ClassVar[Literal["generate", "loglik"]] = "generate"

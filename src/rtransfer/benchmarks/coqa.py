@@ -97,7 +97,6 @@ def story_from_hub(row: dict[str, Any], index: int) -> dict[str, Any]:
 
 class CoQA(RowTask):
     name = "coqa"
-    group = "non"
     version = "1"
     grader_version = "1"
     kind = "generate"

@@ -34,7 +34,6 @@ COLUMNS = ("Question", *ANSWER_COLUMNS, "Record ID")
 
 class GpqaDiamond(RowTask):
     name = "gpqa_diamond"
-    group = "other"
     version = "1"
     grader_version = "1"
     kind = "generate"

@@ -150,7 +150,6 @@ def hallucinated_draw(seed: int, task: str, index: int) -> bool:
 
 class HaluEval(RowTask):
     name = "halueval"
-    group = "non"
     version = "1"
     grader_version = "1"
     kind = "generate"

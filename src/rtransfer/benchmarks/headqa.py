@@ -24,7 +24,6 @@ from rtransfer.records import Record
 
 class HeadQA(RowTask):
     name = "headqa"
-    group = "other"
     version = "1"
     grader_version = "1"
     kind = "loglik"

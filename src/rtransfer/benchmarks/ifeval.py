@@ -28,7 +28,6 @@ FIELDS = ("key", "prompt", "instruction_id_list", "kwargs")
 
 class IFEval(RowTask):
     name = "ifeval"
-    group = "non"
     version = "1"
     grader_version = GRADER_VERSION
     settings = Settings(samples=1, temperature=0.0, max_new_tokens=32768)

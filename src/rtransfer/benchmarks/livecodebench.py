@@ -80,7 +80,6 @@ EVALCHEMY_FUNCTIONAL = (
 
 class LiveCodeBench(RowTask):
     name = "livecodebench"
-    group = "other"
     version = "1"
     grader_version = "1"
     kind = "generate"

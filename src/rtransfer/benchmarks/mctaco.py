@@ -59,7 +59,6 @@ def _row_f1(golds: Sequence[bool], preds: Sequence[bool]) -> float:
 
 class McTaco(RowTask):
     name = "mctaco"
-    group = "non"
     version = "1"
     grader_version = "1"
     kind = "loglik"

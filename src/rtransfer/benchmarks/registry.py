@@ -6,26 +6,20 @@ from typing import Any
 
 from rtransfer.benchmarks.base import Task
 from rtransfer.benchmarks.loading import local_data
-from rtransfer.benchmarks.names import GROUP_TITLES, GROUPS, LAB_BENCHMARKS, PAPER_BENCHMARKS, canonical, display
+from rtransfer.benchmarks.names import (
+    GROUP_TITLES,
+    GROUPS,
+    LAB_BENCHMARKS,
+    PAPER_BENCHMARKS,
+    benchmarks,
+    canonical,
+    display,
+)
 from rtransfer.errors import UnknownBenchmarkError
 
-# Benchmarks with an implementation: canonical name -> module under rtransfer.benchmarks defining TASK, or
-# "module.path:NAME" for a task kept in a dictionary NAME of another module (the lab's generated benchmarks).
-IMPLEMENTED = {
-    "math500": "math500",
-    "aime24": "aime24",
-    "aime25": "aime25",
-    "olympiadbench": "olympiadbench",
-    "gpqa_diamond": "gpqa_diamond",
-    "livecodebench": "livecodebench",
-    "acpbench": "acpbench",
-    "headqa": "headqa",
-    "mctaco": "mctaco",
-    "ifeval": "ifeval",
-    "coqa": "coqa",
-    "halueval": "halueval",
-    **{name: "rtransfer.lab.benchmarks:TASKS" for name in LAB_BENCHMARKS},
-}
+# Benchmark name -> its implementation, as benchmarks/names.py declares it: a module under rtransfer.benchmarks
+# defining TASK (and VARIANTS), or "module.path:NAME" for a task in the dictionary NAME of another module.
+IMPLEMENTED = {b.name: b.module or b.name for b in benchmarks()}
 
 SUITES = {
     "paper": PAPER_BENCHMARKS,  # the paper's 12
@@ -49,9 +43,7 @@ def get_task(name: str) -> Task:
     where ours differs: `gpqa_diamond:paper-order`, `acpbench:multiturn`). A variant has its own version, so
     it never mixes with the default in one run directory."""
     base, _, variant = name.partition(":")
-    bench = canonical(base)
-    if bench not in IMPLEMENTED:
-        raise UnknownBenchmarkError(f"benchmark {bench!r} is not implemented yet (available: {', '.join(IMPLEMENTED)})")
+    bench = canonical(base)  # every declared benchmark names its implementation
     module, table = _module(bench)
     if table:
         return getattr(module, table)[bench]
@@ -84,19 +76,19 @@ def catalog(data_dir: Path | None = None) -> dict[str, Any]:
     """What `rtransfer list` shows: every implemented benchmark (canonical and display name, group, kind, variants),
     the groups and the suites; with `data_dir`, whether each benchmark's data is found there (`data`: found,
     missing, unreadable or generated, and `data_note` saying where or why)."""
-    benchmarks = []
-    for name in dict.fromkeys([*PAPER_BENCHMARKS, *LAB_BENCHMARKS, *IMPLEMENTED]):  # the paper's order first
+    entries = []
+    for name in IMPLEMENTED:  # the paper's, in its order, then the lab's
         task, (module, table) = get_task(name), _module(name)
         entry = {"name": name, "display": display(name), "group": task.group, "kind": task.kind}
         entry["variants"] = [] if table else [f"{name}:{v}" for v in getattr(module, "VARIANTS", {})]
         if data_dir is not None:
             entry["data"], entry["data_note"] = local_data(task, data_dir)
-        benchmarks.append(entry)
+        entries.append(entry)
     groups = {
-        g: {"title": GROUP_TITLES[g], "benchmarks": [b["name"] for b in benchmarks if b["group"] == g]} for g in GROUPS
+        g: {"title": GROUP_TITLES[g], "benchmarks": [b["name"] for b in entries if b["group"] == g]} for g in GROUPS
     }
     return {
-        "benchmarks": benchmarks,
+        "benchmarks": entries,
         "groups": groups,
         "suites": {suite: list(members) for suite, members in SUITES.items()},
         "data_dir": None if data_dir is None else str(data_dir),

@@ -2,6 +2,7 @@
 
 math: lab_arith, lab_lineq (math-verify, as MATH-500) · other: lab_order, lab_trace (boxed letter, as GPQA)
 non: lab_format (IFEval's checkers), lab_story (CoQA's F1), lab_support (HaluEval's Yes/No reading).
+Their names, groups and display names are declared in benchmarks/names.py (LAB_BENCHMARKS).
 """
 
 from pathlib import Path
@@ -40,7 +41,6 @@ class LabTask(Task):
 
 
 class LabMath(LabTask):
-    group = "math"
     grader_version = MATH_GRADER_VERSION
 
     def grade(self, doc: Doc, response: str) -> Grade:
@@ -48,7 +48,7 @@ class LabMath(LabTask):
 
 
 class LabChoice(LabTask):
-    group = "other"
+    """A question answered with a boxed letter, graded as GPQA."""
 
     def grade(self, doc: Doc, response: str) -> Grade:
         return grade_choice(response, doc.data["answer"])
@@ -58,7 +58,6 @@ class LabFormat(LabTask):
     """Scored like IFEval: instruction-level strict accuracy (here one or two instructions per prompt)."""
 
     name = "lab_format"
-    group = "non"
     grader_version = IFEVAL_GRADER_VERSION
 
     def grade(self, doc: Doc, response: str) -> Grade:
@@ -73,7 +72,6 @@ class LabStory(LabTask):
     """Scored like CoQA: token F1 of the answer's first line against the reference span."""
 
     name = "lab_story"
-    group = "non"
 
     def grade(self, doc: Doc, response: str) -> Grade:
         answer = read_answer(response)
@@ -85,7 +83,6 @@ class LabSupport(LabTask):
     """Scored like HaluEval: the Yes/No verdict read from the answer; unreadable answers score 0."""
 
     name = "lab_support"
-    group = "non"
 
     def grade(self, doc: Doc, response: str) -> Grade:
         verdict, rule = parse_yes_no(response)

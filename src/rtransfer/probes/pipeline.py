@@ -128,7 +128,7 @@ def group_summaries(
     the CI of that mean from the benchmarks' replicates (replicate r of every benchmark averaged)."""
     out = []
     for group in GROUPS:
-        members = [r["benchmark"] for r in rows if group_of(r["benchmark"]) == group]
+        members = [r["benchmark"] for r in rows if group_of(r["benchmark"].partition(":")[0]) == group]
         if not members:
             continue
         by_name = {r["benchmark"]: r for r in rows}
