@@ -1,14 +1,15 @@
 """A small study directory in the shape of `rtransfer study`'s contract, built from library calls on the quick lab
 model, for the report's tests (and by hand: `python tests/study_fixture.py DIR` to look at a report).
 
-Arms: on-policy SFT (two seeds, a checkpoint evaluated mid-way) and GRPO, a few steps each; base and every arm
-evaluated on the lab suite (the first LIMIT documents per benchmark); probes of one arm. scores.json and ti.json
-are written as the study writes them: scores from the run dirs, TIs through transfer.transferability with σ
-pooled over the arms.
+Arms: off-policy SFT, on-policy SFT (two seeds, a checkpoint evaluated mid-way) and GRPO, a few steps each; base and
+every arm evaluated on the lab suite (the first LIMIT documents per benchmark); probes of one arm. The manifest
+lists each model as the study does (a specs.ModelRef and its files); scores.json, ti.json and comparisons.json are
+written by the study's own compare stage (jobs.compare.write_results) with the [ti] settings TI.
 """
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ ARMS = [  # (model name, arm, method, thinking, seed, overrides, steps evaluated
     ("onpolicy-s1", "onpolicy", "onpolicy", None, 1, ONPOLICY, []),
     ("grpo", "grpo", "grpo", None, 0, GRPO, []),
 ]
+TEACHER_TRACES = {"on": "think", "off": "no-think", None: None}  # the fixture's TrainJob thinking -> ModelRef's
+TI = {"index": "v2", "sigma": "pooled", "bootstrap": BOOTSTRAP, "confidence": 0.95, "seed": 0}
 PROBED = "onpolicy-s0"
 PROBE_BENCHMARKS = ["lab_arith", "lab_order", "lab_story"]
 
@@ -43,34 +46,36 @@ def evaluate_dir(model: Path | str, out: Path, name: str, base: str | None, meth
     manifest_path.write_text(json.dumps(manifest, indent=2))
 
 
+def entry(model, run_dir: str, train_dir: str | None = None) -> dict:
+    """A manifest's model entry, as the study writes it: the ModelRef's fields and where its files are."""
+    return {**dataclasses.asdict(model), "run_dir": run_dir, "train_dir": train_dir, "steps": {}, "probes": {}}
+
+
 def build_study(root: Path, probes: bool = True) -> Path:
-    from rtransfer.benchmarks.names import group_of
+    from rtransfer.jobs.compare import write_results
     from rtransfer.probes.pipeline import LatentSettings, TokenSettings, run_latent, run_tokens, write_result
     from rtransfer.runs import versions
-    from rtransfer.sources import load_run_dir
+    from rtransfer.specs import ModelRef
     from rtransfer.train.run import TrainJob, resolve_base, train
-    from rtransfer.transfer import transferability
 
     root = Path(root)
     started = time.time()
     base = resolve_base("lab:quick")
-    models = {
-        "base": {"arm": "base", "method": "", "thinking": None, "seed": None, "run_dir": "runs/base"}
-        | {"train_dir": None, "steps": {}, "probes": {}}
-    }
+    refs = [ModelRef("base", str(base), "base")]
+    models = {"base": entry(refs[0], "runs/base")}
     evaluate_dir(base, root / "runs" / "base", "base", None)
     for name, arm, method, thinking, seed, overrides, steps in ARMS:
         train_dir = root / "models" / name
         job = TrainJob(method=method, model="lab:quick", out=train_dir, seed=seed, overrides=overrides)
         train(dataclasses.replace(job, thinking=thinking) if thinking else job)
         evaluate_dir(train_dir, root / "runs" / name, name, "base", method)
-        entry = {"arm": arm, "method": method, "thinking": thinking, "seed": seed, "run_dir": f"runs/{name}"}
-        entry |= {"train_dir": f"models/{name}", "steps": {}, "probes": {}}
+        ref = ModelRef(name, str(train_dir), "arm", "base", arm, method, seed, TEACHER_TRACES[thinking])
+        refs.append(ref)
+        models[name] = entry(ref, f"runs/{name}", f"models/{name}")
         for step in steps:
-            rel = f"steps/{name}/step-{step}"
+            rel = f"models/{name}/evals/step-{step}"  # where the study keeps a checkpoint's evaluation
             evaluate_dir(train_dir / "checkpoints" / f"checkpoint-{step}", root / rel, name, "base", method)
-            entry["steps"][str(step)] = rel
-        models[name] = entry
+            models[name]["steps"][str(step)] = rel
     if probes:
         common = dict(base=base, tuned=str(root / "models" / PROBED), benchmarks=PROBE_BENCHMARKS, samples=12)
         common |= dict(bootstrap=100)
@@ -78,27 +83,9 @@ def build_study(root: Path, probes: bool = True) -> Path:
         write_result(run_latent(LatentSettings(**common)), out, "latent")
         write_result(run_tokens(TokenSettings(**common, max_new_tokens=16)), out, "tokens")
         models[PROBED]["probes"] = {"latent": f"probes/{PROBED}/latent.json", "tokens": f"probes/{PROBED}/tokens.json"}
-    rows = []
-    for name, entry in models.items():
-        row, _ = load_run_dir(root / entry["run_dir"])
-        row.model, row.base, row.method = name, (None if name == "base" else "base"), entry["method"]
-        rows.append(row)
-    scores = []
-    for row in rows:
-        entry = models[row.model]
-        for bench, score in row.scores.items():
-            run_scores = json.loads((root / entry["run_dir"] / "scores.json").read_text())["benchmarks"][bench]
-            ci = run_scores.get("ci") or [None, None]
-            scores.append(
-                {"model": row.model, "arm": entry["arm"], "method": entry["method"], "seed": entry["seed"]}
-                | {"benchmark": bench, "group": group_of(bench), "score": score, "ci_low": ci[0], "ci_high": ci[1]}
-            )
-    results = transferability(rows, bootstrap=BOOTSTRAP, seed=0)
-    (root / "scores.json").write_text(json.dumps(scores, indent=2))
-    (root / "ti.json").write_text(json.dumps([r.as_dict() for r in results], indent=2))
     manifest = {
         "study": "fixture",
-        "config": {"base": "lab:quick", "limit": LIMIT, "arms": [a[0] for a in ARMS]},
+        "config": {"base": "lab:quick", "limit": LIMIT, "arms": [a[0] for a in ARMS], "ti": TI},
         "seeds": [0, 1],
         "versions": versions(),
         "created": "2026-01-01T00:00:00+00:00",
@@ -106,7 +93,26 @@ def build_study(root: Path, probes: bool = True) -> Path:
         "stages": {"all": {"key": "0" * 16, "seconds": round(time.time() - started, 1), "finished": "2026-01-01"}},
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    write_results(refs, TI, False, root)  # the compare stage reads the manifest: where the runs and steps are
     return root
+
+
+def recompare(study: Path, out: Path, **ti) -> Path:
+    """The same study compared with other [ti] settings (TI with `ti` applied) in `out`: its manifest copied (with
+    its config's ti), its files linked, its compare stage run again."""
+    from rtransfer.jobs.compare import write_results
+    from rtransfer.specs import model_from_json
+
+    out.mkdir(parents=True)
+    manifest = json.loads((study / "manifest.json").read_text())
+    settings = TI | ti
+    manifest["config"]["ti"] = settings
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    for folder in ("runs", "models", "probes"):
+        if (study / folder).exists():
+            os.symlink(study / folder, out / folder)
+    write_results([model_from_json(e) for e in manifest["models"].values()], settings, False, out)
+    return out
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ PROMPTS = [[{"role": "user", "content": f"What is {i} plus {i * 7}? Think {'hard
 
 @pytest.fixture(scope="module")
 def engine(tiny_model):
-    return HFEngine(str(tiny_model), batch_size=3, device="cpu")
+    return HFEngine.load(str(tiny_model), batch_size=3, device="cpu")
 
 
 def test_log_likelihood_shares_the_context_and_matches_full_sequences(engine):
@@ -79,8 +79,8 @@ def _ends_early(engine):
 
 def test_fast_decoding_is_transformers_generate_with_finished_rows_dropped(engine, monkeypatch):
     """The loop in decode.py against model.generate() on the same batches: greedy, with rows ending at different
-    steps (an end-of-turn token and a stop string), and sampled (batch of one: no row dropped, so the RNG draws
-    the same)."""
+    steps (an end-of-turn token and a stop string), and sampled: each row from its own seeded generator, as
+    generate() samples a prompt alone after torch.manual_seed(its seed)."""
     assert engine.fast_decode
     stop_token = _ends_early(engine)
     monkeypatch.setattr(engine.model.generation_config, "eos_token_id", [engine.tokenizer.eos_token_id, stop_token])
@@ -88,29 +88,18 @@ def test_fast_decoding_is_transformers_generate_with_finished_rows_dropped(engin
     batch = [engine.encode(engine.render(p)) for p in PROMPTS]
     greedy = SamplingParams(max_new_tokens=12)
     fast = engine.generate_ids(batch, greedy)
-    assert fast == engine._generate_ids_hf(*_padded(engine, batch), greedy)
+    assert fast == engine._generate_ids_hf(batch, greedy)
     assert {ended for _, ended in fast} == {True, False} and len({len(ids) for ids, _ in fast}) > 1
     text = engine.tokenizer.decode(fast[0][0])
     stopped = SamplingParams(max_new_tokens=12, stop=(text[2:4],))
     assert engine._generate_batch(batch, stopped, None) == [
-        _as_generation(engine, ids, ended, stopped)
-        for ids, ended in engine._generate_ids_hf(*_padded(engine, batch), stopped)
+        _as_generation(engine, ids, ended, stopped) for ids, ended in engine._generate_ids_hf(batch, stopped)
     ]
     sampled = SamplingParams(temperature=0.8, top_p=0.9, top_k=20, max_new_tokens=10)
-    for ids in batch[:3]:
-        torch.manual_seed(7)
-        a = engine.generate_ids([ids], sampled)
-        torch.manual_seed(7)
-        assert a == engine._generate_ids_hf(*_padded(engine, [ids]), sampled)
-
-
-def _padded(engine, batch):
-    width = max(map(len, batch))
-    pad = engine.tokenizer.pad_token_id
-    return (
-        torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch]),
-        torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch]),
-    )
+    seeds = [7, 8, 9, 10, 11, 12, 13]
+    fast = engine.generate_ids(batch, sampled, seeds)
+    assert fast == engine._generate_ids_hf(batch, sampled, seeds)
+    assert {ended for _, ended in fast} == {True, False}  # rows dropped partway: the others' draws go on the same
 
 
 def _as_generation(engine, ids, ended, params):
@@ -127,9 +116,9 @@ def test_a_generation_config_asking_for_more_goes_to_generate(tiny_model, tmp_pa
     shutil.copytree(tiny_model, model)
     config = json.loads((model / "generation_config.json").read_text())
     (model / "generation_config.json").write_text(json.dumps({**config, "repetition_penalty": 1.3}))
-    penalised = HFEngine(str(model), device="cpu", batch_size=3)
+    penalised = HFEngine.load(str(model), device="cpu", batch_size=3)
     assert not penalised.fast_decode
-    plain = HFEngine(str(tiny_model), device="cpu", batch_size=3)
+    plain = HFEngine.load(str(tiny_model), device="cpu", batch_size=3)
     params = SamplingParams(max_new_tokens=12)
     assert [g.text for g in penalised.generate(PROMPTS, params, [0] * 7)] != [
         g.text for g in plain.generate(PROMPTS, params, [0] * 7)
@@ -157,11 +146,11 @@ def test_log_likelihood_does_not_depend_on_batching(engine, monkeypatch):
 
 def test_greedy_generation_does_not_depend_on_batching(engine, monkeypatch):
     params = SamplingParams(max_new_tokens=12)
-    monkeypatch.setattr(engine, "streams", 1)
+    monkeypatch.setattr(engine, "parallel_batches", 1)
     first = engine.generate(PROMPTS, params, seeds=[0] * len(PROMPTS))
-    monkeypatch.setattr(engine, "streams", 3)  # three batches decoding at once, on threads
+    monkeypatch.setattr(engine, "parallel_batches", 3)  # three batches decoding at once, on threads
     assert [g.text for g in engine.generate(PROMPTS, params, seeds=[0] * len(PROMPTS))] == [g.text for g in first]
-    monkeypatch.setattr(engine, "streams", 1)
+    monkeypatch.setattr(engine, "parallel_batches", 1)
     monkeypatch.setattr(engine, "batch_size", 1)
     single = engine.generate(PROMPTS[::-1], params, seeds=[0] * len(PROMPTS))[::-1]
     assert [g.text for g in first] == [g.text for g in single]
@@ -171,23 +160,23 @@ def test_greedy_generation_does_not_depend_on_batching(engine, monkeypatch):
 
 def test_sampling_is_reproducible_from_seeds(engine, monkeypatch):
     params = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=10)
-    monkeypatch.setattr(engine, "streams", 1)
+    monkeypatch.setattr(engine, "parallel_batches", 1)
     a = engine.generate(PROMPTS, params, seeds=list(range(7)))
     b = engine.generate(PROMPTS, params, seeds=list(range(7)))
     c = engine.generate(PROMPTS, params, seeds=list(range(100, 107)))
     assert [g.text for g in a] == [g.text for g in b]
     assert [g.text for g in a] != [g.text for g in c]
-    assert all(g.seed is not None for g in a)
-    # Each batch draws from its own generator, so batches decoding at once on threads draw the same.
-    monkeypatch.setattr(engine, "streams", 3)
+    assert [g.seed for g in a] == list(range(7))
+    # Each row draws from its own generator, so batches decoding at once on threads draw the same.
+    monkeypatch.setattr(engine, "parallel_batches", 3)
     assert [(g.text, g.seed) for g in engine.generate(PROMPTS, params, seeds=list(range(7)))] == [
         (g.text, g.seed) for g in a
     ]
 
 
-def test_streams_share_the_threads_and_give_them_back(engine, monkeypatch):
-    """While batches decode at once, each stream gets its share of torch's threads; the count is restored when the
-    call ends, and when its consumer stops early (a runner interrupted between two batches)."""
+def test_parallel_batches_share_the_threads_and_give_them_back(engine, monkeypatch):
+    """While batches decode at once, each gets its share of torch's threads; the count is restored when the call
+    ends, and when its consumer stops early (a runner interrupted between two batches)."""
     seen = []
     generate_ids = engine.generate_ids
 
@@ -196,7 +185,7 @@ def test_streams_share_the_threads_and_give_them_back(engine, monkeypatch):
         return generate_ids(*args, **kwargs)
 
     monkeypatch.setattr(engine, "generate_ids", spy)
-    monkeypatch.setattr(engine, "streams", 2)
+    monkeypatch.setattr(engine, "parallel_batches", 2)
     threads = torch.get_num_threads()
     torch.set_num_threads(4)
     try:
@@ -225,18 +214,28 @@ def test_stop_strings_cut_the_text(engine):
 
 def test_chat_template_thinking_switch_and_base_mode(tiny_model):
     messages = [{"role": "user", "content": "hi"}]
-    off = HFEngine(str(tiny_model), thinking=False, device="cpu")
+    off = HFEngine.load(str(tiny_model), thinking=False, device="cpu")
     assert off.render(messages).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
-    default = HFEngine(str(tiny_model), device="cpu")
+    default = HFEngine.load(str(tiny_model), device="cpu")
     assert default.render(messages).endswith("<|im_start|>assistant\n")
-    base = HFEngine(str(tiny_model), chat=False, device="cpu")
+    base = HFEngine.load(str(tiny_model), chat=False, device="cpu")
     assert base.render([*messages, {"role": "assistant", "content": "hello"}]) == "hi\n\nhello"
     assert base.describe()["chat_template"] is None and default.describe()["chat_template"]
 
 
+def test_an_engine_over_a_model_in_memory_is_the_loaded_one(engine):
+    """__init__ takes a model and tokenizer already loaded (on-policy training's policy); `load` reads them."""
+    again = HFEngine(engine.model, engine.tokenizer, batch_size=3)
+    params = SamplingParams(temperature=1.0, max_new_tokens=8)
+    assert again.describe() == engine.describe()  # named by the model's own name_or_path: its directory
+    assert again.generate(PROMPTS, params, list(range(7))) == engine.generate(PROMPTS, params, list(range(7)))
+    with pytest.raises(ModelLoadError, match="parallel_batches must be 1 or more"):
+        HFEngine(engine.model, engine.tokenizer, parallel_batches=0)
+
+
 def test_missing_model_is_a_one_line_error(tmp_path, cli, shared):
     with pytest.raises(ModelLoadError, match="does not exist"):
-        HFEngine(str(tmp_path / "nope"))
+        HFEngine.load(str(tmp_path / "nope"))
     code, _, err = cli(
         "eval",
         "--model",
@@ -253,16 +252,16 @@ def test_missing_model_is_a_one_line_error(tmp_path, cli, shared):
 
 def test_chat_mode_drops_the_target_delimiter_base_mode_keeps_it(tiny_model):
     context = [{"role": "user", "content": "Is this plausible?"}]
-    chat = HFEngine(str(tiny_model), device="cpu")
+    chat = HFEngine.load(str(tiny_model), device="cpu")
     assert chat.loglikelihood([(context, [" yes"])]) == chat.loglikelihood([(context, ["yes"])])
-    base = HFEngine(str(tiny_model), chat=False, device="cpu")
+    base = HFEngine.load(str(tiny_model), chat=False, device="cpu")
     assert base.loglikelihood([(context, [" yes"])]) != base.loglikelihood([(context, ["yes"])])
 
 
-def test_a_failing_batch_stops_the_streams_with_its_own_error():
-    """An error in one stream reaches the caller as itself (no lost traceback in a worker thread), after the other
+def test_a_failing_batch_stops_the_parallel_batches_with_its_own_error():
+    """An error in one batch reaches the caller as itself (no lost traceback in a worker thread), after the other
     batches in flight end, and torch's thread count is given back."""
-    from rtransfer.engines.hf import concurrently
+    from rtransfer.engines.hf import concurrently, shared_threads
 
     def work(item):
         if item == 3:
@@ -270,11 +269,16 @@ def test_a_failing_batch_stops_the_streams_with_its_own_error():
         return [item]
 
     threads = torch.get_num_threads()
+    torch.set_num_threads(4)
     seen = []
-    with pytest.raises(ValueError, match="batch 3 is bad"):
-        for value in concurrently(work, range(8), 2):
-            seen.append(value)
-    assert torch.get_num_threads() == threads
+    try:
+        with pytest.raises(ValueError, match="batch 3 is bad"), shared_threads(2):
+            for value in concurrently(work, range(8), 2):
+                assert torch.get_num_threads() == 2
+                seen.append(value)
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)
     assert set(seen) <= {0, 1, 2, 4} and {0, 1} <= set(seen)
     # Without an error every element of every result arrives once, whatever order the batches end in.
     assert sorted(concurrently(lambda i: [i, -i], range(8), 3)) == sorted(x for i in range(8) for x in (i, -i))

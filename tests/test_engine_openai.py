@@ -74,7 +74,7 @@ def up(server):
 
 @pytest.fixture(scope="module")
 def hf(tiny_model):
-    return HFEngine(str(tiny_model), batch_size=4, device="cpu")
+    return HFEngine.load(str(tiny_model), batch_size=4, device="cpu")
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def sums_expected(hf) -> dict[str, str]:
 @pytest.mark.parametrize("chat", [True, False], ids=["chat", "base"])
 def test_greedy_generation_matches_the_in_process_engine(up, tiny_model, chat):
     params = SamplingParams(max_new_tokens=8)
-    local = HFEngine(str(tiny_model), batch_size=3, device="cpu", chat=chat)
+    local = HFEngine.load(str(tiny_model), batch_size=3, device="cpu", chat=chat)
     expected = local.generate(PROMPTS, params, [0] * len(PROMPTS))
     got = engine(tiny_model, up.url, chat=chat).generate(PROMPTS, params, [0] * len(PROMPTS))
     for e, g in zip(expected, got, strict=True):
@@ -125,7 +125,7 @@ def test_greedy_generation_matches_the_in_process_engine(up, tiny_model, chat):
 
 def test_thinking_switch_reaches_the_servers_chat_template(up, tiny_model):
     params = SamplingParams(max_new_tokens=6)
-    local = HFEngine(str(tiny_model), device="cpu", thinking=False)
+    local = HFEngine.load(str(tiny_model), device="cpu", thinking=False)
     expected = [g.text.strip() for g in local.generate(PROMPTS[:3], params, [0] * 3)]
     remote = engine(tiny_model, up.url, thinking=False)
     assert [g.text for g in remote.generate(PROMPTS[:3], params, [0] * 3)] == expected
@@ -266,7 +266,7 @@ def test_loglikelihood_through_a_vllm_shaped_server_matches_the_in_process_engin
         ([{"role": "user", "content": "Question: Which of the following is a bone?\nAnswer:"}], [" femur", " no"]),
         ([{"role": "user", "content": "Is this plausible?"}], [" yes", " the quick brown fox"]),
     ]
-    expected = HFEngine(str(tiny_model), device="cpu", chat=chat).loglikelihood(requests)
+    expected = HFEngine.load(str(tiny_model), device="cpu", chat=chat).loglikelihood(requests)
     remote = engine(tiny_model, fake_vllm.url, chat=chat)
     for got in (remote.loglikelihood(requests), None):
         if got is None:  # again, from vLLM's prompt_logprobs extension alone

@@ -67,7 +67,7 @@ def test_unknown_benchmark_and_missing_data_are_one_line_errors(cli, tiny_model,
         "eval", "--model", tiny_model, "--benchmarks", "math500", "--data-dir", tmp_path, "--out", tmp_path / "r"
     )
     assert code == 2 and "no math500 data here" in err and err.count("\n") == 1
-    for flag in ("--streams", "--batch-size"):
+    for flag in ("--parallel-batches", "--batch-size"):
         code, _, err = cli("eval", "--model", tiny_model, "--benchmarks", "math500", flag, "0", "--out", tmp_path / "r")
         assert code == 2 and f"{flag} must be at least 1, not 0" in err and err.count("\n") == 1
 

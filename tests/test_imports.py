@@ -84,12 +84,24 @@ def _function_local_imports(path: Path, module: str) -> list[tuple[int, str]]:
         if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         for node in ast.walk(fn):
-            if _targets(node, module):
-                line = lines[node.lineno - 1]
-                above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
-                if "#" not in line and not above.startswith("#"):
-                    found.append((node.lineno, line.strip()))
+            if _targets(node, module) and not _explained(lines, node.lineno):
+                found.append((node.lineno, lines[node.lineno - 1].strip()))
     return sorted(set(found))
+
+
+def _explained(lines: list[str], lineno: int) -> bool:
+    """A comment on the import's line, or above the block of imports it is part of."""
+    if "#" in lines[lineno - 1]:
+        return True
+    i = lineno - 2
+    while i >= 0 and _import_line(lines[i]):
+        i -= 1
+    return i >= 0 and lines[i].strip().startswith("#")
+
+
+def _import_line(line: str) -> bool:
+    text = line.strip()
+    return text.startswith(("from ", "import ")) or text == ")" or (text.endswith(",") and "=" not in text)
 
 
 def test_rtransfer_modules_are_imported_at_the_top_unless_a_comment_says_why():
@@ -103,7 +115,9 @@ def test_rtransfer_modules_are_imported_at_the_top_unless_a_comment_says_why():
 
 def test_the_checks_see_a_circle_and_a_bare_local_import(tmp_path):
     """The two checks above can fail: they find what they look for in a module written to have it."""
-    source = "from rtransfer.specs import key_of\n\ndef f():\n    from rtransfer.runs import versions\n    return versions\n"
+    source = (
+        "from rtransfer.specs import key_of\n\ndef f():\n    from rtransfer.runs import versions\n    return versions\n"
+    )
     tree = ast.parse(source)
     assert _top_level_edges("rtransfer.specs", tree) == set()  # itself: not an edge
     assert "rtransfer.specs" in _top_level_edges("rtransfer.runs", tree)
@@ -112,3 +126,8 @@ def test_the_checks_see_a_circle_and_a_bare_local_import(tmp_path):
     assert [line for line, _ in _function_local_imports(path, "rtransfer.m")] == [4]
     path.write_text(source.replace("versions\n    return", "versions  # lazy: a cycle otherwise\n    return"))
     assert _function_local_imports(path, "rtransfer.m") == []
+    block = "def f():\n    # lazy: loaded when it runs\n    import os\n    from rtransfer.runs import versions\n"
+    path.write_text(block)
+    assert _function_local_imports(path, "rtransfer.m") == []
+    path.write_text(block.replace("    # lazy: loaded when it runs\n", "    x = 1\n"))
+    assert [line for line, _ in _function_local_imports(path, "rtransfer.m")] == [4]

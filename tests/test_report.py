@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from rtransfer.report.compare import QUANTITIES, Difference, Estimate, Resampled
+from rtransfer.comparisons import QUANTITIES, Difference, Estimate, Resampled
 from rtransfer.report.finding import direction, finding, raised_math
 from rtransfer.report.tables import fmt, fmt_ci
 
@@ -108,13 +108,116 @@ def check_numbers(study, report: dict) -> None:
             assert row[f"TI_{g} CI"] == (fmt_ci(tuple(r[f"TI_{g}_ci"])) if r.get(f"TI_{g}_ci") else "")
         for g in ("math", "other", "non"):
             assert row[f"Δ{g}"] == fmt(r["change"][g]) and row[f"Δ{g} CI"] == fmt_ci(tuple(r["change_ci"][g]))
-        assert row["DI_math"] == fmt(r["DI_math"], 3)
+        math_index = "DI_math" if r["index"] == "v2" else "dR_math"  # as ti.json names the index of its version
+        assert row[math_index] == fmt(r[math_index], 3)
         assert row["flag"] == flag
     # The Markdown report shows exactly the CSV tables' cells.
     md_tables = markdown_tables(report["md"].read_text())
     for name in ("scores", "ti", "benchmark_changes", "arm_differences"):
         with open(study / "tables" / f"{name}.csv", newline="", encoding="utf-8") as f:
             assert list(csv.reader(f)) in md_tables, name
+
+
+def check_comparisons(study) -> None:
+    """Every number of the report's comparison tables (group means, per-benchmark changes, arm differences, seed
+    spread, TI over steps) is comparisons.json's, as the study's compare stage wrote it; the changes are between the
+    scores scores.json holds."""
+    from rtransfer.benchmarks.names import display
+    from rtransfer.comparisons import Comparisons
+
+    c = Comparisons.from_dict(json.loads((study / "comparisons.json").read_text()))
+    means = {r["model"]: r for r in csv_rows(study / "tables" / "group_means.csv")}
+    assert set(means) == set(c.group_means)
+    for model, by_group in c.group_means.items():
+        for g, est in by_group.items():
+            assert (means[model][f"{g} mean"], means[model][f"{g} CI"]) == (fmt(est.value), fmt_ci(est.ci))
+    scores = {(s["model"], s["benchmark"]): s["score"] for s in json.loads((study / "scores.json").read_text())}
+    base_of = {r["model"]: r["base"] for r in json.loads((study / "ti.json").read_text())}
+    expected = []
+    for model, by_bench in c.changes.items():
+        for bench, ch in by_bench.items():
+            base = base_of[model]
+            assert (ch.base_score, ch.score) == pytest.approx((scores[base, bench], scores[model, bench]))
+            expected.append([model, display(bench), fmt(ch.base_score), fmt(ch.score)])
+            expected[-1] += [fmt(ch.estimate.value), fmt_ci(ch.estimate.ci)]
+    rows = csv_rows(study / "tables" / "benchmark_changes.csv")
+    cells = ["model", "benchmark", "base score", "score", "Δ (points)", "Δ CI"]
+    assert sorted([r[k] for k in cells] for r in rows) == sorted(expected)
+    rows = csv_rows(study / "tables" / "arm_differences.csv")
+    assert len(rows) == len(c.differences) > 0
+    for r, d in zip(rows, c.differences, strict=True):
+        flag = d.flag or ("" if d.defined else "undefined")
+        assert (r["arm a"], r["arm b"], r["quantity"]) == (d.a, d.b, d.quantity)
+        assert (r["a − b"], r["CI"]) == (
+            (f"— ({flag})", "") if flag else (fmt(d.estimate.value), fmt_ci(d.estimate.ci))
+        )
+    rows = csv_rows(study / "tables" / "seed_spread.csv")
+    assert [(r["arm"], r["quantity"], r["mean"], r["sd"]) for r in rows] == [
+        (s.arm, s.quantity, fmt(s.mean), fmt(s.sd)) for s in c.spread
+    ]
+    rows = {(r["model"], int(r["step"])): r for r in csv_rows(study / "tables" / "ti_steps.csv")}
+    assert set(rows) == {(m, step) for m, by in c.steps.items() for step in by}
+    for (model, step), r in rows.items():
+        point = c.steps[model][step]
+        for q in QUANTITIES:
+            if point.flag and q.startswith("TI"):
+                assert (r[q], r[f"{q} CI"]) == (f"— ({point.flag})", "")
+            else:
+                assert (r[q], r[f"{q} CI"]) == (fmt(point.values[q].value), fmt_ci(point.values[q].ci))
+
+
+def test_the_comparison_tables_are_the_compare_stages_file(study, report):
+    from study_fixture import TI
+
+    check_comparisons(study)
+    settings = json.loads((study / "comparisons.json").read_text())["settings"]
+    assert settings == TI  # the settings the compare stage was given, recorded beside its numbers
+    md = report["md"].read_text()
+    assert "TI v2 (% of the math domain index, DI_math)" in md
+    assert "95% paired-bootstrap CI over documents (200 replicates, seed 0)" in md  # the study's, not 1000
+
+
+@pytest.fixture(scope="session")
+def v1_study(study, tmp_path_factory):
+    from study_fixture import recompare
+
+    return recompare(study, tmp_path_factory.mktemp("v1") / "study", index="v1", confidence=0.9)
+
+
+def test_a_v1_study_is_reported_as_v1_at_its_confidence(study, v1_study):
+    from rtransfer.report.build import write_report
+
+    report = write_report(v1_study)
+    check_sections(report)
+    check_numbers(v1_study, report)
+    check_comparisons(v1_study)
+    ti = json.loads((v1_study / "ti.json").read_text())
+    assert {r["index"] for r in ti} == {"v1"} and all(r["dR_math"] is not None for r in ti)
+    with open(v1_study / "tables" / "ti.csv", newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    assert "dR_math" in header and "dR_math CI" in header and not [h for h in header if h.startswith("DI_")]
+    assert all(r["dR_math"] not in ("", "—") for r in csv_rows(v1_study / "tables" / "ti.csv"))
+    md = report["md"].read_text()
+    assert "TI v1 (% of the math group's mean relative gain, dR_math)" in md and "TI v2" not in md
+    assert "DI_math" not in md and "σ pooled" not in md  # v1 divides relative gains: no σ
+    assert "90% paired-bootstrap CI over documents (200 replicates, seed 0)" in md and "95% paired" not in md
+    # The same documents drawn (seed 0) at another confidence: each group change is the same number, its 90% CI
+    # inside the 95% one of the default study.
+    v2 = {r["model"]: r for r in json.loads((study / "ti.json").read_text())}
+    for r in ti:
+        for g in ("math", "other", "non"):
+            assert r["change"][g] == v2[r["model"]]["change"][g]
+            (lo, hi), (lo95, hi95) = r["change_ci"][g], v2[r["model"]]["change_ci"][g]
+            assert lo95 <= lo <= hi <= hi95
+
+
+def test_a_study_in_the_old_manifest_format_fails_in_one_line(cli, study, tmp_path):
+    manifest = json.loads((study / "manifest.json").read_text())
+    for entry in manifest["models"].values():
+        del entry["role"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = cli("report", tmp_path)
+    assert code == 2 and err.count("\n") == 1 and "older rtransfer" in err
 
 
 def test_html_is_self_contained(report):
@@ -174,12 +277,21 @@ def test_text_is_escaped_in_html():
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 
+def study_rows(study):
+    """The study's rows as its compare stage reads them (per-document grades from the run dirs)."""
+    from rtransfer.jobs.compare import load_rows
+    from rtransfer.specs import model_from_json
+
+    manifest = json.loads((study / "manifest.json").read_text())
+    models = [model_from_json(e) for e in manifest["models"].values()]
+    return load_rows(models, manifest["models"], study)[0]
+
+
 def test_an_arm_against_itself_is_exactly_zero_and_swapping_negates(study):
     from rtransfer.report.collect import load_study
 
-    data = load_study(study)
-    res = Resampled(data.rows, 300, 0)
-    arms = data.arms()
+    res = Resampled(study_rows(study), 300, 0)
+    arms = load_study(study).arms()
     for q in QUANTITIES:
         for models in arms.values():
             same = res.difference(models, models, q)
@@ -206,6 +318,7 @@ def test_the_command_writes_a_run_report_and_fails_in_one_line(cli, study, tmp_p
     html = (tmp_path / "rep" / "report.html").read_text()
     assert all(f'<section id="{sid}">' in html for sid in SECTIONS)
     assert "No checkpoints were evaluated" in html and "No training logs" in html
+    assert "95% paired-bootstrap CI over documents (1000 replicates, seed 0)" in html  # the default [ti] settings
     ti = csv_rows(tmp_path / "rep" / "tables" / "ti.csv")
     assert {r["model"] for r in ti} == {"grpo", "sft-nothink"}
     code, _, err = cli("report", *runs)

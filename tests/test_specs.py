@@ -141,7 +141,9 @@ def test_a_spec_runs_in_a_child_process_from_its_file(tmp_path, tiny_model):
     from rtransfer.jobs import write
 
     model = ModelRef("tiny", str(tiny_model), "base")
-    spec = EvalSpec(model, EngineSpec(str(tiny_model), batch_size=4), "lab_arith", "w", limit=3, out=str(tmp_path / "r"))
+    spec = EvalSpec(
+        model, EngineSpec(str(tiny_model), batch_size=4), "lab_arith", "w", limit=3, out=str(tmp_path / "r")
+    )
     path = write(spec, tmp_path / "spec.json")
     done = subprocess.run([sys.executable, "-m", "rtransfer.jobs", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

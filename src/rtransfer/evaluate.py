@@ -21,10 +21,13 @@ from typing import Any
 import numpy as np
 
 from rtransfer.benchmarks.base import Doc, Task
+from rtransfer.benchmarks.registry import get_task, resolve_suite
 from rtransfer.engines.base import Engine, SamplingParams
+from rtransfer.engines.factory import make_engine
 from rtransfer.errors import DataError, RunMismatchError
 from rtransfer.records import Record, doc_grades, regrade
 from rtransfer.runs import RunDir, new_manifest, versions, write_json_atomic
+from rtransfer.transfer import percentile_interval
 
 CI_REPLICATES = 1000
 LOGLIK_CHUNK = 256  # documents per log-likelihood call: what a kill can lose, and plenty to batch
@@ -267,10 +270,8 @@ def bootstrap_ci(records: Sequence[Record], replicates: int = CI_REPLICATES, lev
     for start in range(0, replicates, step):
         counts = rng.multinomial(n, uniform, size=min(step, replicates - start))
         chunks.append(100.0 * (counts @ (values * weights)) / (counts @ weights))
-    scores = np.concatenate(chunks)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(scores, [tail, 100 - tail])
-    return [float(lo), float(hi)]
+    ci = percentile_interval(np.concatenate(chunks), level)
+    return list(ci) if ci else None
 
 
 def evaluate(
@@ -308,8 +309,6 @@ def evaluate_spec(
 ) -> dict[str, dict[str, Any]]:
     """The model an EngineSpec describes on a suite (or comma-separated benchmark names), into `run_dir`: the
     evaluation that training's checkpoints and the study share. Data is loaded before the model."""
-    from rtransfer.benchmarks.registry import get_task, resolve_suite
-    from rtransfer.engines.factory import make_engine
 
     plan = EvalPlan([get_task(n) for n in resolve_suite(suite)], data_dir=data_dir, limit=limit).load()
     engine = make_engine(spec)
@@ -320,7 +319,6 @@ def regrade_run(run: RunDir, data_dir: Path | None = None, seed: int | None = No
     """Grade every benchmark of a run directory again from its stored responses (and log-likelihoods), with the
     graders installed now: records rewritten atomically, the manifest's grader versions and scores.json follow
     the records. `data_dir` and `seed` default to the run's own. Returns the metrics per benchmark."""
-    from rtransfer.benchmarks.registry import get_task
 
     manifest = run.manifest()
     if data_dir is None and manifest.get("data_dir"):

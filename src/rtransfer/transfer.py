@@ -559,15 +559,9 @@ def _attach_bootstrap_ci(
     domain, _ = domain_indexes(sample[:, t_idx], sample[:, b_idx], columns, index, sigma, resolution)
     ti = ti_from_domain(domain)
     changes = group_changes(sample[:, t_idx], sample[:, b_idx], columns)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-
-    def interval(values: np.ndarray) -> tuple[float, float] | None:
-        values = values[np.isfinite(values)]
-        return tuple(float(v) for v in np.percentile(values, [tail, 100.0 - tail])) if values.size else None
-
     for i, result in enumerate(results):
-        result.change_ci = {g: ci for g in GROUPS if (ci := interval(changes[g][:, i]))}
-        result.domain_ci = {g: ci for g in GROUPS if (ci := interval(domain[g][:, i]))}
+        result.change_ci = {g: ci for g in GROUPS if (ci := percentile_interval(changes[g][:, i], confidence))}
+        result.domain_ci = {g: ci for g in GROUPS if (ci := percentile_interval(domain[g][:, i], confidence))}
         if result.undefined:
             continue
         math_ci = result.domain_ci.get("math")
@@ -580,5 +574,22 @@ def _attach_bootstrap_ci(
         result.ci_undefined_share = float(1.0 - defined.mean())
         if defined.any():
             for g in ("other", "non"):
-                lo, hi = np.percentile(ti[g][defined, i], [tail, 100.0 - tail])
-                result.ci[g] = (float(lo), float(hi))
+                result.ci[g] = percentile_interval(ti[g][defined, i], confidence)
+
+
+def percentile_interval(values: np.ndarray | Sequence[float], confidence: float) -> tuple[float, float] | None:
+    """The percentile interval of bootstrap replicates at `confidence` (0.95: the 2.5th and 97.5th percentiles),
+    over the finite replicates only (a replicate where the quantity is undefined is NaN); None when none is.
+    Every CI of rtransfer (scores, TIs, comparisons, probes) is this one."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return None
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    lo, hi = np.percentile(values, [tail, 100.0 - tail])
+    return float(lo), float(hi)
+
+
+def ti_flag(undefined: str | None, unstable: str | None) -> str:
+    """ "undefined", "unstable" or "": why a TI is not to be read (its math index is ≤ 0, or its CI includes 0)."""
+    return "undefined" if undefined else "unstable" if unstable else ""

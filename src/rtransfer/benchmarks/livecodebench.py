@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rtransfer.benchmarks.base import Doc, Grade, Messages, MissingDataError, Settings
+from rtransfer.benchmarks.hub import check_online, hub_error
 from rtransfer.benchmarks.loading import Rows, RowTask
 from rtransfer.errors import DataError
 from rtransfer.grading.code import TIMEOUT, decode_tests, decoded_tests, grade_code
@@ -117,7 +118,6 @@ class LiveCodeBench(RowTask):
     def _hub_files(self) -> list[Path]:
         """The release's files from the hub, for users with a connection. (The hub dataset's loading script needs
         `trust_remote_code`, which `datasets` 4 dropped; its files are plain JSON Lines.)"""
-        from rtransfer.benchmarks.hub import check_online
 
         check_online(self.hf_dataset)  # offline: one line now, not after the library's retries
         from huggingface_hub import hf_hub_download
@@ -128,8 +128,6 @@ class LiveCodeBench(RowTask):
                 for name in VERSION_FILES[self.version_tag]
             ]
         except Exception as err:  # network, renamed files: say which and how to avoid it
-            from rtransfer.benchmarks.hub import hub_error
-
             raise hub_error(self.hf_dataset, err) from err
 
     def to_doc(self, row: dict[str, Any], where: str, seed: int) -> Doc:

@@ -62,15 +62,22 @@ def register(sub) -> None:
 
 def add_engine_arguments(p) -> None:
     """The flags that choose and configure an engine (eval, and the teacher of `train teacher`)."""
+    from rtransfer.engines.factory import ENGINES
+
     p.add_argument("--no-chat", action="store_true", help="base-model mode: plain prompts, no chat template")
-    p.add_argument("--engine", choices=("hf", "openai"), default="hf", help="in-process transformers, or servers")
+    p.add_argument(
+        "--engine", choices=tuple(ENGINES), default="hf", help="hf: in-process transformers; openai: servers"
+    )
     p.add_argument("--batch-size", type=int, default=8, help="hf: prompts (documents) per batch, at most")
     p.add_argument(
         "--batch-tokens", type=int, help="hf: padded prompt tokens per batch, at most (default 4096 CPU, 32768 GPU)"
     )
     p.add_argument(
-        "--streams", type=int, help="hf: batches decoding at once, sharing torch's threads (default 2 on a CPU)"
+        "--parallel-batches",
+        type=int,
+        help="hf: batches decoding at once, sharing torch's threads (default 2 on a CPU)",
     )
+    p.add_argument("--streams", type=int, dest="parallel_batches", help=argparse.SUPPRESS)  # its old name
     p.add_argument("--dtype", default="auto", help="hf: auto, float32, bfloat16 or float16")
     add_placement_args(p)
     p.add_argument("--revision", help="model revision on the hub")
@@ -102,7 +109,7 @@ def run(args) -> int:
         "max_new_tokens",
         "batch_size",
         "batch_tokens",
-        "streams",
+        "parallel_batches",
         "concurrency",
         "max_attempts",
     ):
@@ -148,8 +155,8 @@ def make_engine(args, thinking: bool | None):
         device_map=args.device_map,
         batch_size=args.batch_size,
         batch_tokens=args.batch_tokens,
-        streams=args.streams,
-        base_urls=args.base_url or [],
+        parallel_batches=args.parallel_batches,
+        base_urls=args.base_url or (),
         api_key_env=args.api_key_env,
         concurrency=args.concurrency,
         request_timeout=args.request_timeout,

@@ -47,6 +47,7 @@ def read_responses(path: Path, known: set[str]) -> list[tuple[str, int, str]]:
 
 
 def run(args) -> int:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.benchmarks.registry import get_task
     from rtransfer.evaluate import grade_record, grading_pool, score
     from rtransfer.records import Record
@@ -79,6 +80,7 @@ def run(args) -> int:
                     )
                     + "\n"
                 )
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.commands.eval import print_scores
 
     if args.json:

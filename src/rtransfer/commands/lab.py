@@ -32,6 +32,7 @@ def register(sub) -> None:
 def build(args) -> int:
     from tqdm import tqdm
 
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.lab.build import build_base, lab_config
 
     config = lab_config(args.seed, quick=args.quick, from_scratch=args.from_scratch)

@@ -26,6 +26,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.benchmarks.registry import catalog
 
     found = catalog(args.data_dir)

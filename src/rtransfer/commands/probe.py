@@ -80,6 +80,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(cls, args, **extra):
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.benchmarks.registry import resolve
     from rtransfer.errors import DataError
     from rtransfer.lab.build import resolve_model
@@ -105,6 +106,7 @@ def _settings(cls, args, **extra):
 
 
 def run_latent(args) -> int:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.probes.pipeline import LatentSettings
     from rtransfer.probes.pipeline import run_latent as latent
 
@@ -114,6 +116,7 @@ def run_latent(args) -> int:
 
 
 def run_tokens(args) -> int:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.probes.pipeline import TokenSettings
     from rtransfer.probes.pipeline import run_tokens as tokens
 
@@ -125,6 +128,7 @@ def run_tokens(args) -> int:
 
 
 def run_weights(args) -> int:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.lab.build import resolve_model
     from rtransfer.probes.pipeline import write_result
     from rtransfer.probes.weights import weight_drift
@@ -150,6 +154,7 @@ def run_weights(args) -> int:
 
 
 def _emit(result: dict, args, probe: str, columns: list[str]) -> None:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.probes.pipeline import write_result
 
     rows = result["rows"]

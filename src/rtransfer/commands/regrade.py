@@ -17,6 +17,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.commands.eval import print_scores
     from rtransfer.evaluate import regrade_run
     from rtransfer.runs import RunDir

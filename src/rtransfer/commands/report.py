@@ -28,6 +28,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.report.build import write_report, write_run_report
     from rtransfer.report.collect import is_study
 

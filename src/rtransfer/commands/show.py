@@ -43,6 +43,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.samples import as_json, render, select
 
     benchmarks = [b.strip() for b in args.benchmark.split(",") if b.strip()] if args.benchmark else None

@@ -41,6 +41,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.study.config import load_study
     from rtransfer.study.run import run_study
 
@@ -60,6 +61,7 @@ def run(args) -> int:
 
 def _print_ti(config, out: Path, manifest: dict) -> None:
     """The TI table from the study's ti.json (not computed again)."""
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.report.tables import render, ti_table
     from rtransfer.transfer import TIResult
 

@@ -112,11 +112,13 @@ def run(args) -> int:
 
 
 def _rows(args) -> tuple[list[ModelScores], list[str]]:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.sources import load_inputs
 
     if args.paper:
         if args.inputs or args.scores:
             raise DataError("--paper uses the packaged paper table; give no other inputs with it")
+        # lazy: a command loads its library when it runs, so every command starts fast
         from rtransfer.paper import paper_scores
 
         return paper_scores(), []
@@ -126,12 +128,14 @@ def _rows(args) -> tuple[list[ModelScores], list[str]]:
 
 
 def _reported():
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.paper import reported_ti
 
     return reported_ti()
 
 
 def _json_row(r: TIResult, reported: dict) -> dict:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.paper import comparison
 
     row = r.as_dict()
@@ -141,6 +145,7 @@ def _json_row(r: TIResult, reported: dict) -> dict:
 
 
 def _print_paper_summary(results: list[TIResult], reported: dict, sigma: str) -> None:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.paper import summary_lines
 
     print("\n".join(summary_lines(results, reported, sigma)))

@@ -37,6 +37,7 @@ def register(sub) -> None:
     t.add_argument("--max-new-tokens", type=int, default=4096)
     t.add_argument("--limit", type=int, default=0, help="the first N queries only")
     t.add_argument("--seed", type=int, default=0)
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.commands.eval import add_engine_arguments
 
     add_engine_arguments(t)
@@ -78,6 +79,7 @@ def recipe_epilog(method: str, width: int = 118) -> str:
     """Every recipe field of `method` as --help lists it: name, type, default (as TOML and --set write it), help."""
     import textwrap
 
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.train.config import recipe_fields
 
     rows = [(f.name, f.type, json.dumps(f.default), f.help) for f in recipe_fields(method)]
@@ -95,6 +97,7 @@ def recipe_epilog(method: str, width: int = 118) -> str:
 
 
 def run_trainer(args) -> int:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.train import ranks
     from rtransfer.train.run import TrainJob, check, read_log, train
 
@@ -126,6 +129,7 @@ def run_trainer(args) -> int:
 def run_teacher(args) -> int:
     from tqdm import tqdm
 
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.engines.base import SamplingParams
     from rtransfer.errors import DataError
     from rtransfer.train.data import load_queries
@@ -137,6 +141,7 @@ def run_teacher(args) -> int:
             raise DataError("the lab teacher solves the lab's math train split only (--data lab)")
         engine = LabTeacher(queries, think=args.thinking == "on")
     else:
+        # lazy: a command loads its library when it runs, so every command starts fast
         from rtransfer.commands.eval import make_engine
 
         args.model = args.teacher

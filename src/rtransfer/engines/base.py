@@ -1,5 +1,9 @@
 """The engine interface: generate text, score continuations. Implementations: hf.py (in-process transformers),
-openai.py (OpenAI-compatible servers); factory.py builds either from an EngineSpec."""
+openai.py (OpenAI-compatible servers); factory.py builds one from an EngineSpec (its ENGINES table names them).
+
+The seed contract: prompts[i] is sampled with seeds[i] alone, so a sampled answer is the same whatever else is in
+the call and however the engine batches it, and a resumed run regenerates the answers it lost. The HF engine keeps
+it up to floating-point batching effects; a server keeps it as far as it honours per-request seeds."""
 
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,7 +29,7 @@ class Generation:
     text: str  # the full output (thinking included), cut at the first stop string
     tokens: int  # generated tokens
     finish_reason: str  # "stop" (EOS or a stop string) or "length"
-    seed: int | None = None  # the seed the sample was drawn with (None for greedy)
+    seed: int | None = None  # the seed the sample was drawn with (None: greedy, or a server that refused seeds)
     extra: dict = field(default_factory=dict)
 
 
@@ -42,7 +46,8 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
 
 class Engine(Protocol):
     def generate(self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]) -> list[Generation]:
-        """One generation per prompt; prompts[i] is sampled with seeds[i] (ignored when greedy)."""
+        """One generation per prompt; prompts[i] is sampled with seeds[i] alone (the module's seed contract;
+        seeds are ignored when greedy)."""
         ...
 
     def generate_stream(

@@ -7,6 +7,9 @@ answers' tokens in batches of 16, 1.6× in batches of 64). Its continuous batchi
 base, 200 prompts: 14 s against 1.9 s), so this loop is written out: it is `generate()`'s greedy and multinomial
 sampling path — the same position ids, the same logits warpers and stop-string criterion (transformers' own
 classes) — with each finished row removed from the batch and from the KV cache (`Cache.batch_select_indices`).
+One difference: generate() samples a whole batch from one RNG, so a row's draws depend on its batch-mates; here
+each row samples from its own torch.Generator, seeded with its own seed, so a sampled answer is the one it would be
+alone (a batch of one draws exactly as generate() does after `torch.manual_seed(seed)`).
 
 The KV cache grows in place: transformers' DynamicCache concatenates every layer's keys and values at every step
 (half of a decode step's time at batch 64 on the lab base, measured with torch.profiler), and its StaticCache
@@ -126,13 +129,13 @@ def decode(
     eos: Sequence[int],
     sampling: dict | None,
     stopping=None,
-    generator=None,
+    generators: Sequence | None = None,
 ) -> list[tuple[list[int], bool]]:
     """One left-padded batch: each row's new token ids (the end-of-turn token left out) and whether it ended there.
 
-    `sampling`: None for greedy, else {"temperature", "top_k", "top_p"} (top_k 0 and top_p 1 are off), drawn from
-    `generator` (a torch.Generator; None: torch's global RNG, as generate() draws); `stopping`: a transformers
-    StoppingCriteria (stop strings), or None."""
+    `sampling`: None for greedy, else {"temperature", "top_k", "top_p"} (top_k 0 and top_p 1 are off), each row
+    drawn from its own torch.Generator in `generators`; `stopping`: a transformers StoppingCriteria (stop strings),
+    or None."""
     import torch
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
@@ -168,7 +171,7 @@ def decode(
         for step in range(max_new_tokens):
             scores = warpers(sequences, out.logits[:, -1].float())
             if sampling:
-                token = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator).squeeze(1)
+                token = _sample(torch.softmax(scores, dim=-1), [generators[r] for r in rows.tolist()])
             else:
                 token = torch.argmax(scores, dim=-1)
             sequences = torch.cat([sequences, token[:, None]], dim=-1)
@@ -195,3 +198,11 @@ def decode(
                 **{cache_name: cache},
             )
     return [(a, e) for a, e in zip(answers, ended, strict=True)]
+
+
+def _sample(probs, generators):
+    """One token per row, each drawn by torch.multinomial from that row's own generator, as generate() draws a batch
+    of one: a row's draws depend on its seed alone, not on its batch-mates, the batch size or when rows finish."""
+    import torch
+
+    return torch.cat([torch.multinomial(p[None], 1, generator=g)[0] for p, g in zip(probs, generators, strict=True)])

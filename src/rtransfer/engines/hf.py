@@ -3,13 +3,20 @@
 Generation sorts a whole call's prompts by length (the runner hands over everything pending), cuts them into
 batches of at most batch_size prompts and batch_tokens padded prompt tokens, pads on the left so every prompt ends
 where generation starts, and yields each batch's answers as it ends; on a CPU two batches run at once by default
-(`streams`, each on its own thread). Decoding (decode.py) drops each answer from its batch as it finishes.
+(`parallel_batches`, each on its own thread). Decoding (decode.py) drops each answer from its batch as it finishes.
+
+The contract (engines.base.Engine): prompts[i] is sampled with seeds[i] alone. Each row draws from its own
+torch.Generator seeded with its seed, so a sampled answer does not depend on the other prompts of the call,
+batch_size, batch_tokens, parallel_batches, or which prompts a resumed run still has to answer, up to
+floating-point batching effects (a padded batch's logits may differ from a lone prompt's in the last bits, which can
+tip a near tie). Greedy answers do not depend on batching either.
+
 Log-likelihood scoring packs each document into one row (its context once, then every continuation under a block
 mask), sorted by length and batched the same way.
 Measured against lm-evaluation-harness's `hf` backend on the same prompts: bench/vs_lmeval.py.
 """
 
-import hashlib
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -33,25 +40,61 @@ BATCH_TOKENS = {False: 4096, True: 32768}  # default padded prompt tokens per ba
 class HFEngine(CollectsStream):
     def __init__(
         self,
+        model,
+        tokenizer,
+        *,
+        model_id: str | None = None,
+        revision: str | None = None,
+        batch_size: int = 8,
+        batch_tokens: int | None = None,
+        parallel_batches: int | None = None,
+        chat: bool | None = None,
+        thinking: bool | None = None,
+    ):
+        """An engine over a transformers model and its tokenizer, already loaded and placed (`load` reads them;
+        on-policy training samples from the weights it trains). `model_id` names the model in `describe` (default:
+        the model's name_or_path); `parallel_batches`: batches decoding at once (None: 2 on a CPU with 2 threads or
+        more, else 1)."""
+        if parallel_batches is not None and parallel_batches < 1:
+            raise ModelLoadError(f"parallel_batches must be 1 or more, not {parallel_batches}")
+        self.model, self.tokenizer = model, tokenizer
+        self.model_id = model_id or getattr(model, "name_or_path", "")
+        self.revision, self.batch_size, self.parallel_batches = revision, max(1, batch_size), parallel_batches
+        self.device = next(model.parameters()).device
+        # A batch holds at most batch_size prompts and batch_tokens padded prompt tokens: long prompts in big
+        # batches make a prefill slower than in small ones (CPU, MATH-500 prompts on the lab base: 1.6 s in
+        # batches of 2, 3.6 s in batches of 16); short ones still fill the batch for decoding.
+        self.batch_tokens = batch_tokens or BATCH_TOKENS[self.device.type == "cuda"]
+        self.chat = bool(tokenizer.chat_template) if chat is None else chat
+        if self.chat and not tokenizer.chat_template:
+            raise ModelLoadError(f"model {self.model_id!r} has no chat template; use base-model mode (--no-chat)")
+        self.thinking = thinking
+        if tokenizer.pad_token_id is None:  # many base models ship without one; padding is masked anyway
+            tokenizer.pad_token = tokenizer.eos_token
+        self.eos_ids = set(_as_list(model.generation_config.eos_token_id)) | {tokenizer.eos_token_id}
+        self.fast_decode = supported(model)
+        self._stop_criteria: dict[tuple[str, ...], Any] = {}
+
+    @classmethod
+    def load(
+        cls,
         model: str,
         *,
         revision: str | None = None,
         dtype: str = "auto",
         device: str | None = None,
         device_map: str | None = None,
-        batch_size: int = 8,
-        batch_tokens: int | None = None,
-        streams: int | None = None,
-        chat: bool | None = None,
-        thinking: bool | None = None,
         trust_remote_code: bool = False,
-    ):
+        **settings: Any,
+    ) -> "HFEngine":
+        """The engine over the model at `model` (a local directory or a hub id; offline: the local cache only, at
+        once), in eval mode on `device` (default: cuda when there is one) or spread by `device_map`. `settings` are
+        __init__'s (batch_size, batch_tokens, parallel_batches, chat, thinking)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if dtype not in DTYPES:
             raise ModelLoadError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
-        self.model_id, self.revision, self.batch_size = model, revision, max(1, batch_size)
         local = Path(model).expanduser()
         if (model.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").exists():
             raise ModelLoadError(f"model path {model!r} does not exist or holds no config.json")
@@ -61,8 +104,8 @@ class HFEngine(CollectsStream):
         if offline:
             kwargs["local_files_only"] = True
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
-            self.model = AutoModelForCausalLM.from_pretrained(
+            tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
+            loaded = AutoModelForCausalLM.from_pretrained(
                 model, dtype=dtype if dtype == "auto" else getattr(torch, dtype), device_map=device_map, **kwargs
             )
         except (OSError, ValueError) as err:
@@ -70,48 +113,9 @@ class HFEngine(CollectsStream):
                 raise ModelLoadError(offline_message(model, offline)) from None
             raise ModelLoadError(f"cannot load model {model!r}: {first_line(err)}") from None
         if device_map is None:
-            self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.eval()
-        self._setup(chat, thinking, batch_tokens, streams)
-
-    @classmethod
-    def from_loaded(
-        cls,
-        model,
-        tokenizer,
-        *,
-        model_id: str,
-        batch_size: int = 8,
-        batch_tokens=None,
-        streams=None,
-        chat=None,
-        thinking=None,
-    ):
-        """An engine over a model already in memory (on-policy training samples from the weights it trains)."""
-        self = cls.__new__(cls)
-        self.model_id, self.revision, self.batch_size = model_id, None, max(1, batch_size)
-        self.model, self.tokenizer = model, tokenizer
-        self._setup(chat, thinking, batch_tokens, streams)
-        return self
-
-    def _setup(self, chat: bool | None, thinking: bool | None, batch_tokens: int | None, streams: int | None) -> None:
-        self.device = next(self.model.parameters()).device
-        if streams is not None and streams < 1:
-            raise ModelLoadError(f"streams must be 1 or more, not {streams}")
-        self.streams = streams
-        # A batch holds at most batch_size prompts and batch_tokens padded prompt tokens: long prompts in big
-        # batches make a prefill slower than in small ones (CPU, MATH-500 prompts on the lab base: 1.6 s in
-        # batches of 2, 3.6 s in batches of 16); short ones still fill the batch for decoding.
-        self.batch_tokens = batch_tokens or BATCH_TOKENS[self.device.type == "cuda"]
-        self.chat = bool(self.tokenizer.chat_template) if chat is None else chat
-        if self.chat and not self.tokenizer.chat_template:
-            raise ModelLoadError(f"model {self.model_id!r} has no chat template; use base-model mode (--no-chat)")
-        self.thinking = thinking
-        if self.tokenizer.pad_token_id is None:  # many base models ship without one; padding is masked anyway
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.eos_ids = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
-        self.fast_decode = supported(self.model)
-        self._stop_criteria: dict[tuple[str, ...], Any] = {}
+            loaded.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        loaded.eval()
+        return cls(loaded, tokenizer, model_id=model, revision=revision, **settings)
 
     # --- prompts -----------------------------------------------------------------------------------------
     def render(self, messages: Messages) -> str:
@@ -130,33 +134,32 @@ class HFEngine(CollectsStream):
     ) -> Iterator[tuple[int, Generation]]:
         """(index, generation) a batch at a time, as each batch ends. The whole call is sorted by prompt length
         (longest first), so a runner that hands over everything pending gets the least padding and still writes
-        each batch as it ends. On a CPU, `streams` batches decode at once (see `_streams`)."""
+        each batch as it ends. On a CPU, `parallel_batches` batches decode at once (see `_parallel_batches`)."""
         encoded = [self.encode(self.render(p)) for p in prompts]
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        sampled = params.temperature > 0
 
         def run(batch: list[int]) -> list[tuple[int, Generation]]:
-            # Sampling draws from a generator seeded per batch, so a sampled output is reproducible given the same
-            # seeds, batch size, token budget and order; greedy outputs do not depend on batching.
-            seed = _combine_seeds(seeds[i] for i in batch) if params.temperature > 0 else None
-            gens = self._generate_batch([encoded[i] for i in batch], params, seed)
-            for gen in gens:
-                gen.seed = seed
+            gens = self._generate_batch(
+                [encoded[i] for i in batch], params, [seeds[i] for i in batch] if sampled else None
+            )
             return list(zip(batch, gens, strict=True))
 
-        # generate() (the fallback) draws from torch's global RNG, so it runs one batch at a time.
-        streams = self._streams() if self.fast_decode else 1
-        yield from concurrently(run, self._batches(order, [len(e) for e in encoded]), streams)
+        # generate() (the fallback) samples from torch's global RNG, so it runs one batch at a time.
+        parallel = self._parallel_batches() if self.fast_decode else 1
+        with shared_threads(parallel):
+            yield from concurrently(run, self._batches(order, [len(e) for e in encoded]), parallel)
 
-    def _streams(self) -> int:
-        """How many batches run at once: `streams`, else 2 on a CPU with 2 threads or more. A decoding step of a
-        small model is mostly per-operation overhead, which a second intra-op thread does not split but a second
+    def _parallel_batches(self) -> int:
+        """How many batches run at once: `parallel_batches`, else 2 on a CPU with 2 threads or more. A decoding step
+        of a small model is mostly per-operation overhead, which a second intra-op thread does not split but a second
         batch on its own thread overlaps (torch releases the GIL in its kernels). On 2 cores, the lab suite on the
         lab base against one batch on 2 threads, two measurements of 3 alternating rounds: 1.17x and 1.05x faster
         (0.99-1.38x per round); 1.9x while this machine's 2-thread kernels ran slow. Never slower overall."""
         import torch
 
-        if self.streams is not None:
-            return self.streams
+        if self.parallel_batches is not None:
+            return self.parallel_batches
         return 2 if self.device.type == "cpu" and torch.get_num_threads() >= 2 else 1
 
     def _batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:
@@ -170,46 +173,53 @@ class HFEngine(CollectsStream):
         if batch:
             yield batch
 
-    def _generate_batch(self, batch: list[list[int]], params: SamplingParams, seed: int | None) -> list[Generation]:
+    def _generate_batch(
+        self, batch: list[list[int]], params: SamplingParams, seeds: Sequence[int] | None
+    ) -> list[Generation]:
         results = []
-        for tokens, ended in self.generate_ids(batch, params, seed):
+        answers = self.generate_ids(batch, params, seeds)
+        for (tokens, ended), seed in zip(answers, seeds or [None] * len(batch), strict=True):
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             text, cut = cut_at_stop(text, params.stop)
             finish = "stop" if ended or cut else "length"
-            results.append(Generation(text=text, tokens=len(tokens), finish_reason=finish))
+            results.append(Generation(text=text, tokens=len(tokens), finish_reason=finish, seed=seed))
         return results
 
     def generate_ids(
-        self, batch: list[list[int]], params: SamplingParams, seed: int | None = None
+        self, batch: list[list[int]], params: SamplingParams, seeds: Sequence[int] | None = None
     ) -> list[tuple[list[int], bool]]:
-        """One left-padded batch of prompts (token ids): each answer's token ids, cut before the end-of-turn token,
-        and whether it ended there. Ids matter to the token probes, which must score exactly what was produced.
-        Sampling draws from a generator seeded with `seed`, or from torch's global RNG when it is None."""
+        """One batch of prompts (token ids): each answer's token ids, cut before the end-of-turn token, and whether
+        it ended there. Ids matter to the token probes, which must score exactly what was produced. Sampling needs
+        one seed per prompt: row i draws from its own torch.Generator seeded with seeds[i]."""
         import torch
 
-        width = max(len(ids) for ids in batch)
-        pad = self.tokenizer.pad_token_id
+        sampled = params.temperature > 0
+        if sampled and (seeds is None or len(seeds) != len(batch)):
+            raise ValueError("sampling needs one seed per prompt")
+        if not self.fast_decode:
+            return self._generate_ids_hf(batch, params, seeds)
+        sampling, generators = None, None
+        if sampled:
+            sampling = {"temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p}
+            generators = [torch.Generator(self.device).manual_seed(s) for s in seeds]
+        return decode(
+            self.model,
+            *self._padded(batch),
+            max_new_tokens=params.max_new_tokens,
+            eos=self.eos_ids,
+            sampling=sampling,
+            stopping=self._stop_criterion(params.stop) if params.stop else None,
+            generators=generators,
+        )
+
+    def _padded(self, batch: list[list[int]]):
+        """The prompts padded on the left, so every one ends where generation starts: (input ids, attention mask)."""
+        import torch
+
+        width, pad = max(len(ids) for ids in batch), self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.device)
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.device)
-        if self.fast_decode:
-            sampling = None
-            if params.temperature > 0:
-                sampling = {"temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p}
-            stopping = self._stop_criterion(params.stop) if params.stop else None
-            generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
-            return decode(
-                self.model,
-                input_ids,
-                mask,
-                max_new_tokens=params.max_new_tokens,
-                eos=self.eos_ids,
-                sampling=sampling,
-                stopping=stopping,
-                generator=generator,
-            )
-        if seed is not None:
-            torch.manual_seed(seed)
-        return self._generate_ids_hf(input_ids, mask, params)
+        return input_ids, mask
 
     def _stop_criterion(self, stops: tuple[str, ...]):
         """transformers' StopStringCriteria for these stops, built once per engine (it preprocesses the whole
@@ -220,13 +230,21 @@ class HFEngine(CollectsStream):
             self._stop_criteria[stops] = StopStringCriteria(self.tokenizer, list(stops))
         return self._stop_criteria[stops]
 
-    def _generate_ids_hf(self, input_ids, mask, params: SamplingParams) -> list[tuple[list[int], bool]]:
+    def _generate_ids_hf(
+        self, batch: list[list[int]], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[tuple[list[int], bool]]:
         """The same through transformers' generate(), for models whose generation config asks for more than
-        decode.py implements."""
+        decode.py implements. generate() samples a whole batch from torch's global RNG, so sampled prompts go one
+        at a time, each after seeding it with its own seed."""
         import torch
 
-        pad = self.tokenizer.pad_token_id
         sampling = params.temperature > 0
+        if sampling and len(batch) > 1:
+            return [a for ids, s in zip(batch, seeds, strict=True) for a in self._generate_ids_hf([ids], params, [s])]
+        if sampling:
+            torch.manual_seed(seeds[0])
+        input_ids, mask = self._padded(batch)
+        pad = self.tokenizer.pad_token_id
         kwargs: dict[str, Any] = {"do_sample": sampling, "max_new_tokens": params.max_new_tokens, "pad_token_id": pad}
         if sampling:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
@@ -259,8 +277,10 @@ class HFEngine(CollectsStream):
         def score(batch: list[int]) -> list[tuple[int, list[float]]]:
             return list(zip(batch, self._score_packed([items[i] for i in batch]), strict=True))
 
-        for i, scores in concurrently(score, self._batches(order, lengths), self._streams()):
-            out[i] = scores
+        parallel = self._parallel_batches()
+        with shared_threads(parallel):
+            for i, scores in concurrently(score, self._batches(order, lengths), parallel):
+                out[i] = scores
         return out
 
     def _tokenize_choices(self, context: str, continuations: Sequence[str]) -> tuple[list[int], list[list[int]]]:
@@ -337,23 +357,19 @@ def pack_choices(context: list[int], continuations: list[list[int]]):
     return ids, positions, blocks, predictors
 
 
-def concurrently(fn: Callable[[Any], list], items: Iterable, streams: int) -> Iterator:
-    """`fn` over `items` on `streams` threads, each result's elements yielded as soon as it ends, with at most
-    `streams` items in flight; torch's intra-op threads are split among the streams meanwhile (torch releases the
-    GIL inside its kernels, so the threads overlap). A consumer that stops early waits only for those in flight.
-    One stream is a plain loop in the caller's thread."""
-    import torch
-
-    if streams == 1:
+def concurrently(fn: Callable[[Any], list], items: Iterable, parallel: int) -> Iterator:
+    """`fn` over `items` on `parallel` threads, each result's elements yielded as soon as it ends, with at most
+    `parallel` items in flight (torch releases the GIL inside its kernels, so the threads overlap; see
+    `shared_threads`). A consumer that stops early waits only for those in flight. One is a plain loop in the
+    caller's thread."""
+    if parallel == 1:
         for item in items:
             yield from fn(item)
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads // streams))
     pending = iter(items)
-    pool = ThreadPoolExecutor(streams)
+    pool = ThreadPoolExecutor(parallel)
     try:
-        running = {pool.submit(fn, item) for item in itertools.islice(pending, streams)}
+        running = {pool.submit(fn, item) for item in itertools.islice(pending, parallel)}
         while running:
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
@@ -361,13 +377,23 @@ def concurrently(fn: Callable[[Any], list], items: Iterable, streams: int) -> It
                 yield from future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def shared_threads(parallel: int) -> Iterator[None]:
+    """torch's intra-op threads split among `parallel` batches running at once, and given back on leaving."""
+    import torch
+
+    if parallel == 1:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // parallel))
+    try:
+        yield
+    finally:
         torch.set_num_threads(threads)
 
 
 def _as_list(x) -> list:
     return [] if x is None else list(x) if isinstance(x, list | tuple) else [x]
-
-
-def _combine_seeds(seeds) -> int:
-    digest = hashlib.sha256(",".join(str(s) for s in seeds).encode()).digest()
-    return int.from_bytes(digest[:4], "little")

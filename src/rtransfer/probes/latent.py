@@ -15,6 +15,7 @@ import scipy.linalg
 
 from rtransfer.errors import DataError
 from rtransfer.probes.models import forward_mode
+from rtransfer.report.plots import draw_latent
 
 POOLINGS = ("mean", "paper")
 PAPER_MAX_LENGTH = 128  # the authors' truncation
@@ -200,8 +201,6 @@ def plot_latent(result: dict[str, Any], path: str, title: str = "") -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from rtransfer.report.plots import draw_latent
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
     draw_latent(ax, result)

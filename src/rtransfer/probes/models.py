@@ -5,6 +5,7 @@ import copy
 from collections.abc import Iterator
 from typing import Any
 
+from rtransfer.engines.hf import HFEngine
 from rtransfer.errors import DataError
 
 # The probe CLI's short names, mapped to the engine's dtype names.
@@ -21,7 +22,6 @@ def load_engine(
 ):
     """An HFEngine (model, tokenizer, chat template and its thinking, device placement), so probes load models as
     `eval` does."""
-    from rtransfer.engines.hf import HFEngine
 
     dtype = DTYPE_ALIASES.get(dtype, dtype)
     return HFEngine.load(model, dtype=dtype, device=device, device_map=device_map, thinking=thinking)

@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from rtransfer.benchmarks.names import GROUPS, group_of
+from rtransfer.benchmarks.registry import get_task
 from rtransfer.errors import DataError
+from rtransfer.probes.latent import d_replicates, pca_shift, plot_latent, pooled_states, split_half_d
+from rtransfer.probes.models import load_engine, rounded_copy, same_vocabulary
+from rtransfer.probes.tokens import CI_FIELDS, answer_ids, greedy_answers, score_answer, summarize, summary_replicates
+from rtransfer.records import now
+from rtransfer.runs import RunDir, fingerprint, versions
 
 DIRECTIONS = ("reverse", "forward", "both")
 
@@ -64,8 +70,6 @@ def percentile_ci(values: np.ndarray, confidence: float) -> list[float] | None:
 
 
 def manifest(settings: ProbeSettings, probe: str) -> dict[str, Any]:
-    from rtransfer.records import now
-    from rtransfer.runs import fingerprint, versions
 
     models = {}
     for role in ("base", "tuned"):
@@ -89,7 +93,6 @@ def write_result(result: dict[str, Any], out: Path, probe: str) -> Path:
 
 
 def _tasks(settings: ProbeSettings) -> dict[str, Any]:
-    from rtransfer.benchmarks.registry import get_task
 
     if settings.samples < 1:
         raise DataError(f"--samples must be at least 1, not {settings.samples}")
@@ -110,7 +113,6 @@ def _user_text(messages: list[dict[str, str]]) -> str:
 
 
 def _engines(settings: ProbeSettings):
-    from rtransfer.probes.models import load_engine
 
     kwargs = {
         "dtype": settings.dtype,
@@ -143,8 +145,6 @@ def group_summaries(
 
 # --- latent ------------------------------------------------------------------------------------------------
 def run_latent(settings: LatentSettings, plots: Path | None = None) -> dict[str, Any]:
-    from rtransfer.probes.latent import d_replicates, pca_shift, plot_latent, pooled_states, split_half_d
-    from rtransfer.probes.models import rounded_copy
 
     texts = {
         name: [
@@ -189,15 +189,6 @@ def run_latent(settings: LatentSettings, plots: Path | None = None) -> dict[str,
 
 # --- tokens ------------------------------------------------------------------------------------------------
 def run_tokens(settings: TokenSettings) -> dict[str, Any]:
-    from rtransfer.probes.models import rounded_copy, same_vocabulary
-    from rtransfer.probes.tokens import (
-        CI_FIELDS,
-        answer_ids,
-        greedy_answers,
-        score_answer,
-        summarize,
-        summary_replicates,
-    )
 
     if settings.direction not in DIRECTIONS:
         raise DataError(f"unknown direction {settings.direction!r} (choose from {', '.join(DIRECTIONS)})")
@@ -289,7 +280,6 @@ def run_tokens(settings: TokenSettings) -> dict[str, Any]:
 def _with_responses(run_dir: Path, name: str, docs, task, n: int) -> list[tuple[str, Any, str]]:
     """(doc id, prompt messages, answer) from a run directory's records: sample 0 (the lowest) of each doc,
     in the benchmark's document order, the first n docs that have one."""
-    from rtransfer.runs import RunDir
 
     records = {}
     for r in sorted(RunDir(run_dir).records(name), key=lambda r: r.sample):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from rtransfer.engines.base import SamplingParams
 from rtransfer.errors import DataError
 from rtransfer.probes.models import forward_mode
 
@@ -154,7 +155,6 @@ def greedy_answers(
 ) -> list[list[int]]:
     """The model's greedy answers as token ids, cut before the first end-of-turn token. Ids, not text: a
     decode/encode round trip can change tokens, and the probe must score exactly what the model produced."""
-    from rtransfer.engines.base import SamplingParams
 
     encoded = [engine.encode(t) for t in prompt_texts]
     params = SamplingParams(max_new_tokens=max_new_tokens)

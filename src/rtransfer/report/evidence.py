@@ -9,6 +9,7 @@ from rtransfer.report.document import Code, Figure, Section, Table, Text
 from rtransfer.report.tables import fmt
 from rtransfer.runs import RunDir
 
+CHAT_THINKING = {True: "on", False: "off", None: "default"}
 EXAMPLES_PER_BENCHMARK = 2
 ANSWER_CHARS = 700  # longer answers are cut, and say so
 
@@ -162,7 +163,7 @@ def examples(data: ReportData, results=None) -> Section:
     models = [m for m in data.models.values() if m.run_dir and m.run_dir.exists()]
     if not models:
         return Section("examples", "Example answers", [Text("No run directories: no records to show.")])
-    benchmarks = sorted({b for r in data.rows for b in r.scores}, key=lambda b: (GROUPS.index(group_of(b)), b))
+    benchmarks = sorted({s["benchmark"] for s in data.scores}, key=lambda b: (GROUPS.index(group_of(b)), b))
     blocks = [
         Text(
             f"The first {EXAMPLES_PER_BENCHMARK} documents per benchmark that every model answered (sample 0), base "
@@ -216,16 +217,23 @@ def manifest(data: ReportData, results=None) -> Section:
     rows = [
         [
             name,
+            e.ref.role,
             e.arm,
             e.method,
-            str(e.thinking or ""),
-            "" if e.seed is None else str(e.seed),
+            e.ref.teacher_traces or "",
+            CHAT_THINKING[e.ref.chat_thinking],
+            "" if e.ref.seed is None else str(e.ref.seed),
             str(e.run_dir.relative_to(data.root)) if e.run_dir else "",
             str(e.train_dir.relative_to(data.root)) if e.train_dir else "",
         ]
         for name, e in data.models.items()
     ]
-    blocks.append(Table("models", ["model", "arm", "method", "thinking", "seed", "run dir", "training dir"], rows))
+    header = ["model", "role", "arm", "method", "teacher traces", "chat thinking", "seed", "run dir", "training dir"]
+    caption = (
+        "The study's models: teacher traces are the think / no-think traces an SFT arm was trained on; chat "
+        "thinking is the chat template's enable_thinking when the model answered (default: the template's own)."
+    )
+    blocks.append(Table("models", header, rows, caption))
     stages = [
         [s, str(v.get("key", "")), fmt(v.get("seconds")), str(v.get("finished", ""))]
         for s, v in (m.get("stages") or {}).items()

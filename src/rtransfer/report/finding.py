@@ -10,7 +10,8 @@ Rules (each uncertainty is a paired-bootstrap percentile CI over documents, at t
 3. The TI compares transfer only when it is defined (DI_math > 0) and stable (DI_math's CI excludes 0):
    otherwise it is a ratio to noise or to a loss. When the TI cannot be used, the arms are compared on the
    group changes Δother and Δnon, which are always defined, and the sentence says so.
-4. On-policy (onpolicy, grpo) vs off-policy SFT (sft): for each such pair of arms, the difference on−off of each
+4. On-policy vs off-policy SFT, as the method registry says (train.methods: onpolicy and grpo are "on", sft is
+   "off"; a survey's RL is "on", its SFT "off"): for each such pair of arms, the difference on−off of each
    group's measure (rule 3), with its paired CI (rule 1). The verdict "on-policy transfers better/worse" needs
    every pair to agree: at least one group real in that direction, none real in the other. Anything else is
    "the data cannot tell", with the numbers.
@@ -25,8 +26,9 @@ Rules (each uncertainty is a paired-bootstrap percentile CI over documents, at t
 
 from collections.abc import Sequence
 
-from rtransfer.report.compare import OFF_POLICY, ON_POLICY, Difference
+from rtransfer.comparisons import Difference
 from rtransfer.report.tables import fmt, fmt_ci
+from rtransfer.train.methods import METHODS, policy_of
 
 GROUP_WORDS = {"math": "math", "other": "other reasoning", "non": "non-reasoning"}
 
@@ -152,10 +154,11 @@ def on_off_verdict(
     by_model: dict[str, dict], arms: dict[str, list[str]], method_of: dict[str, str], differences: Sequence[Difference]
 ) -> tuple[str, list[str]]:
     """Rule 4: "better", "worse", "unclear" or "absent" (no pair to compare), and the sentence of each pair."""
-    on = [a for a in arms if method_of.get(a) in ON_POLICY]
-    off = [a for a in arms if method_of.get(a) in OFF_POLICY]
+    on = [a for a in arms if policy_of(method_of.get(a)) == "on"]
+    off = [a for a in arms if policy_of(method_of.get(a)) == "off"]
     if not on or not off:
-        missing = "on-policy (onpolicy, grpo)" if not on else "off-policy SFT"
+        on_methods = ", ".join(m.name for m in METHODS.values() if m.policy == "on")
+        missing = f"on-policy ({on_methods})" if not on else "off-policy SFT"
         return "absent", [f"the study has no {missing} arm."]
     table = {(d.a, d.b, d.quantity): d for d in differences}
     sentences, verdicts = [], set()

@@ -10,10 +10,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from rtransfer.benchmarks.names import GROUPS, display, group_of
-from rtransfer.report.compare import Difference, Estimate
+from rtransfer.comparisons import Difference, Estimate
+from rtransfer.train.methods import METHODS
 
-MARKERS = {"sft": "o", "onpolicy": "s", "grpo": "^", "": "D"}  # by training method, as the paper's Figure 1
+OTHER_MARKER = "D"  # a model of no method of the registry (a survey's published model, a run without --method)
 DPI = 110
+TI_UNIT = "% of the math domain index"  # TI v2's; the report passes the study's
+
+
+def marker(method: str | None) -> str:
+    """A method's marker as the method registry declares it (the paper's Figure 1)."""
+    return METHODS[method].marker if method in METHODS else OTHER_MARKER
 
 
 def _figure(width: float, height: float, rows: int = 1, cols: int = 1):
@@ -41,9 +48,9 @@ def _err(values: Sequence[float], cis: Sequence[Sequence[float] | None]) -> np.n
     return np.maximum(np.array([low, high], dtype=float), 0.0)
 
 
-def ti_scatter(points: Sequence[dict]) -> bytes:
+def ti_scatter(points: Sequence[dict], unit: str = TI_UNIT) -> bytes:
     """TI_other vs TI_non, one marker per model by method, CIs as error bars; unstable rows drawn hollow.
-    `points`: {"model", "method", "x", "y", "x_ci", "y_ci", "unstable"}."""
+    `points`: {"model", "method", "x", "y", "x_ci", "y_ci", "unstable"}; `unit`: what a TI is a percentage of."""
     fig, axes = _figure(6.4, 5.2)
     ax = axes[0, 0]
     for ref in (0, 100):
@@ -68,7 +75,7 @@ def ti_scatter(points: Sequence[dict]) -> bytes:
         ax.scatter(
             [p["x"]],
             [p["y"]],
-            marker=MARKERS.get(method, "D"),
+            marker=marker(method),
             s=60,
             zorder=2,
             edgecolors=color,
@@ -77,8 +84,8 @@ def ti_scatter(points: Sequence[dict]) -> bytes:
         )
         seen.add(label)
         ax.annotate(p["model"], (p["x"], p["y"]), xytext=(5, 4), textcoords="offset points", fontsize=8)
-    ax.set_xlabel("TI_other (% of the math domain index)")
-    ax.set_ylabel("TI_non (% of the math domain index)")
+    ax.set_xlabel(f"TI_other ({unit})")
+    ax.set_ylabel(f"TI_non ({unit})")
     ax.set_title("Transferability: other vs non-reasoning")
     if points:
         ax.legend(title="method (hollow: unstable)", fontsize=8, title_fontsize=8, frameon=False)
@@ -144,7 +151,7 @@ def difference_forest(differences: Sequence[Difference]) -> bytes:
     return _png(fig)
 
 
-def step_curves(curves: dict[str, dict[int, dict[str, Estimate]]]) -> bytes:
+def step_curves(curves: dict[str, dict[int, dict[str, Estimate]]], unit: str = TI_UNIT) -> bytes:
     """Per arm model, each quantity against the training step, CIs as error bars. Undefined TIs are gaps."""
     quantities = ("Δmath", "Δother", "Δnon", "TI_other", "TI_non")
     fig, axes = _figure(12, 6.4, 2, 3)
@@ -166,7 +173,7 @@ def step_curves(curves: dict[str, dict[int, dict[str, Estimate]]]) -> bytes:
         ax.axhline(0, color="0.6", lw=0.8)
         ax.set_title(q, fontsize=10)
         ax.set_xlabel("training step (optimiser steps)")
-        ax.set_ylabel("change vs base (points)" if q.startswith("Δ") else "TI (% of the math domain index)")
+        ax.set_ylabel("change vs base (points)" if q.startswith("Δ") else f"TI ({unit})")
     axes[1, 2].set_axis_off()
     handles, labels = axes[0, 0].get_legend_handles_labels()
     axes[1, 2].legend(handles, labels, loc="center", frameon=False, title="model")

@@ -1,18 +1,36 @@
 """The report's result sections: finding, scores, TI, its scatter, per-benchmark changes, arm differences, TI over
-training steps. Numbers the study computed (scores.json, ti.json) are shown as they are; what the files lack is
-computed here from the run dirs' per-document grades (compare.Resampled, fixed seed)."""
-
-import dataclasses
+training steps. Every number is shown as the study's files hold it (scores.json, ti.json, comparisons.json: its
+compare stage computed them with its [ti] settings); the captions name those settings, read from
+comparisons.json. Nothing here resamples."""
 
 from rtransfer.benchmarks.names import GROUPS, display, group_of
+from rtransfer.comparisons import QUANTITIES, Estimate, Settings
 from rtransfer.report import plots
-from rtransfer.report.collect import BOOTSTRAP, CONFIDENCE, SEED, ReportData
-from rtransfer.report.compare import QUANTITIES, Estimate, Resampled, arm_pairs, compare_arms, seed_spread
+from rtransfer.report.collect import ReportData
 from rtransfer.report.document import Bullets, Figure, Section, Table, Text
 from rtransfer.report.finding import SMOKE, against_the_paper, finding, on_off_verdict
-from rtransfer.report.tables import fmt, fmt_ci, ti_cells, ti_flag
+from rtransfer.report.tables import fmt, fmt_ci, ti_cells
+from rtransfer.transfer import ti_flag
 
-CI_WORDS = f"{CONFIDENCE:.0%} paired-bootstrap CI over documents ({BOOTSTRAP} replicates, seed {SEED})"
+MATH_INDEX_WORDS = {"v2": "the math domain index", "v1": "the math group's mean relative gain"}
+
+
+def percent(confidence: float) -> str:
+    return f"{100 * confidence:g}%"
+
+
+def ci_words(settings: Settings) -> str:
+    """What every CI the study's comparisons carry is, as its settings say."""
+    if not settings.bootstrap:
+        return "no CI (the study's [ti] bootstrap is 0)"
+    return (
+        f"{percent(settings.confidence)} paired-bootstrap CI over documents ({settings.bootstrap} replicates, "
+        f"seed {settings.seed})"
+    )
+
+
+def ti_unit(settings: Settings) -> str:
+    return f"% of {MATH_INDEX_WORDS[settings.index]}"
 
 
 def _ci(values) -> str:
@@ -24,18 +42,17 @@ def _seed(seed) -> str:
 
 
 class Results:
-    """The comparisons of one report, computed once: the study's arms resampled, their differences and spreads."""
+    """The comparisons of one report as the files hold them: the study's arms, their differences and spreads, and
+    the finding in words (report.finding's rules over those numbers)."""
 
     def __init__(self, data: ReportData):
         self.data = data
-        undefined = frozenset(r["model"] for r in data.ti if r.get("error"))
-        self.resampled = Resampled(data.rows, BOOTSTRAP, SEED, CONFIDENCE, undefined)
+        self.settings = data.settings
         self.arms = data.arms()
         self.method_of = {a: data.method_of_arm(a) for a in self.arms}
         self.flags = {r["model"]: ti_flag(r.get("error"), r.get("unstable")) for r in data.ti}
-        pairs = arm_pairs(list(self.arms), self.method_of)
-        self.differences = compare_arms(self.resampled, self.arms, pairs, self.flags)
-        self.spread = seed_spread(data.ti, self.arms)
+        self.differences = data.comparisons.differences
+        self.spread = data.comparisons.spread
         self.finding = finding(data.ti, self.arms, self.method_of, self.differences)
         if data.smoke:  # a smoke test's numbers test nothing: no comparison with the paper
             self.finding.append(SMOKE)
@@ -77,48 +94,45 @@ def scores(data: ReportData, results: Results) -> Section:
         rows.append(row)
     caption = "Scores (0–100) as scores.json holds them, with the run's 95% bootstrap CI over documents."
     table = Table("scores", header, rows, caption)
-    means = [
-        [m.name]
-        + [
-            cell
-            for g in GROUPS
-            for cell in _estimate_cells(results.resampled, results.resampled.group_means[m.name][g])
-        ]
+    means = data.comparisons.group_means
+    mean_rows = [
+        [m.name] + [c for g in GROUPS for c in _estimate_cells((means.get(m.name) or {}).get(g))]
         for m in data.models.values()
     ]
     header = ["model"] + [c for g in GROUPS for c in (f"{g} mean", f"{g} CI")]
-    groups = Table("group_means", header, means, f"Mean score of each group's benchmarks (points); {CI_WORDS}.")
-    return Section("scores", "Scores by group", [table, groups])
+    caption = f"Mean score of each group's benchmarks (points); {ci_words(results.settings)}."
+    return Section("scores", "Scores by group", [table, Table("group_means", header, mean_rows, caption)])
 
 
-def _estimate_cells(resampled: Resampled, values) -> list[str]:
-    est = resampled.estimate(values)
-    return [fmt(est.value), fmt_ci(est.ci)]
+def _estimate_cells(est: Estimate | None) -> list[str]:
+    return [fmt(est.value), fmt_ci(est.ci)] if est else ["—", ""]
 
 
 def ti_table(data: ReportData, results: Results) -> Section:
-    header = ["model", "arm", "method", "seed", "TI_other", "TI_other CI", "TI_non", "TI_non CI", "DI_math"]
-    header += ["DI_math CI"] + [c for g in GROUPS for c in (f"Δ{g}", f"Δ{g} CI")] + ["flag"]
+    settings = results.settings
+    math_index = settings.math_index  # DI_math (v2) or dR_math (v1), as ti.json names it
+    header = ["model", "arm", "method", "seed", "TI_other", "TI_other CI", "TI_non", "TI_non CI", math_index]
+    header += [f"{math_index} CI"] + [c for g in GROUPS for c in (f"Δ{g}", f"Δ{g} CI")] + ["flag"]
     rows, flags = [], []
     for r in data.ti:
         m = data.models.get(r["model"])
-        row = [r["model"], m.arm if m else "", r.get("method", ""), _seed(m.seed if m else None)]
+        row = [r["model"], m.arm if m else "", r.get("method", ""), _seed(m.ref.seed if m else None)]
         flag = results.flags[r["model"]]
         for g in ("other", "non"):
             row += ti_cells(r.get(f"TI_{g}"), r.get(f"TI_{g}_ci"), flag)
-        row += [fmt(r.get("DI_math"), 3), fmt_ci(tuple(r["DI_math_ci"]), 3) if r.get("DI_math_ci") else ""]
+        ci = r.get(f"{math_index}_ci")
+        row += [fmt(r.get(math_index), 3), fmt_ci(tuple(ci), 3) if ci else ""]
         for g in GROUPS:
             row += [fmt((r.get("change") or {}).get(g)), _ci((r.get("change_ci") or {}).get(g))]
         rows.append([*row, flag])
         if flag:
             flags.append(f"{r['model']} {flag}: {r.get('error') or r.get('unstable')}")
-    sigma = next((r["sigma"] for r in data.ti if r.get("sigma")), None)
     caption = (
-        "TI v2 (% of the math domain index) and group changes (points) as ti.json holds them; a TI that is "
-        "undefined (no math gain) or unstable (DI_math's CI includes 0) is not shown: — (undefined) / — (unstable)"
+        f"TI {settings.index} ({ti_unit(settings)}, {math_index}) and group changes (points) as ti.json holds them, "
+        f"{ci_words(settings)}; a TI that is undefined (no math gain) or unstable ({math_index}'s CI includes 0) is "
+        "not shown: — (undefined) / — (unstable)"
     )
-    if sigma:
-        caption += "; σ pooled over the study's arms: " + ", ".join(f"{g} {fmt(v, 2)}" for g, v in sigma.items())
+    caption += _sigma_words(data, settings)
     blocks = [Table("ti", header, rows, caption + ".")]
     blocks.append(Text("Flags:") if flags else Text("No row is undefined or unstable."))
     if flags:
@@ -126,7 +140,19 @@ def ti_table(data: ReportData, results: Results) -> Section:
     return Section("ti", "Transferability Index", blocks)
 
 
+def _sigma_words(data: ReportData, settings: Settings) -> str:
+    if settings.index == "v1":
+        return ""  # relative gains: no σ
+    if settings.sigma == "model":
+        return "; σ of each model's own gains in each group (ti.json's sigma)"
+    sigma = next((r["sigma"] for r in data.ti if r.get("sigma")), None)
+    if not sigma:
+        return ""
+    return "; σ pooled over the study's models: " + ", ".join(f"{g} {fmt(v, 2)}" for g, v in sigma.items())
+
+
 def ti_scatter(data: ReportData, results: Results) -> Section:
+    settings = results.settings
     points, left_out = [], []
     for r in data.ti:
         if r.get("TI_other") is None or r.get("TI_non") is None:
@@ -137,11 +163,14 @@ def ti_scatter(data: ReportData, results: Results) -> Section:
             | {"x_ci": r.get("TI_other_ci"), "y_ci": r.get("TI_non_ci"), "unstable": bool(r.get("unstable"))}
         )
     caption = (
-        "TI_other vs TI_non per tuned model, marker by method (as the paper's Figure 1); error bars: the TI's CI "
-        "from ti.json (none where the study had no per-document records); hollow markers: unstable (DI_math's CI "
-        "includes 0). Grey lines at 0 and 100 %: no transfer, and transfer as large as the math gain."
+        f"TI_other vs TI_non (TI {settings.index}) per tuned model, marker by method (as the paper's Figure 1); error "
+        f"bars: the TI's {ci_words(settings)} from ti.json (none where the study had no per-document records); "
+        f"hollow markers: unstable ({settings.math_index}'s CI includes 0). Grey lines at 0 and 100 %: no transfer, "
+        "and transfer as large as the math gain."
     )
-    blocks = [Figure("ti_scatter", plots.ti_scatter(points), caption, "TI scatter")] if points else []
+    blocks = (
+        [Figure("ti_scatter", plots.ti_scatter(points, ti_unit(settings)), caption, "TI scatter")] if points else []
+    )
     if not points:
         blocks.append(Text("No model has a defined TI, so there is nothing to plot."))
     if left_out:
@@ -150,28 +179,23 @@ def ti_scatter(data: ReportData, results: Results) -> Section:
 
 
 def changes(data: ReportData, results: Results) -> Section:
-    res = results.resampled
-    by_model = {}
-    rows = []
-    row_of = {r.model: r for r in data.rows}
+    comparisons = data.comparisons
+    by_model, rows = {}, []
     for m in data.tuned:
         by_model[m.name] = {}
-        for bench, values in res.bench_change[m.name].items():
-            est = res.estimate(values)
-            if est.value != est.value:  # NaN: not scored for both
-                continue
+        for bench, change in (comparisons.changes.get(m.name) or {}).items():
+            est = change.estimate
             by_model[m.name][bench] = est
-            base_score, score = row_of[m.base].scores[bench], row_of[m.name].scores[bench]
-            rows.append(
-                [m.name, group_of(bench), display(bench), fmt(base_score), fmt(score), fmt(est.value), fmt_ci(est.ci)]
-            )
+            cells = [fmt(change.base_score), fmt(change.score), fmt(est.value), fmt_ci(est.ci)]
+            rows.append([m.name, group_of(bench), display(bench), *cells])
     header = ["model", "group", "benchmark", "base score", "score", "Δ (points)", "Δ CI"]
-    caption = f"Score change of each tuned model vs its base per benchmark; {CI_WORDS}."
+    caption = f"Score change of each tuned model vs its base per benchmark; {ci_words(results.settings)}."
     blocks = [Table("benchmark_changes", header, rows, caption)]
-    if by_model:
+    if any(by_model.values()):
         blocks.insert(0, Figure("benchmark_changes", plots.change_bars(by_model), caption + " Error bars: that CI."))
-    if not res.resampled:
-        blocks.append(Text("No per-document records: the changes carry no CI."))
+    if not comparisons.resampled:
+        why = "the study's [ti] bootstrap is 0" if not results.settings.bootstrap else "no per-document records"
+        blocks.append(Text(f"The changes carry no CI: {why}."))
     return Section("changes", "Per-benchmark change vs base", blocks)
 
 
@@ -179,17 +203,19 @@ def arms(data: ReportData, results: Results) -> Section:
     diffs = results.differences
     if not diffs:
         return Section("arms", "Arm vs arm", [Text("Fewer than two arms: nothing to compare.")])
+    replicates = results.settings.bootstrap
     rows = []
     for d in diffs:
         e = d.estimate
         flag = d.flag or ("" if d.defined else "undefined")
         note = f"an arm's TI is {flag}" if flag else ""
         if not flag and e.undefined_share:
-            note = f"undefined in {round(e.undefined_share * BOOTSTRAP)} of {BOOTSTRAP} replicates"
+            note = f"undefined in {round(e.undefined_share * replicates)} of {replicates} replicates"
         rows.append([d.a, d.b, d.quantity, f"— ({flag})" if flag else fmt(e.value), "" if flag else fmt_ci(e.ci), note])
     caption = (
-        f"Arm a − arm b (an arm with several seeds: the mean of its seeds); {CI_WORDS}, the same documents drawn "
-        "for both arms in each replicate. Δ in points, TI in percentage points."
+        f"Arm a − arm b (an arm with several seeds: the mean of its seeds); {ci_words(results.settings)}, the same "
+        f"documents drawn for both arms in each replicate. Δ in points, TI {results.settings.index} in percentage "
+        "points."
     )
     blocks = [
         Table("arm_differences", ["arm a", "arm b", "quantity", "a − b", "CI", "note"], rows, caption),
@@ -216,52 +242,44 @@ def _per_seed(spread) -> str:
 
 
 def steps(data: ReportData, results: Results) -> Section:
-    if not data.steps:
+    points = data.comparisons.steps
+    if not points:
         return Section("steps", "TI over training steps", [Text("No checkpoints were evaluated in this study.")])
-    rows, names = [m for m in data.rows if not m.base], {}
-    for model, by_step in data.steps.items():
-        final = _final_step(data, model)
-        points = dict(by_step)
-        if final is not None and final not in points:
-            points[final] = next(r for r in data.rows if r.model == model)
-        for step, row in sorted(points.items()):
-            name = f"{model}@{step}"
-            names[name] = (model, step)
-            rows.append(dataclasses.replace(row, model=name, base=data.models[model].base))
-    res = Resampled(rows, BOOTSTRAP, SEED, CONFIDENCE)
-    curves: dict[str, dict[int, dict]] = {}
+    settings = results.settings
+    curves: dict[str, dict[int, dict[str, Estimate]]] = {}
     table = []
-    for name, (model, step) in names.items():
-        flag = res.ti_flag(name)
-        est = {q: res.estimate(res.values[name][q]) for q in QUANTITIES}
-        cells = []
-        for q in QUANTITIES:
-            if flag and q.startswith("TI"):
-                est[q] = Estimate(float("nan"), None)  # not drawn either
-                cells += ti_cells(None, None, flag)
-            else:
-                cells += [fmt(est[q].value), fmt_ci(est[q].ci)]
-        curves.setdefault(model, {})[step] = est
-        table.append([model, str(step), *cells])
+    for model, by_step in points.items():
+        for step, point in sorted(by_step.items()):
+            cells = []
+            for q in QUANTITIES:
+                if point.flag and q.startswith("TI"):
+                    cells += ti_cells(None, None, point.flag)
+                else:
+                    cells += [fmt(point.values[q].value), fmt_ci(point.values[q].ci)]
+            curves.setdefault(model, {})[step] = point.values
+            table.append([model, str(step), *cells])
     header = ["model", "step"] + [c for q in QUANTITIES for c in (q, f"{q} CI")]
     caption = (
-        f"Group changes (points) and TI (%) of each evaluated checkpoint and the final model; {CI_WORDS}. σ is pooled "
-        "over every point shown, so the final points can differ slightly from the TI table (σ over the final arms)."
-        " Gaps and — (undefined) / — (unstable): the TI at that step has no math gain, or DI_math's CI includes 0."
+        f"Group changes (points) and TI {settings.index} ({ti_unit(settings)}) of each evaluated checkpoint and the "
+        f"final model; {ci_words(settings)}."
+    )
+    if settings.index == "v2" and settings.sigma == "pooled":
+        caption += (
+            " σ is pooled over every point shown, so the final points can differ slightly from the TI table (σ over "
+            "the final arms)."
+        )
+    caption += (
+        " Gaps and — (undefined) / — (unstable): the TI at that step has no math gain, or "
+        f"{settings.math_index}'s CI includes 0."
     )
     return Section(
         "steps",
         "TI over training steps",
-        [Figure("ti_steps", plots.step_curves(curves), caption), Table("ti_steps", header, table, caption)],
+        [
+            Figure("ti_steps", plots.step_curves(curves, ti_unit(settings)), caption),
+            Table("ti_steps", header, table, caption),
+        ],
     )
-
-
-def _final_step(data: ReportData, model: str) -> int | None:
-    """The final model's step: train.json's count, else the last logged step."""
-    if (data.training.get(model) or {}).get("steps"):
-        return int(data.training[model]["steps"])
-    log = data.logs.get(model)
-    return max(r["step"] for r in log) if log else None
 
 
 RESULT_SECTIONS = (summary, scores, ti_table, ti_scatter, changes, arms, steps)

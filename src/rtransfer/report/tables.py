@@ -9,6 +9,8 @@ import math
 from collections.abc import Sequence
 
 from rtransfer.benchmarks.names import GROUPS
+from rtransfer.paper import mark
+from rtransfer.transfer import ti_flag
 
 FORMATS = ("terminal", "csv", "latex", "markdown")
 
@@ -22,11 +24,6 @@ def fmt(x: float | None, digits: int = 1) -> str:
 
 def fmt_ci(ci: tuple[float, float] | None, digits: int = 1) -> str:
     return f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]" if ci else ""
-
-
-def ti_flag(undefined: str | None, unstable: str | None) -> str:
-    """ "undefined", "unstable" or "": why a TI is not to be read (its math index is ≤ 0, or its CI includes 0)."""
-    return "undefined" if undefined else "unstable" if unstable else ""
 
 
 def ti_cells(value: float | None, ci, flag: str) -> list[str]:
@@ -130,8 +127,6 @@ def ti_table(results, reported: dict | None = None) -> tuple[list[str], list[lis
             row += [fmt_ci(r.change_ci.get(g)) for g in GROUPS]
         rep = reported.get(r.model)
         if reported and rep:
-            from rtransfer.paper import mark
-
             diffs = ["—" if flag else fmt(r.ti[g] - paper) for g, paper in (("other", rep.other), ("non", rep.non))]
             row += [fmt(rep.other), fmt(rep.non), *diffs]
             row.append(mark(r, rep))

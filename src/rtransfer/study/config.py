@@ -223,7 +223,8 @@ def validate(config: StudyConfig) -> None:
             raise StudyConfigError(f"model {m.name}: its base {m.base!r} is not one of the study's models")
     launched = [a.name for a in config.arms if a.launch]
     if config.eval.eval_every and launched:
-        # Checkpoints are evaluated by a callback in the training process; a launcher starts several of them.
+        # A kept step's weights are copied from its checkpoint folder, which ZeRO-3 and FSDP fill with shards, not a
+        # model directory; which launches leave a loadable one is not checked here, so none is assumed.
         raise StudyConfigError(
             f"[eval] eval_every: arms trained through a launcher ({', '.join(launched)}) cannot evaluate checkpoints "
             "in training; evaluate their kept checkpoints with `rtransfer eval` afterwards"

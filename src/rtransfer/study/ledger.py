@@ -115,6 +115,8 @@ class Ledger:
         return seconds
 
     def finish(self, node: Node, before: float, elapsed: float, info: dict[str, Any], number: str = "") -> None:
+        if isinstance(node.spec, StepEvalSpec):  # the study's files name each other relative to the study
+            info = {**info, "steps": {step: self.relative(p) for step, p in info.get("steps", {}).items()}}
         self.data["stages"][node.name] = {
             "key": node.key,
             "seconds": round(before + elapsed, 1),  # all attempts together

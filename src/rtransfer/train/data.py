@@ -23,8 +23,10 @@ from typing import Any
 
 from rtransfer import online
 from rtransfer.benchmarks._math import EVALCHEMY_PROMPT, last_boxed
+from rtransfer.benchmarks.hub import hub_rows
 from rtransfer.errors import DataError
 from rtransfer.jsonl import read_objects
+from rtransfer.lab.splits import training_items
 
 LAB_MATH = ("lab_arith", "lab_lineq")
 LAB_QUERIES_PER_TASK = 2000  # the lab's math train split: plenty for a few hundred steps, drawn once per seed
@@ -96,7 +98,6 @@ def _sample(items: list, seed: int, limit: int) -> tuple[list, int | None]:
 
 
 def lab_queries(seed: int = 0, per_task: int = LAB_QUERIES_PER_TASK) -> list[Query]:
-    from rtransfer.lab.splits import training_items
 
     items = [(name, i, item) for name in LAB_MATH for i, item in enumerate(training_items(name, per_task, seed))]
     # Interleaved, so that any first n queries hold both tasks.
@@ -146,7 +147,6 @@ def _rows(name: str) -> tuple[list[tuple[int, dict[str, Any]]], dict[str, Any]]:
 
 def _hub_rows(name: str) -> tuple[list[tuple[int, dict[str, Any]]], str | None]:
     """A hub dataset's train split as numbered rows, and its commit (tests replace this function: no download)."""
-    from rtransfer.benchmarks.hub import hub_rows
 
     rows = list(enumerate(hub_rows(name, "train"), start=1))
     return rows, hub_revision(name)

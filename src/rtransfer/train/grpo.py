@@ -15,6 +15,7 @@ from rtransfer.train.config import GRPORecipe, SamplingRecipe
 from rtransfer.train.data import Query, data_record
 from rtransfer.train.outputs import TrainDir, chat_kwargs, fit, load_model, log_callback, trainer_arguments
 from rtransfer.train.rewards import completion_text, correctness_reward  # noqa: F401  (the reward, re-exported)
+from rtransfer.train.sizing import vllm_arguments
 
 
 def grpo_dataset(queries: Sequence[Query]):
@@ -35,8 +36,6 @@ def sampling_trainer(
     """A TRL GRPOTrainer (or subclass) over `queries` with the correctness reward, writing into `target`; `loss`
     holds the GRPOConfig fields of the method's loss."""
     from trl import GRPOConfig
-
-    from rtransfer.train.sizing import vllm_arguments
 
     args = GRPOConfig(  # before the model loads (zero.Init)
         **trainer_arguments(recipe, target, recipe.max_steps),

@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rtransfer.engines.hf import ModelLoadError
 from rtransfer.errors import RunMismatchError, first_line
+from rtransfer.online import hub_offline, offline_message
 from rtransfer.records import now
 from rtransfer.runs import fingerprint, versions, write_json_atomic
 from rtransfer.train import ranks
 from rtransfer.train.config import THINKING, Recipe, describe
+from rtransfer.train.gather import base_dtype, dtype_name, full_state_dict, save_pretrained_full
 
 # TRL's log names → ours (TRL prefixes some by mode; `train_` summaries at the end are skipped).
 LOG_KEYS = {
@@ -112,7 +115,6 @@ class TrainDir:
     def finish(self, trainer, extra: dict[str, Any] | None = None) -> Path:
         """Write the trained model, gathered from every process, in the base's dtype, with the tokenizer and the
         finished train.json. Every process calls it (the gather is collective); the main process writes."""
-        from rtransfer.train.gather import base_dtype, dtype_name, full_state_dict, save_pretrained_full
 
         state = full_state_dict(trainer.model_wrapped, trainer.accelerator)
         if ranks.is_main():
@@ -139,7 +141,6 @@ def checkpoint_step(checkpoint: Path) -> int:
 
 def fit(target: TrainDir, trainer, step: int, extra: dict[str, Any] | None = None) -> Path:
     """Train a TRL trainer to its end, from the newest checkpoint when `step` says the run resumes."""
-    from rtransfer.train.gather import dtype_name
 
     model_dtype = dtype_name(next(trainer.model.parameters()).dtype)
     target.record(execution={**ranks.execution(trainer.accelerator), "model_dtype": model_dtype}, **(extra or {}))
@@ -206,9 +207,6 @@ def load_model(base: str, recipe: Recipe):
     uses to load each rank's shard only."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rtransfer.engines.hf import ModelLoadError
-    from rtransfer.online import hub_offline, offline_message
 
     dtype = getattr(torch, recipe.model_dtype) if torch.cuda.is_available() else torch.float32
     # A hub id without a connection: the local cache only, at once (the hub libraries retry for 49 s).

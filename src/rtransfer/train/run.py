@@ -18,6 +18,8 @@ from rtransfer.train.config import THINKING, Recipe, SamplingRecipe, describe, l
 from rtransfer.train.data import load_queries, read_traces, split_source
 from rtransfer.train.methods import METHODS
 from rtransfer.train.outputs import checkpoint_step
+from rtransfer.train.sizing import check_colocate
+from rtransfer.train.teacher import LabTeacher, run_teacher
 
 
 @dataclass
@@ -87,7 +89,6 @@ def _colocate_note(recipe: Recipe, base: str) -> str | None:
     checked, or None (train/sizing.py)."""
     if not isinstance(recipe, SamplingRecipe):
         return None
-    from rtransfer.train.sizing import check_colocate
 
     return check_colocate(recipe, base)
 
@@ -123,7 +124,6 @@ def train(job: TrainJob, callbacks=()) -> Path:
 def sft_traces(job: TrainJob, recipe, out: Path):
     if job.data is not None:
         return read_traces(job.data, recipe.seed, recipe.max_queries)
-    from rtransfer.train.teacher import LabTeacher, run_teacher
 
     queries = load_queries(None, recipe.seed, recipe.max_queries)
     think = (job.thinking or "on") == "on"

@@ -14,7 +14,10 @@ from typing import Any
 
 from rtransfer.benchmarks.base import Doc, Grade, Messages, Settings, Task
 from rtransfer.engines.base import AnswersInOrder, Generation, SamplingParams
+from rtransfer.evaluate import EvalPlan, Overrides, run_benchmark, start_run
 from rtransfer.grading.math import GRADER_VERSION, grade_math
+from rtransfer.lab.teacher import teacher_solution
+from rtransfer.runs import RunDir
 from rtransfer.train.data import Query, kept
 
 BENCHMARK = "train_queries"
@@ -52,7 +55,6 @@ class LabTeacher(AnswersInOrder):
         self.think = think
 
     def generate(self, prompts: Sequence[Messages], params: SamplingParams, seeds: Sequence[int]) -> list[Generation]:
-        from rtransfer.lab.teacher import teacher_solution
 
         out = []
         for messages, seed in zip(prompts, seeds, strict=True):
@@ -88,8 +90,6 @@ def run_teacher(
 ) -> TeacherResult:
     """Sample `samples` solutions per query into the run directory `<out>.run`, then write the accepted ones to
     `out` (JSON Lines: query_id, sample, prompt, completion)."""
-    from rtransfer.evaluate import EvalPlan, Overrides, run_benchmark, start_run
-    from rtransfer.runs import RunDir
 
     params = params or SamplingParams(temperature=0.0, max_new_tokens=4096)
     settings = Settings(
