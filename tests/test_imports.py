@@ -29,7 +29,7 @@ def _targets(node: ast.AST, module: str) -> list[str]:
     if not isinstance(node, ast.ImportFrom):
         return []
     if node.level:  # relative: resolved against the importing module's package
-        package = module.split(".")[: -node.level] if not MODULES[module].name == "__init__.py" else module.split(".")
+        package = module.split(".")[: -node.level] if MODULES[module].name != "__init__.py" else module.split(".")
         base = ".".join([*package, *([node.module] if node.module else [])])
     else:
         base = node.module or ""
@@ -64,7 +64,7 @@ def test_no_module_imports_itself_through_a_circle():
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == "open":
-                circle = stack[stack.index(n) :] + [n]
+                circle = [*stack[stack.index(n) :], n]
                 raise AssertionError("import circle: " + " -> ".join(circle))
             if n not in state:
                 visit(n)

@@ -1,5 +1,6 @@
 """run(CompareSpec), the study's compare stage: scores.json, ti.json and comparisons.json, from its evaluation
-run directories (the records are the truth), every TI and CI with the study's [ti] settings. The report only renders these files.
+run directories (the records are the truth), every TI and CI with the study's [ti] settings. The report only
+renders these files.
 
 Where each model's files are is read from DIR/manifest.json (models[name]: run_dir, train_dir, steps), as the
 study wrote it; a model the manifest does not list is read from DIR/runs/<name>, with no checkpoints.
