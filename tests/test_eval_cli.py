@@ -72,6 +72,26 @@ def test_unknown_benchmark_and_missing_data_are_one_line_errors(cli, tiny_model,
         assert code == 2 and f"{flag} must be at least 1, not 0" in err and err.count("\n") == 1
 
 
+def test_engines_are_declared_once_in_the_factory(cli, tiny_model, tmp_path, capsys):
+    """`--engine` offers the factory's table; an EngineSpec is frozen, its servers a tuple whatever it is given."""
+    import dataclasses
+
+    from rtransfer.engines.factory import ENGINES, EngineSpec, make_engine
+    from rtransfer.errors import DataError
+
+    spec = EngineSpec("m", engine="openai", base_urls=["http://a:8000/v1"], batch_size=4)
+    assert spec.base_urls == ("http://a:8000/v1",) and spec == dataclasses.replace(spec) and hash(spec)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.batch_size = 8  # type: ignore[misc]
+    with pytest.raises(DataError, match="unknown engine 'vllm' \\(choose from hf, openai\\)"):
+        make_engine(EngineSpec("m", engine="vllm"))
+    with pytest.raises(SystemExit):
+        cli("eval", "--model", tiny_model, "--benchmarks", "math500", "--engine", "vllm", "--out", tmp_path / "r")
+    assert "choose from " + ", ".join(repr(name) for name in ENGINES) in capsys.readouterr().err
+    with pytest.raises(DataError, match="--base-url needs --engine openai"):
+        make_engine(EngineSpec(str(tiny_model), base_urls=["http://a:8000/v1"]))
+
+
 def write_jsonl(path, items):
     path.write_text("".join(json.dumps(i) + "\n" for i in items))
     return path

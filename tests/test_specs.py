@@ -68,6 +68,15 @@ def test_the_eval_key_follows_its_own_fields_and_its_inputs():
         assert changed.key() != spec.key()
 
 
+def test_a_planned_study_has_the_keys_of_its_dry_run(tmp_path):
+    """The dry run names the base without building it; every key is still the one the run will have."""
+    config = load_study("lab", quick=True)
+    dry = plan(config, tmp_path / "s", dry_run=True)
+    real = plan(config, tmp_path / "s")
+    assert dry.models[0].source == "lab:quick" != real.models[0].source
+    assert [(n.name, n.key) for n in dry.nodes] == [(n.name, n.key) for n in real.nodes]
+
+
 def test_every_spec_of_every_shipped_study_reads_back_as_itself(tmp_path):
     for name in ("lab", "qwen3-0.6b", "unireason", "survey"):
         planned = plan(load_study(name), tmp_path / name, dry_run=True)

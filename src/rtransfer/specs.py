@@ -79,7 +79,7 @@ def _drop(content: dict, dotted: str) -> None:
     head, _, rest = dotted.partition(".")
     if rest:
         inner = content.get(head)
-        for item in inner if isinstance(inner, list) else [inner]:
+        for item in inner if isinstance(inner, list | tuple) else [inner]:
             if isinstance(item, dict):
                 _drop(item, rest)
     else:

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 from rtransfer.commands import add_benchmark_args, add_placement_args
+from rtransfer.engines.factory import ENGINES, EngineSpec
+from rtransfer.engines.factory import make_engine as build
 from rtransfer.report.tables import fmt, fmt_ci, render
 
 EPILOG = """examples:
@@ -62,8 +64,6 @@ def register(sub) -> None:
 
 def add_engine_arguments(p) -> None:
     """The flags that choose and configure an engine (eval, and the teacher of `train teacher`)."""
-    from rtransfer.engines.factory import ENGINES
-
     p.add_argument("--no-chat", action="store_true", help="base-model mode: plain prompts, no chat template")
     p.add_argument(
         "--engine", choices=tuple(ENGINES), default="hf", help="hf: in-process transformers; openai: servers"
@@ -96,6 +96,7 @@ def add_engine_arguments(p) -> None:
 
 
 def run(args) -> int:
+    # lazy: a command loads its library when it runs, so every command starts fast
     from rtransfer.benchmarks.loading import load_all
     from rtransfer.benchmarks.registry import get_task, resolve
     from rtransfer.errors import DataError
@@ -140,9 +141,7 @@ def run(args) -> int:
 
 def make_engine(args, thinking: bool | None):
     """The engine the flags of add_engine_arguments ask for, serving `args.model`."""
-    from rtransfer.engines.factory import EngineSpec
-    from rtransfer.engines.factory import make_engine as build
-    from rtransfer.lab.build import resolve_model
+    from rtransfer.lab.build import resolve_model  # lazy: a command loads its library when it runs
 
     spec = EngineSpec(
         model=resolve_model(args.model) if args.engine == "hf" else args.model,  # "lab": the lab base's directory

@@ -203,8 +203,8 @@ def decode(
 def _sample(probs, generators):
     """One token per row, each row drawn from its own generator, so that its draws depend on its seed alone. This is
     torch.multinomial's own method for one sample (argmax of p / q, q ~ Exp(1)), so a row draws exactly what
-    torch.multinomial draws for it alone (tested against generate()), without its per-call checks: three times
-    faster than one multinomial call per row at batch 64 on the lab base, as fast as one call for the whole batch."""
+    torch.multinomial draws for it alone (tested against generate()), without its per-call checks: at batch 64
+    over the lab's 402 tokens, three times faster than a multinomial call per row, about one call for the batch."""
     import torch
 
     q = torch.empty_like(probs)

@@ -38,7 +38,7 @@ class EngineSpec:
 def _hf(spec: EngineSpec):
     if spec.base_urls:
         raise DataError("--base-url needs --engine openai")
-    from rtransfer.engines.hf import HFEngine
+    from rtransfer.engines.hf import HFEngine  # lazy: torch and transformers load only for this engine
 
     return HFEngine.load(
         spec.model,
@@ -55,7 +55,7 @@ def _hf(spec: EngineSpec):
 
 
 def _openai(spec: EngineSpec):
-    from rtransfer.engines.openai import OpenAIEngine, RetryPolicy, api_key_from_env
+    from rtransfer.engines.openai import OpenAIEngine, RetryPolicy, api_key_from_env  # lazy: only for this engine
 
     return OpenAIEngine(
         spec.model,

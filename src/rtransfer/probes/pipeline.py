@@ -99,10 +99,9 @@ def _tasks(settings: ProbeSettings) -> dict[str, Any]:
 
 
 def _messages(task, doc) -> list[dict[str, str]]:
-    try:
+    if task.kind == "generate":
         return task.prompt(doc)
-    except NotImplementedError:  # a log-likelihood task: its context is the prompt
-        return task.choices(doc)[0]
+    return task.choices(doc)[0]  # a log-likelihood task: its context is the prompt
 
 
 def _user_text(messages: list[dict[str, str]]) -> str:
