@@ -162,3 +162,19 @@ def test_a_spec_runs_in_a_child_process_from_its_file(tmp_path, tiny_model):
     assert manifest["versions"]["rtransfer_commit"] and manifest["versions"]["rtransfer_dirty"] in (True, False)
     bad = subprocess.run([sys.executable, "-m", "rtransfer.jobs"], capture_output=True, text=True)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_a_stale_nodes_outputs_are_moved_aside_never_deleted(tmp_path):
+    from rtransfer.study.ledger import Ledger, Node
+
+    spec = replace(_eval_spec(), out=str(tmp_path / "runs" / "grpo"))
+    (tmp_path / "runs" / "grpo" / "records").mkdir(parents=True)
+    (tmp_path / "runs" / "grpo" / "records" / "lab_arith.jsonl").write_text("{}\n")
+    node = Node("eval:grpo", "eval", spec)
+    ledger = Ledger.open(tmp_path / "manifest.json", {"models": {}}, [node])
+    ledger.data["stages"]["eval:grpo"] = {"key": "0ld", "finished": "yesterday"}
+    assert ledger.status(node) == "stale"
+    ledger.begin(node)
+    kept = tmp_path / "stale" / "eval-grpo-0ld" / "grpo" / "records" / "lab_arith.jsonl"
+    assert kept.read_text() == "{}\n" and not (tmp_path / "runs" / "grpo").exists()
+    assert ledger.status(node) == "resume"  # recorded under its new key, not finished

@@ -1,11 +1,11 @@
 """The study's manifest.json, written here only: what the study is, its models, and the record of every node of
 its plan (study/plan.py).
 
-A stage's key is a hash of everything it depends on: its own settings and the keys of the stages it reads. A
-node whose key is recorded as finished is skipped. One recorded with another key is stale: its outputs are
-removed and it runs again, so changing a recipe reruns that arm and what reads it, nothing else. One recorded
-with the same key but not finished was killed: it runs again into its outputs, and the stage's own resume
-(training checkpoints, evaluation records) continues where it stopped.
+A node's key is the hash of its spec and the keys of the nodes it reads. A node whose key is recorded as finished
+is skipped. One recorded with another key is stale: its outputs are moved to DIR/stale/ (the comparison's and the
+report's, derived in seconds, are replaced) and it runs again, so changing a recipe reruns that arm and what reads
+it, nothing else. One recorded with the same key but not finished was killed: it runs again into its outputs, and
+its own resume (training checkpoints, evaluation records) continues where it stopped.
 """
 
 import json
@@ -101,18 +101,29 @@ class Ledger:
         return self.data["stages"][node.name].get("info") or {}
 
     def begin(self, node: Node, number: str = "", note: str = "") -> float:
-        """Record `node` as started (a stale one's outputs removed first); returns the seconds of its earlier
+        """Record `node` as started (a stale one's outputs moved aside first); returns the seconds of its earlier
         attempts, which a resumed node adds to."""
         status = self.status(node)
         entry = self.data["stages"].get(node.name, {})
-        if status == "stale":
+        if status == "stale" and node.kind in ("ti", "report"):  # derived from files in seconds: replaced
             for out in node.outputs:
                 shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
+        elif status == "stale":
+            self._move_aside(node, entry["key"])
         say(f"{number} {node.name}: " + ("resuming" if status == "resume" else "running") + f" …{note}")
         seconds = entry.get("seconds", 0.0) if status == "resume" else 0.0
         self.data["stages"][node.name] = {"key": node.key, "seconds": seconds, "finished": None}
         self.save()
         return seconds
+
+    def _move_aside(self, node: Node, old_key: str) -> None:
+        """A stale node's outputs go to DIR/stale/<node>-<old key>/, never deleted: a changed key may come from a
+        changed rtransfer as well as from a changed config, and a training directory can hold days of GPU work."""
+        aside = self.path.parent / "stale" / f"{node.name.replace(':', '-')}-{old_key}"
+        for out in node.outputs:
+            if out.exists():
+                aside.mkdir(parents=True, exist_ok=True)
+                shutil.move(out, aside / out.name)
 
     def finish(self, node: Node, before: float, elapsed: float, info: dict[str, Any], number: str = "") -> None:
         if isinstance(node.spec, StepEvalSpec):  # the study's files name each other relative to the study
