@@ -98,7 +98,7 @@ def main() -> None:
         ("cuda bf16 b64", gpu, "bfloat16", 64),
         ("cuda bf16 b5", gpu, "bfloat16", 5),
     ):
-        engine = HFEngine(base, device=device, dtype=dtype, batch_size=batch)
+        engine = HFEngine.load(base, device=device, dtype=dtype, batch_size=batch)
         start = time.perf_counter()
         runs[label] = _greedy(engine, tasks, args.n)
         print(f"{label}: {time.perf_counter() - start:.1f} s for {args.n} items of each of {len(tasks)} benchmarks")
@@ -117,7 +117,8 @@ def main() -> None:
     trace = tasks["lab_trace"]
     requests = [(trace.prompt(d), [f"\\boxed{{{letter}}}" for letter in "ABCD"]) for d in trace.load(None)[: args.n]]
     cpu_ll, gpu_ll = (
-        HFEngine(base, device=device, dtype="float32", batch_size=16).loglikelihood(requests) for device in ("cpu", gpu)
+        HFEngine.load(base, device=device, dtype="float32", batch_size=16).loglikelihood(requests)
+        for device in ("cpu", gpu)
     )
     diff = max(abs(a - b) for x, y in zip(cpu_ll, gpu_ll, strict=True) for a, b in zip(x, y, strict=True))
     print(f"\nlog-likelihood, fp32, {len(requests)} x 4 continuations: max |cpu - cuda| = {diff:.2e}")

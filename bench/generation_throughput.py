@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--model", help="a model directory (default: a fresh tiny model, hidden 256, 4 layers)")
     args = ap.parse_args()
     model = args.model or str(build_tiny_model(tempfile.mkdtemp() + "/tiny", hidden_size=256, layers=4, heads=8))
-    engine = HFEngine(model, batch_size=args.batch_size)
+    engine = HFEngine.load(model, batch_size=args.batch_size)
     prompts = [[{"role": "user", "content": "Solve: " + "12 plus 30 " * (1 + i % 9)}] for i in range(args.prompts)]
     # No end-of-turn token, so both runs generate the same number of tokens whatever the random model says (a
     # min_new_tokens setting would do it too, but sends the engine to generate() instead of its own decoding).

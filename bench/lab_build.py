@@ -50,7 +50,7 @@ def main() -> None:
             print(f"  {name}: torch {info.get('torch')}, CPU capability {info.get('cpu_capability')}")
     start = time.perf_counter()
     plan = EvalPlan([get_task(n) for n in SUITES["lab"]], limit=args.limit)
-    results = evaluate(HFEngine(str(path), batch_size=64, device="cpu"), plan, RunDir(tempfile.mkdtemp()))
+    results = evaluate(HFEngine.load(str(path), batch_size=64, device="cpu"), plan, RunDir(tempfile.mkdtemp()))
     print(f"lab suite evaluated in {time.perf_counter() - start:.1f} s")
     for name, metrics in results.items():
         lo, hi = metrics["ci"]

@@ -15,7 +15,7 @@ each tool back to back, who goes first alternating, and its ratio is lm-eval's s
 machine's speed drifts by ±20 % over minutes and its intra-op threading by more, so only ratios of neighbouring
 runs are compared; the median round is printed with the spread. lm-eval runs with each of --lmeval-threads (1 and
 --threads by default; its own default is every core) and its faster run of the round counts: on 2 cores one
-thread is sometimes the faster. rtransfer decodes --threads/streams threads per stream (`HFEngine.streams`).
+thread is sometimes the faster. rtransfer decodes --threads/streams threads per batch (`HFEngine.parallel_batches`).
 Prints per phase the seconds, tokens/s (documents/s for log-likelihood), the ratio and the agreement of answers
 (text) and choices (argmax) with every lm-eval run. lm-eval moves a context's trailing whitespace into the
 continuation (here the chat template's final newline), so its log-probabilities include that token's: the same
@@ -160,7 +160,7 @@ def main() -> None:
         setup()
     torch.set_num_threads(args.threads)
     names = args.phases.split(",")
-    engine = HFEngine(args.model, batch_size=args.batch_size, dtype="float32", device="cpu")
+    engine = HFEngine.load(args.model, batch_size=args.batch_size, dtype="float32", device="cpu")
     plans = {}
     for name in names:
         tasks, limit, overrides = PHASES[name]
@@ -181,7 +181,8 @@ def main() -> None:
             lmeval.close()
 
     print(
-        f"model {args.model}, fp32, CPU, torch threads {args.threads} (rtransfer: {engine._streams()} streams), "
+        f"model {args.model}, fp32, CPU, torch threads {args.threads} "
+        f"(rtransfer: {engine._parallel_batches()} parallel batches), "
         f"batch {args.batch_size} (lm-eval {args.lmeval_batch_size or args.batch_size}, its faster of "
         f"{'/'.join(map(str, args.lmeval_threads))} threads each round); rtransfer {version('rtransfer')}, "
         f"lm-eval {lmeval.versions['lm_eval']}; {args.repeats} rounds, the tools alternating"

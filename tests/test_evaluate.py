@@ -125,7 +125,7 @@ def test_greedy_runs_are_identical_and_batch_size_does_not_matter(tmp_path, tiny
     outputs = []
     for i, batch_size in enumerate((4, 4, 1)):
         run = RunDir(tmp_path / f"run{i}")
-        evaluate(HFEngine(str(tiny_model), batch_size=batch_size, device="cpu"), plan(overrides=greedy), run)
+        evaluate(HFEngine.load(str(tiny_model), batch_size=batch_size, device="cpu"), plan(overrides=greedy), run)
         outputs.append([(r.doc_id, r.response, r.grade) for r in read_records(run.records_path("sums"))])
         outputs[-1].sort()
     assert outputs[0] == outputs[1] == outputs[2]
@@ -135,7 +135,7 @@ def test_greedy_runs_are_identical_and_batch_size_does_not_matter(tmp_path, tiny
 def test_one_engine_call_per_benchmark_still_writes_each_batch_as_it_ends(tmp_path, tiny_model):
     """The HF engine gets every pending prompt at once (so it sorts and batches all of them) and streams them back
     a batch at a time: a run stopped mid-call keeps every finished batch, and the rerun does only the rest."""
-    engine = HFEngine(str(tiny_model), batch_size=3, device="cpu")
+    engine = HFEngine.load(str(tiny_model), batch_size=3, device="cpu")
     calls = []
     real = engine.generate_stream
 

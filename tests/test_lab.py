@@ -277,7 +277,7 @@ def shipped_scores(tmp_path_factory):
     from rtransfer.evaluate import EvalPlan, evaluate
     from rtransfer.runs import RunDir
 
-    engine = HFEngine(str(lab_build.shipped_base(lab_build.BuildConfig())), batch_size=64, device="cpu")
+    engine = HFEngine.load(str(lab_build.shipped_base(lab_build.BuildConfig())), batch_size=64, device="cpu")
     plan = EvalPlan([get_task(name) for name in LAB], limit=100)
     return evaluate(engine, plan, RunDir(tmp_path_factory.mktemp("shipped-run")))
 

@@ -52,7 +52,7 @@ def log_without_times(path: Path) -> list[dict]:
 def test_teacher_keeps_exactly_what_the_grader_accepts(tmp_path, queries):
     from rtransfer.engines.hf import HFEngine
 
-    engine, out = HFEngine(BASE, batch_size=48), tmp_path / "traces.jsonl"
+    engine, out = HFEngine.load(BASE, batch_size=48), tmp_path / "traces.jsonl"
     params = SamplingParams(temperature=1.0, max_new_tokens=48)
     result = run_teacher(engine, queries[:16], out, samples=3, params=params)
     records = RunDir(str(out) + ".run").records(BENCHMARK)
@@ -139,7 +139,7 @@ def test_sft_trains_on_the_completion_only_in_the_engines_rendering(tmp_path, qu
     recipe = load_recipe("sft", overrides=["max_steps=1"])
     trainer, dropped = sft_trainer(BASE, traces, recipe, TrainDir(tmp_path / "t"))
     assert dropped == 0
-    tok, engine = trainer.processing_class, HFEngine(BASE)
+    tok, engine = trainer.processing_class, HFEngine.load(BASE)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     for row, trace in enumerate(traces):
         ids, labels, mask = batch["input_ids"][row], batch["labels"][row], batch["attention_mask"][row] == 1

@@ -26,3 +26,7 @@ class TransferabilityError(RtransferError):
 
 class RunMismatchError(RtransferError):
     """A run directory was started with other settings than the ones asked for now."""
+
+
+class ModelLoadError(RtransferError):
+    """A model or tokenizer cannot be loaded (not there, offline, an unknown architecture)."""

@@ -25,13 +25,8 @@ from typing import Any
 
 from rtransfer.engines.base import CollectsStream, Generation, Messages, SamplingParams, cut_at_stop, render_plain
 from rtransfer.engines.decode import decode, supported
-from rtransfer.errors import RtransferError, first_line
+from rtransfer.errors import ModelLoadError, first_line
 from rtransfer.online import hub_offline, offline_message
-
-
-class ModelLoadError(RtransferError):
-    pass
-
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 BATCH_TOKENS = {False: 4096, True: 32768}  # default padded prompt tokens per batch: CPU, GPU

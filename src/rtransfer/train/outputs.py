@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtransfer.engines.hf import ModelLoadError
-from rtransfer.errors import RunMismatchError, first_line
+from rtransfer.errors import ModelLoadError, RunMismatchError, first_line
 from rtransfer.online import hub_offline, offline_message
 from rtransfer.records import now
 from rtransfer.runs import fingerprint, versions, write_json_atomic
