@@ -97,6 +97,8 @@ def test_unireason_trains_every_arm_through_accelerate_with_the_shipped_zero3(tm
             "cannot evaluate checkpoints in training",
         ),
         ('[[arms]]\nname = "a"\nmethod = "sft"\n[eval.servers]\nzzz = ["http://h:1/v1"]\n', "no model named zzz"),
+        ('[[arms]]\nname = "a"\nmethod = "sft"\n[ti]\nindex = "v3"\n', "index 'v3'"),
+        ('[[arms]]\nname = "a"\nmethod = "sft"\n[ti]\nconfidence = 1.5\n', "confidence 1.5"),
     ],
 )
 def test_a_bad_config_is_one_line_before_anything_runs(tmp_path, cli, text, message):

@@ -11,8 +11,9 @@ What is compared (all from per-document grades, resampled as in transfer.transfe
   resampling does not see;
 - the group changes and TI of each evaluated checkpoint (TI over training steps), σ pooled over every point.
 
-The index (v1 | v2), σ, replicates, confidence and seed are the study's (`Settings`, = study.config.TIConfig), the
-same as its ti.json: with the same seed, the first resampling here draws the same documents as the TI table's.
+The index (v1 | v2), σ, replicates, confidence and seed are the study's (`Settings`, which is
+study.config.TIConfig), the same as its ti.json: with the same seed, the first resampling here draws the same
+documents as the TI table's.
 Hand-written: the paired arm differences and the seed spread are the study's question (on- vs off-policy), which no
 statistics package phrases; the arithmetic itself is transfer.py's.
 """
@@ -50,11 +51,11 @@ QUANTITIES = ("Δmath", "Δother", "Δnon", "TI_other", "TI_non")
 
 @dataclass(frozen=True)
 class Settings:
-    """How every TI and CI of a study is computed: study.config.TIConfig's fields, with its defaults (what a
-    report of plain run directories uses)."""
+    """How every TI and CI of a study is computed: a study config's [ti] table (study.config.TIConfig is this
+    class), with its defaults (what a report of plain run directories uses)."""
 
     index: str = "v2"  # v1 | v2
-    sigma: str = "pooled"  # pooled | model (v2)
+    sigma: str = "pooled"  # pooled | model (v2): σ_g pooled over the study's own models (base and arms)
     bootstrap: int = 1000  # paired-bootstrap replicates over documents (0: no CI)
     confidence: float = 0.95
     seed: int = 0

@@ -10,6 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from rtransfer.comparisons import Settings as TIConfig  # [ti]: what the compare stage computes with, declared once
 from rtransfer.errors import RtransferError
 from rtransfer.train.config import checked_fields, read_recipe_file
 from rtransfer.train.methods import METHODS
@@ -67,15 +68,6 @@ class ProbeConfig:
     samples: int = 50  # the first N documents per benchmark
     bootstrap: int = 1000  # replicates for the probes' CIs
     noise_floor: bool = True  # the same measures against a rounded copy of the base
-
-
-@dataclass
-class TIConfig:
-    index: str = "v2"
-    sigma: str = "pooled"  # σ_g pooled over the study's own models (base and arms)
-    bootstrap: int = 1000  # paired-bootstrap replicates over the evaluated documents
-    confidence: float = 0.95
-    seed: int = 0
 
 
 @dataclass
@@ -233,8 +225,8 @@ def validate(config: StudyConfig) -> None:
         raise StudyConfigError("[eval]: limit and eval_every must be >= 0, batch_size >= 1")
     if config.probes.samples < 1 or config.probes.bootstrap < 0:
         raise StudyConfigError("[probes]: samples must be >= 1 and bootstrap >= 0")
-    if not 0 < config.ti.confidence < 1 or config.ti.bootstrap < 0:
-        raise StudyConfigError("[ti]: confidence must lie in (0, 1) and bootstrap be >= 0")
+    if config.ti.bootstrap < 0:  # index, sigma and confidence: checked by TIConfig itself
+        raise StudyConfigError("[ti]: bootstrap must be >= 0")
     unknown_servers = set(config.eval.servers) - {"base", *names}
     if unknown_servers:
         raise StudyConfigError(f"[eval.servers]: no model named {', '.join(sorted(unknown_servers))}")
