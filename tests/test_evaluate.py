@@ -160,3 +160,19 @@ def test_one_engine_call_per_benchmark_still_writes_each_batch_as_it_ends(tmp_pa
     assert calls == [10] and 6 <= kept < 10  # two batches of 3 at least, and not the whole call
     evaluate(engine, EvalPlan(tasks=[Sums()], overrides=greedy), run)
     assert calls == [10, 10 - kept] and len(read_records(run.records_path("sums"))) == 10
+
+
+def test_a_score_ci_does_not_depend_on_the_order_records_were_written():
+    """Two parallel batches finish in either order, so the same records reach the file in different orders
+    (measured on the lab suite: identical records, another CI). The CI resamples documents in id order."""
+    import random
+
+    from rtransfer.evaluate import bootstrap_ci
+    from rtransfer.records import Record
+
+    rng = random.Random(0)
+    records = [Record(f"d{i:03d}", 0, "p", "r", grade=float(rng.random() < 0.3)) for i in range(120)]
+    shuffled = rng.sample(records, len(records))
+    assert bootstrap_ci(shuffled) == bootstrap_ci(records)
+    flipped = [Record(r.doc_id, 0, "p", "r", grade=1.0 - r.grade) for r in records]
+    assert bootstrap_ci(flipped) != bootstrap_ci(records)  # the CI does follow the grades

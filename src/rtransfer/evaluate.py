@@ -259,8 +259,12 @@ def score(task: Task, docs: Sequence[Doc], records: Sequence[Record]) -> dict[st
 
 
 def bootstrap_ci(records: Sequence[Record], replicates: int = CI_REPLICATES, level: float = 0.95, seed: int = 0):
-    """Percentile CI (0–100) of the avg@k score, resampling documents with replacement."""
-    _, values, weights = doc_grades(records)
+    """Percentile CI (0–100) of the avg@k score, resampling documents with replacement. Documents are taken in
+    the order of their ids (as transfer.resampled_scores does), not of the records file, which depends on which
+    batch finished first: the same records give the same CI."""
+    ids, values, weights = doc_grades(records)
+    order = np.argsort(ids, kind="stable")
+    values, weights = values[order], weights[order]
     rng = np.random.default_rng(seed)
     n, uniform = len(values), np.full(len(values), 1.0 / len(values))
     # Replicates in chunks of about 4 M counts: one (replicates × n) matrix is 240 MB for HaluEval's 30,000
