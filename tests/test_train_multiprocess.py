@@ -108,3 +108,27 @@ def test_two_processes_write_one_run_and_resume_after_a_kill(tmp_path, monkeypat
     assert same_weights(tensors(killed), final)
     resumed_log = [json.loads(line) for line in (killed / "log.jsonl").read_text().splitlines()]
     assert [row["step"] for row in resumed_log] == [1, 2, 3, 4]
+
+
+BARRIER = """
+import os, sys, time
+from pathlib import Path
+from rtransfer.train import ranks
+flag = Path(sys.argv[1])
+if ranks.is_main():
+    time.sleep(2)  # the other process reaches the barrier long before
+    flag.write_text("written")
+ranks.wait_for_everyone()
+assert flag.exists(), "passed the barrier before the main process wrote"
+ranks.wait_for_everyone()  # a second barrier holds too (the first one starts the process group)
+"""
+
+
+def test_the_barrier_holds_every_process_until_the_main_one_arrives(tmp_path):
+    """What the lab teacher and the lab base build rely on: the other processes read what the main one wrote.
+    (accelerate's PartialState.wait_for_everyone returned at once on a CPU launch before any trainer existed.)"""
+    script = tmp_path / "barrier.py"
+    script.write_text(BARRIER)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", DDP, "--num_processes", "2"]
+    done = subprocess.run([*launch, str(script), str(tmp_path / "flag")], env=environment(), capture_output=True)
+    assert done.returncode == 0, done.stderr[-3000:]

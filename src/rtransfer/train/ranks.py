@@ -2,8 +2,8 @@
 only, while every process trains.
 
 `accelerate launch` and `torchrun` set RANK and WORLD_SIZE; a plain `rtransfer train` has neither and is the main
-(and only) process. The barrier goes through accelerate's PartialState, the state the TRL trainers use afterwards,
-so the process group it starts is the one they train in.
+(and only) process. The barrier's process group is started by accelerate's PartialState, the state the TRL trainers
+use afterwards, so it is the one they train in.
 """
 
 import os
@@ -18,11 +18,16 @@ def is_main() -> bool:
 
 
 def wait_for_everyone() -> None:
-    """Every process waits here until all have arrived (a no-op in one process)."""
+    """Every process waits here until all have arrived (a no-op in one process).
+
+    torch's barrier, not PartialState.wait_for_everyone: before a trainer's arguments exist, a CPU launch's
+    PartialState says distributed type NO, and its wait returns at once (measured with ddp.yaml, 2 processes)."""
     if world_size() > 1:
+        import torch.distributed as dist
         from accelerate import PartialState
 
-        PartialState().wait_for_everyone()
+        PartialState()  # starts the process group (once), the one the trainers then use
+        dist.barrier()
 
 
 def execution(accelerator=None) -> dict:

@@ -97,6 +97,9 @@ def train(job: TrainJob, callbacks=()) -> Path:
     """Run one training job to its end (or resume it); returns the training directory. `callbacks` are
     transformers TrainerCallbacks."""
     recipe = _validated(job)  # before any model loads
+    if ranks.is_main():  # a lab base is built on first use: once, not by every process of a launch at once
+        resolve_base(job.model)
+    ranks.wait_for_everyone()
     base = resolve_base(job.model)
     _colocate_note(recipe, base)  # on a GPU machine: against its real memory, before minutes of loading
     out = Path(job.out)
