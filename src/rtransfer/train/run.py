@@ -75,7 +75,7 @@ def check(job: TrainJob) -> dict:
     data: dict = {"source": job.data or "lab"}
     # A file not there yet (traces a teacher stage will write) is only named, like a hub id.
     if job.data is not None and Path(split_source(job.data)[0]).exists():
-        rows = read_traces(job.data) if job.method == "sft" else load_queries(job.data, recipe.seed)
+        rows = read_traces(job.data) if METHODS[job.method].data == "traces" else load_queries(job.data, recipe.seed)
         data["rows"] = len(rows)
     plan = {"method": job.method, "base": job.model, "lab": is_lab(job.model), "data": data, "recipe": describe(recipe)}
     note = _colocate_note(recipe, job.model)
