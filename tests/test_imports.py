@@ -1,6 +1,7 @@
-"""The layering, checked from the source: no import circle among rtransfer's modules, and rtransfer's own modules
-imported at the top of a module (where a circle would show), a function-local import only with a comment that
-says why (a command's lazy import, so the CLI starts fast; an optional dependency)."""
+"""The layering, checked from the source: every import points down the layers of docs/architecture.md, no import
+circle among rtransfer's modules, and rtransfer's own modules imported at the top of a module (where a circle would
+show), a function-local import only with a comment that says why (a command's lazy import, so the CLI starts fast;
+an optional dependency)."""
 
 import ast
 from pathlib import Path
@@ -52,6 +53,44 @@ def _top_level_edges(module: str, tree: ast.Module) -> set[str]:
     # submodules, which import their siblings): not a circle.
     ancestors = {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)}
     return {e for e in edges if e in MODULES and e != module and e not in ancestors}
+
+
+# docs/architecture.md's layers, top first: a module imports from its own layer or the ones below.
+LAYERS = [
+    ("rtransfer.commands", "rtransfer.cli"),
+    ("rtransfer.study",),
+    ("rtransfer.jobs",),
+    ("rtransfer.train", "rtransfer.probes", "rtransfer.evaluate", "rtransfer.report"),
+    ("rtransfer.sources", "rtransfer.paper", "rtransfer.transfer", "rtransfer.comparisons", "rtransfer.samples"),
+    ("rtransfer.specs",),
+    ("rtransfer.benchmarks", "rtransfer.lab"),
+    ("rtransfer.grading", "rtransfer.engines"),
+    ("rtransfer.records", "rtransfer.runs", "rtransfer.jsonl", "rtransfer.errors", "rtransfer.paths"),
+    ("rtransfer.online", "rtransfer.processes", "rtransfer"),
+]
+
+
+def _layer(module: str) -> int:
+    """The layer of the longest prefix that names the module."""
+    found = [(len(p), i) for i, group in enumerate(LAYERS) for p in group if module == p or module.startswith(p + ".")]
+    assert found, f"{module} is in no layer of docs/architecture.md"
+    return max(found)[1]
+
+
+def _upward(module: str, tree: ast.Module) -> list[str]:
+    """Imports of `module` (function-local ones included) from a layer above its own."""
+    out = []
+    for node in ast.walk(tree):
+        for target in _targets(node, module):
+            target = target if target in MODULES else target.rsplit(".", 1)[0]
+            if _layer(target) < _layer(module):
+                out.append(f"{module} imports {target} (line {node.lineno})")
+    return out
+
+
+def test_every_import_points_down_the_layers():
+    upward = [u for m, p in sorted(MODULES.items()) for u in _upward(m, ast.parse(p.read_text()))]
+    assert not upward, "imports from a layer above:\n" + "\n".join(upward)
 
 
 def test_no_module_imports_itself_through_a_circle():
@@ -120,6 +159,8 @@ def test_the_checks_see_a_circle_and_a_bare_local_import(tmp_path):
     )
     tree = ast.parse(source)
     assert _top_level_edges("rtransfer.specs", tree) == set()  # itself: not an edge
+    assert _upward("rtransfer.engines.hf", ast.parse("def f():\n    from rtransfer.study.plan import plan\n"))
+    assert not _upward("rtransfer.study.plan", ast.parse("from rtransfer.engines.hf import HFEngine\n"))
     assert "rtransfer.specs" in _top_level_edges("rtransfer.runs", tree)
     path = tmp_path / "m.py"
     path.write_text(source)
