@@ -25,7 +25,6 @@ ARMS = [  # (model name, arm, method, thinking, seed, overrides, steps evaluated
     ("onpolicy-s1", "onpolicy", "onpolicy", None, 1, ONPOLICY, []),
     ("grpo", "grpo", "grpo", None, 0, GRPO, []),
 ]
-TEACHER_TRACES = {"on": "think", "off": "no-think", None: None}  # the fixture's TrainJob thinking -> ModelRef's
 TI = {"index": "v2", "sigma": "pooled", "bootstrap": BOOTSTRAP, "confidence": 0.95, "seed": 0}
 PROBED = "onpolicy-s0"
 PROBE_BENCHMARKS = ["lab_arith", "lab_order", "lab_story"]
@@ -55,7 +54,7 @@ def build_study(root: Path, probes: bool = True) -> Path:
     from rtransfer.jobs.compare import write_results
     from rtransfer.probes.pipeline import LatentSettings, TokenSettings, run_latent, run_tokens, write_result
     from rtransfer.runs import versions
-    from rtransfer.specs import ModelRef
+    from rtransfer.specs import TEACHER_TRACES, ModelRef
     from rtransfer.train.run import TrainJob, resolve_base, train
 
     root = Path(root)
@@ -69,7 +68,7 @@ def build_study(root: Path, probes: bool = True) -> Path:
         job = TrainJob(method=method, model="lab:quick", out=train_dir, seed=seed, overrides=overrides)
         train(dataclasses.replace(job, thinking=thinking) if thinking else job)
         evaluate_dir(train_dir, root / "runs" / name, name, "base", method)
-        ref = ModelRef(name, str(train_dir), "arm", "base", arm, method, seed, TEACHER_TRACES[thinking])
+        ref = ModelRef(name, str(train_dir), "arm", "base", arm, method, seed, TEACHER_TRACES.get(thinking or ""))
         refs.append(ref)
         models[name] = entry(ref, f"runs/{name}", f"models/{name}")
         for step in steps:

@@ -22,7 +22,8 @@ from rtransfer.engines.factory import EngineSpec
 ROLES = ("base", "arm", "survey", "reference")
 # How an engine reaches its model, not what answers: a moved server or a longer timeout keeps an evaluation's key.
 ENGINE_PLACES = ("model", "tokenizer", "base_urls", "api_key_env", "concurrency", "request_timeout", "max_attempts")
-TEACHER_TRACES = ("think", "no-think")
+# The lab teacher's switch (an arm's `thinking`, `rtransfer train --thinking`) -> the traces as ModelRef names them.
+TEACHER_TRACES = {"on": "think", "off": "no-think"}
 
 
 def key_of(content: Any) -> str:
@@ -46,8 +47,10 @@ class ModelRef:
     def __post_init__(self):
         if self.role not in ROLES:
             raise ValueError(f"{self.name}: role {self.role!r} is not one of {ROLES}")
-        if self.teacher_traces not in (None, *TEACHER_TRACES):
-            raise ValueError(f"{self.name}: teacher_traces {self.teacher_traces!r} is not one of {TEACHER_TRACES}")
+        if self.teacher_traces not in (None, *TEACHER_TRACES.values()):
+            raise ValueError(
+                f"{self.name}: teacher_traces {self.teacher_traces!r} is not one of {tuple(TEACHER_TRACES.values())}"
+            )
 
     @property
     def label(self) -> str:

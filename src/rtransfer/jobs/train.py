@@ -3,11 +3,11 @@ evaluates checkpoints. Under a launcher every process runs this; the trainer dec
 
 from pathlib import Path
 
-from rtransfer.specs import TrainSpec
+from rtransfer.specs import TEACHER_TRACES, TrainSpec
 from rtransfer.train.config import from_description
 from rtransfer.train.run import TrainJob, keep_step_weights, train
 
-THINKING_TRACES = {"think": "on", "no-think": "off"}  # ModelRef's spelling -> the lab teacher's switch
+SWITCH = {traces: switch for switch, traces in TEACHER_TRACES.items()}  # ModelRef's spelling -> the teacher's switch
 
 
 def job(spec: TrainSpec) -> TrainJob:
@@ -16,7 +16,7 @@ def job(spec: TrainSpec) -> TrainJob:
         model=spec.base,
         out=Path(spec.out),
         data=spec.data,
-        thinking=THINKING_TRACES.get(spec.teacher_traces or ""),
+        thinking=SWITCH.get(spec.teacher_traces or ""),
         recipe=from_description(spec.recipe),
     )
 

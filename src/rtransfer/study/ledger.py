@@ -97,9 +97,6 @@ class Ledger:
             return "stale"
         return "done" if entry.get("finished") else "resume"
 
-    def info(self, node: Node) -> dict[str, Any]:
-        return self.data["stages"][node.name].get("info") or {}
-
     def begin(self, node: Node, number: str = "", note: str = "") -> float:
         """Record `node` as started (a stale one's outputs moved aside first); returns the seconds of its earlier
         attempts, which a resumed node adds to."""

@@ -13,7 +13,6 @@ evaluations and its probes share chat thinking, batch size, dtype and placement 
     report          ReportSpec      DIR/report.html, report.md, tables/, figures/
 """
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from rtransfer.errors import RtransferError
 from rtransfer.lab.build import LAB_MODELS, lab_config, resolve_model
 from rtransfer.runs import fingerprint, write_json_atomic
 from rtransfer.specs import (
+    TEACHER_TRACES,
     CompareSpec,
     EvalSpec,
     ModelRef,
@@ -40,7 +40,6 @@ from rtransfer.train.run import TrainJob, job_recipe
 
 KINDS = ("train", "eval", "probes", "ti", "report")  # what --only selects
 REPORT_VERSION = 2  # bump when the report's content changes, so a finished study renders it again
-TRACES = {"on": "think", "off": "no-think"}  # an arm's `thinking` (the lab teacher's traces) as ModelRef spells it
 SURVEY_ROLES = {"base": "base", "SFT": "survey", "RL": "survey", "reference": "reference"}
 
 
@@ -54,9 +53,6 @@ class Plan:
     base_identity: dict[str, str]
     models: list[ModelRef]
     nodes: list[Node]
-
-    def node(self, name: str) -> Node:
-        return next(n for n in self.nodes if n.name == name)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -159,7 +155,7 @@ def _arms(config: StudyConfig, out: Path, base: str, base_identity: dict) -> tup
                 arm=arm.name,
                 method=arm.method,
                 seed=recipe.seed,
-                teacher_traces=TRACES.get(arm.thinking or ""),
+                teacher_traces=TEACHER_TRACES.get(arm.thinking or ""),
                 chat_thinking=THINKING[recipe.thinking],
             )
             models.append(model)
@@ -218,7 +214,7 @@ def _steps(train: TrainSpec, final: EvalSpec, every: int) -> StepEvalSpec:
 def _probes(model: ModelRef, config: StudyConfig, out: Path, evals: dict[str, EvalSpec]) -> Node:
     p = config.probes
     after = {f"eval:{model.name}": evals[model.name].key(), f"eval:{model.base}": evals[model.base].key()}
-    after.update({k: v for k, v in evals[model.name].after.items()})  # its training, if it was trained here
+    after.update(evals[model.name].after)  # its training, if it was trained here
     spec = ProbeSpec(
         model,
         evals[model.name].engine,
@@ -245,7 +241,3 @@ def model_entry(model: ModelRef, config: StudyConfig) -> dict[str, Any]:
         "steps": {},
         "probes": probes,
     }
-
-
-def read_plan(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
