@@ -3,6 +3,7 @@
     python bench/gpu_scale.py [--work DIR] [--steps 5] [--methods sft,onpolicy,grpo]
                               [--launchers 1proc,fsdp2,zero3] [--procs K] [--vllm]
     OMP_NUM_THREADS=1 python bench/gpu_scale.py --tiny          # a CPU smoke run of this script (a minute or two)
+    python bench/gpu_scale.py --engine-checks [--work DIR]     # the in-process engine at scale (review G1, G2)
 
 For a lent GPU, never CI. It builds once, into --work, a random-initialised Qwen3ForCausalLM with Qwen3-0.6B-Base's
 architecture (hidden 1024, 28 layers, 16 heads / 8 KV heads of 128, MLP 3072, vocabulary 151,936, tied embeddings),
@@ -18,6 +19,16 @@ generate, or vLLM with --vllm where it is installed), under each launcher:
     reason printed, without CUDA (accelerate shards only on GPUs, docs/sharding.md), without FSDP2 in torch, or
     where `import deepspeed` fails; ddp (ddp.yaml, unsharded, fp32 weights) when --launchers names it.
 On a GPU every run has bf16 and gradient checkpointing on; on the CPU rtransfer trains in fp32 (--tiny).
+
+--engine-checks runs the in-process engine instead (no training), on the same model, and prints what it found
+("no GPU: skipped" without CUDA):
+  - split: the model spread by a device_map, the first half of its layers on the GPU and the rest on the CPU,
+    generating a batch whose rows end at different times (an eos set to a token row 0 makes early, and each row
+    capped at its own context), and scoring log-likelihoods: no "indices should be either on cpu or on the same
+    device" crash, each answer the prefix of the uncut run's;
+  - budget: the rows admitted per batch at max_new_tokens 32768 under the default KV budget (0.8 of the free
+    memory), then one admitted batch under a 4 GiB budget at --kv-new-tokens tokens with every row running to the
+    end (no eos): the peak memory above the weights against the budget.
 
 One row per run: exit status, wall time of the whole command (model loading and saving included), the median
 step time (differences of log.jsonl's wall_s between consecutive steps, the first step left out: it holds
@@ -365,6 +376,63 @@ def print_row(row: dict) -> None:
     print("| " + " | ".join(cells) + " |", flush=True)
 
 
+def engine_checks(args) -> None:
+    """The in-process engine on a model split over the GPU and the CPU, and its KV budget (see the module doc)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        print("engine checks: no GPU: skipped")
+        return
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rtransfer.engines.base import SamplingParams
+    from rtransfer.engines.hf import HFEngine
+
+    model_dir = build_model(args.arch, args.work)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    prompts = [[{"role": "user", "content": f"What is {i} + {3 * i}? " + "Explain. " * (i % 5)}] for i in range(8)]
+    gpu_layers = args.arch.layers // 2
+    device_map = {"model.embed_tokens": 0, "model.rotary_emb": 0, "model.norm": "cpu", "lm_head": "cpu"}
+    device_map.update({f"model.layers.{i}": 0 if i < gpu_layers else "cpu" for i in range(args.arch.layers)})
+    split = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map=device_map).eval()
+    engine = HFEngine(split, tokenizer, batch_size=8, chat=True)
+    greedy = SamplingParams(max_new_tokens=24)
+    engine.eos_ids = set()  # a random model: every row runs to the end, the reference
+    full = engine.generate(prompts, greedy, [0] * len(prompts))
+    first = engine.generate_ids([engine.encode(engine.render(prompts[0]))], SamplingParams(max_new_tokens=6))[0][0]
+    engine.eos_ids = {first[5]}  # row 0 ends at its 6th token; others when they meet it, or at their cap
+    lengths = sorted(len(engine.encode(engine.render(p))) for p in prompts)
+    engine.context = lengths[len(lengths) // 2] + 12  # longer prompts are capped earlier
+    cut = engine.generate(prompts, greedy, [0] * len(prompts))
+    prefixes = all(f.text.startswith(c.text) for f, c in zip(full, cut, strict=True))
+    print(f"split ({gpu_layers} of {args.arch.layers} layers on cuda:0, the rest on the CPU):")
+    print(f"  tokens per row: {[c.tokens for c in cut]} (uncut: {[f.tokens for f in full]}); prefixes: {prefixes}")
+    scores = engine.loglikelihood([(prompts[0], [" yes", " no"]), (prompts[1], [" 4", " 5"])])
+    print(f"  log-likelihoods: {[[round(v, 3) for v in row] for row in scores]}")
+    del engine, split
+    torch.cuda.empty_cache()
+
+    whole = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to("cuda").eval()
+    engine = HFEngine(whole, tokenizer, batch_size=64, parallel_batches=1)
+    encoded = [engine.encode(engine.render(p)) for p in prompts * 8]
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    batches = list(engine._batches(order, [len(e) for e in encoded], new_tokens=32768))
+    print(f"budget: {engine.kv_bytes / 1024:.0f} KiB KV per token; default budget {engine.kv_budget / GIB:.1f} GiB")
+    print(f"  max_new_tokens 32768, {len(encoded)} prompts: rows per batch {[len(b) for b in batches]}")
+    engine.kv_budget, engine.eos_ids = 4 * GIB, set()
+    batch = next(engine._batches(order, [len(e) for e in encoded], new_tokens=args.kv_new_tokens))
+    weights = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    answers = engine.generate_ids([encoded[i] for i in batch], SamplingParams(max_new_tokens=args.kv_new_tokens))
+    peak = torch.cuda.max_memory_allocated() - weights
+    print(
+        f"  4 GiB budget, {args.kv_new_tokens} new tokens: {len(batch)} rows admitted, "
+        f"{sum(len(a) for a, _ in answers)} tokens in {time.perf_counter() - start:.0f} s; "
+        f"peak above the weights {peak / GIB:.2f} GiB ({'within' if peak <= 4 * GIB else 'OVER'} the budget)"
+    )
+
+
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/rtransfer-gpu-scale"), help="model, data, runs, logs")
@@ -380,6 +448,8 @@ def parse_args():
     ap.add_argument("--vllm", action="store_true", help="rollouts on vLLM (colocate) where it is installed")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per run")
     ap.add_argument("--tiny", action="store_true", help="a tiny model and short runs: a CPU smoke run of this script")
+    ap.add_argument("--engine-checks", action="store_true", help="the in-process engine at scale, no training")
+    ap.add_argument("--kv-new-tokens", type=int, default=2048, help="--engine-checks: new tokens of the budget run")
     for field, default in asdict(Arch()).items():
         if field in ("hidden", "layers", "vocab", "intermediate", "heads", "kv_heads", "head_dim"):
             ap.add_argument(f"--{field.replace('_', '-')}", type=int, help=f"model size (default {default})")
@@ -400,6 +470,10 @@ def parse_args():
 
 def main() -> None:
     args = parse_args()
+    if args.engine_checks:
+        args.work.mkdir(parents=True, exist_ok=True)
+        engine_checks(args)
+        return
     found = probe()
     cuda = bool(found["gpus"])
     args.procs = args.procs or max(len(found["gpus"]), 1)

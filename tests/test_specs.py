@@ -178,28 +178,3 @@ def test_a_stale_nodes_outputs_are_moved_aside_never_deleted(tmp_path):
     kept = tmp_path / "stale" / "eval-grpo-0ld" / "grpo" / "records" / "lab_arith.jsonl"
     assert kept.read_text() == "{}\n" and not (tmp_path / "runs" / "grpo").exists()
     assert ledger.status(node) == "resume"  # recorded under its new key, not finished
-
-
-def test_a_launched_arm_runs_its_planned_spec_in_two_processes(tmp_path, monkeypatch):
-    """An arm with `launch` trains under the launcher as `-m rtransfer.jobs DIR/specs/train-<arm>.json`: here the
-    shipped ddp.yaml with 2 processes over gloo (the world size each run recorded is asserted)."""
-    from rtransfer.study.run import run_study
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "{ddp}", "--num_processes", "2"]
-    config_file = tmp_path / "study.toml"
-    config_file.write_text(
-        'name = "launched"\nbase = "lab:quick"\n[[arms]]\nname = "sft"\nmethod = "sft"\n'
-        'set = ["max_steps=4", "save_every=2", "batch_size=4", "log_every=1", "max_queries=64"]\n'
-        f"launch = {json.dumps(launch)}\n"
-        '[eval]\nsuite = "lab_arith"\nlimit = 10\n[probes]\nlatent = false\ntokens = false\n[ti]\nbootstrap = 50\n'
-    )
-    out = tmp_path / "s"
-    run_study(load_study(str(config_file)), out, only=("train", "eval", "ti"))
-    planned = {n["name"]: n for n in json.loads((out / "plan.json").read_text())["nodes"]}
-    assert json.loads((out / "specs" / "train-sft.json").read_text()) == planned["train:sft"]["spec"]
-    info = json.loads((out / "models" / "sft" / "train.json").read_text())
-    assert info["execution"]["processes"] == 2 and info["finished"]
-    steps = [json.loads(line)["step"] for line in (out / "models" / "sft" / "log.jsonl").read_text().splitlines()]
-    assert steps == sorted(set(steps)) and steps[-1] == 4  # every step logged once, by one process
-    assert (out / "runs" / "sft" / "scores.json").exists() and (out / "ti.json").exists()

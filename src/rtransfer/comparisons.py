@@ -9,7 +9,9 @@ What is compared (all from per-document grades, resampled as in transfer.transfe
   arm with several seeds is the mean of its seeds' values in each replicate;
 - the spread of each quantity across an arm's training seeds (from the TI table): the variation that document
   resampling does not see;
-- the group changes and TI of each evaluated checkpoint (TI over training steps), σ pooled over every point.
+- the group changes and TI of each evaluated checkpoint (TI over training steps), σ pooled over every point;
+- what each trained model saw (its train.json's `seen`: distinct queries, sequences, loss tokens, optimiser steps),
+  carried beside the TI so that arms trained on very different amounts of data are read with care.
 
 The index (v1 | v2), σ, replicates, confidence and seed are the study's (`Settings`, which is
 study.config.TIConfig), the same as its ti.json: with the same seed, the first resampling here draws the same
@@ -47,6 +49,8 @@ from rtransfer.transfer import (
 
 VERSION = 1  # of comparisons.json's format
 QUANTITIES = ("Δmath", "Δother", "Δnon", "TI_other", "TI_non")
+SEEN = ("queries", "sequences", "tokens", "steps")  # train.json's `seen` (train/outputs.py)
+SEEN_APART = 2.0  # arms whose mean tokens or queries differ by more than this factor saw different amounts of data
 
 
 @dataclass(frozen=True)
@@ -344,6 +348,7 @@ class Comparisons:
     spread: list[Spread]
     steps: dict[str, dict[int, StepPoint]] = field(default_factory=dict)  # tuned model -> step -> point
     notes: list[str] = field(default_factory=list)  # what reading the run directories noticed
+    seen: dict[str, dict[str, int]] = field(default_factory=dict)  # trained model -> its train.json's `seen`
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -374,6 +379,7 @@ class Comparisons:
                 for m, by in self.steps.items()
             },
             "notes": self.notes,
+            "seen": self.seen,
         }
 
     @classmethod
@@ -405,6 +411,7 @@ class Comparisons:
                 for m, points in d["steps"].items()
             },
             notes=list(d["notes"]),
+            seen={m: dict(counts) for m, counts in (d.get("seen") or {}).items()},
         )
 
 
@@ -415,10 +422,12 @@ def compare(
     settings: Settings,
     steps: dict[str, dict[int, ModelScores]] | None = None,
     notes: Sequence[str] = (),
+    seen: dict[str, dict[str, int]] | None = None,
 ) -> Comparisons:
     """Every comparison of a study, from its rows (per-document grades where records exist; `base` names the row a
     tuned one is compared with), its TI table's rows (TIResult.as_dict, computed with the same `settings`: the
-    flags and the seed spread are its), its arms and, for the TI over steps, each tuned model's evaluated points.
+    flags and the seed spread are its), its arms and, for the TI over steps, each tuned model's evaluated points;
+    `seen` (model -> train.json's `seen`) is carried as it is.
     """
     s = settings
     undefined = frozenset(r["model"] for r in ti_rows if r.get("error"))
@@ -445,7 +454,26 @@ def compare(
         spread=seed_spread(ti_rows, members),
         steps=step_points(rows, steps or {}, s),
         notes=list(notes),
+        seen=dict(seen or {}),
     )
+
+
+def seen_apart(seen: dict[str, dict[str, int]], arms: dict[str, list[str]]) -> dict[str, float]:
+    """For tokens and queries, the largest arm's mean over the smallest's (an arm: the mean of its seeded models
+    that recorded what they saw), where that exceeds SEEN_APART; {} when the arms saw comparable amounts or fewer
+    than two arms recorded it."""
+    out = {}
+    for what in ("tokens", "queries"):
+        means = [
+            float(np.mean(values))
+            for models in arms.values()
+            if (values := [seen[m][what] for m in models if what in (seen.get(m) or {})])
+        ]
+        if len(means) >= 2 and max(means) > 0:
+            ratio = max(means) / min(means) if min(means) else math.inf
+            if ratio > SEEN_APART:
+                out[what] = ratio
+    return out
 
 
 def arm_of(model) -> str:

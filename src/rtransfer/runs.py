@@ -34,6 +34,15 @@ def text_hash(text: str | None) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:16] if text is not None else None
 
 
+def file_hash(path: Path) -> str:
+    """The sha256 of a file's bytes (short): what names local training data in a key, whatever its path."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def fingerprint(path: str | Path) -> str:
     """A content fingerprint of a local model directory (or file).
 

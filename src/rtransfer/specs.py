@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rtransfer.engines.factory import EngineSpec
+from rtransfer.engines.serve import ServeSpec
 
 ROLES = ("base", "arm", "survey", "reference")
 # How an engine reaches its model, not what answers: a moved server or a longer timeout keeps an evaluation's key.
 ENGINE_PLACES = ("model", "tokenizer", "base_urls", "api_key_env", "concurrency", "request_timeout", "max_attempts")
+# How a started server runs, not what it answers with (its dtype and context are keyed).
+SERVE_PLACES = ("command", "devices", "host", "port", "startup_timeout", "stop_grace")
 # The lab teacher's switch (an arm's `thinking`, `rtransfer train --thinking`) -> the traces as ModelRef names them.
 TEACHER_TRACES = {"on": "think", "off": "no-think"}
 
@@ -68,7 +71,7 @@ class Spec:
         return {"kind": self.kind, **dataclasses.asdict(self)}
 
     def key(self) -> str:
-        content = self.to_json()
+        content = {"kind": self.kind, **_set_fields(self)}
         for name in self.keyed_out:
             _drop(content, name)
         return key_of(content)
@@ -76,6 +79,24 @@ class Spec:
     def outputs(self) -> list[str]:
         """What a stale run of this spec leaves behind, to be removed before it runs again."""
         return [self.out]  # type: ignore[attr-defined]
+
+
+def _set_fields(obj: Any) -> Any:
+    """A dataclass as a dict of the fields that differ from their defaults (nested ones too): a field added to a
+    spec later, at its default, leaves every earlier key as it was, so upgrading rtransfer reruns nothing."""
+    if dataclasses.is_dataclass(obj):
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING) or value != default:
+                out[f.name] = _set_fields(value)
+        return out
+    if isinstance(obj, list | tuple):
+        return [_set_fields(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _set_fields(v) for k, v in obj.items()}
+    return obj
 
 
 def _drop(content: dict, dotted: str) -> None:
@@ -95,13 +116,21 @@ class EvalSpec(Spec):
     the probes' reading of its answers) derives from one EvalSpec, so thinking and batch size cannot diverge."""
 
     kind: ClassVar[str] = "eval"
-    keyed_out: ClassVar[tuple[str, ...]] = ("out", "model.source", *(f"engine.{p}" for p in ENGINE_PLACES))
+    keyed_out: ClassVar[tuple[str, ...]] = (
+        "out",
+        "logs",
+        "model.source",
+        *(f"engine.{p}" for p in ENGINE_PLACES),
+        *(f"serve.{p}" for p in SERVE_PLACES),
+    )
     model: ModelRef
     engine: EngineSpec  # engine.model is what is loaded (model.source, or a checkpoint's weights)
     suite: str  # a suite name or comma-separated benchmarks
     weights: str  # the key of what defines the weights (a training key, or the identity of a base)
     data_dir: str | None = None
     limit: int | None = None
+    serve: ServeSpec | None = None  # a server the job starts for the model, then evaluates through (engine openai)
+    logs: str = ""  # where a started server's log goes (DIR/logs)
     out: str = ""
     after: dict[str, str] = field(default_factory=dict)
 
@@ -129,18 +158,57 @@ class TrainSpec(Spec):
     """One training run of a method from a base into a training directory."""
 
     kind: ClassVar[str] = "train"
-    keyed_out: ClassVar[tuple[str, ...]] = ("out", "base", "model.source")
+    # Where the base and the data lie (their identities are keyed), and how the run executes: the launcher (its
+    # process count is keyed, as `processes`: it sets the global batch) and the recipe's execution fields.
+    keyed_out: ClassVar[tuple[str, ...]] = ("out", "base", "data", "model.source", "launch", "execution")
     model: ModelRef
     base: str  # the base's source, resolved (a path or hub id): named in the key by base_identity
     base_identity: dict[str, str]
     method: str  # a key of train.methods.METHODS
-    recipe: dict[str, Any]  # the resolved recipe (train.config.describe)
+    recipe: dict[str, Any]  # what of the resolved recipe defines the weights (train.config.split_recipe)
     data: str | None  # traces (sft) or queries; None on a lab base: the lab's math split
+    data_identity: dict[str, Any] = field(default_factory=dict)  # its content hash, hub revision or teacher's key
     teacher_traces: str | None = None  # the lab teacher's think / no-think traces (sft on the lab)
     keep_every: int = 0  # keep every N-th step's weights in DIR/steps/step-N for evaluation (0: none)
     launch: tuple[str, ...] = ()  # a launcher prefix: run as [*launch, "-m", "rtransfer.jobs", SPEC.json]
+    processes: int = 1  # training processes (the launcher's count): batch_size is per process
+    execution: dict[str, Any] = field(default_factory=dict)  # the recipe's execution fields (save, log, vLLM)
     out: str = ""
     after: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TeacherSpec(Spec):
+    """A teacher model's solutions to the training queries, rejection-sampled (train.teacher.run_teacher) into
+    DIR/traces/<name>.jsonl: the data of the off-policy SFT arms that say `data = "teacher:<name>"`."""
+
+    kind: ClassVar[str] = "teacher"
+    keyed_out: ClassVar[tuple[str, ...]] = (
+        "out",
+        "logs",
+        "queries",
+        "model.source",
+        *(f"engine.{p}" for p in ENGINE_PLACES),
+        *(f"serve.{p}" for p in SERVE_PLACES),
+    )
+    model: ModelRef  # role "reference": the teacher (its source a hub id, a directory or a server's model name)
+    identity: dict[str, Any]  # what names the teacher's weights (a directory's fingerprint, a hub id and revision)
+    engine: EngineSpec  # how it answers (chat thinking, dtype, placement); its servers when [eval.serve] starts one
+    queries: str | None  # the training queries (None on a lab base: the lab's math split)
+    queries_identity: dict[str, Any]
+    samples: int  # solutions drawn per query
+    max_new_tokens: int  # the answer budget (truncated answers are rejected)
+    temperature: float
+    top_p: float = 1.0
+    max_queries: int = 0  # the first N queries drawn with the seed (0: all)
+    seed: int = 0
+    serve: ServeSpec | None = None  # a server the job starts for the teacher (None: engine as it is)
+    logs: str = ""  # where a started server's log goes (DIR/logs)
+    out: str = ""  # DIR/traces/<name>.jsonl (its records in <out>.run/)
+    after: dict[str, str] = field(default_factory=dict)
+
+    def outputs(self) -> list[str]:
+        return [self.out, f"{self.out}.run"]
 
 
 @dataclass(frozen=True)
@@ -196,7 +264,7 @@ class ReportSpec(Spec):
 
 
 SPECS: dict[str, type[Spec]] = {
-    c.kind: c for c in (EvalSpec, StepEvalSpec, TrainSpec, ProbeSpec, CompareSpec, ReportSpec)
+    c.kind: c for c in (EvalSpec, StepEvalSpec, TrainSpec, TeacherSpec, ProbeSpec, CompareSpec, ReportSpec)
 }
 
 

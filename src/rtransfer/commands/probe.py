@@ -1,7 +1,9 @@
 """`rtransfer probe`: how far a tuned model drifted from its base — latent PCA shift and CKA (`probe latent`),
 token KL, rank shift and shifted tokens (`probe tokens`), the update's sparsity and rank (`probe weights`). Each
 figure carries a bootstrap CI and a noise floor: the same measure for the base against its own bf16-rounded copy
-(see docs/probes.md). The work is done by rtransfer.probes.pipeline; this module only reads the flags."""
+(see docs/probes.md), measured where the models compute in float32 or float16 and marked "not measured" in bfloat16.
+Both models run in one dtype: a pair loaded in different dtypes is widened to the wider one. The work is done by
+rtransfer.probes.pipeline; this module only reads the flags."""
 
 import argparse
 import json
@@ -55,7 +57,10 @@ def register(sub) -> None:
     tok.set_defaults(run=run_tokens)
     w = kinds.add_parser("weights", help="share of weights unchanged, relative update norm and rank, per tensor")
     _models(w)
-    w.add_argument("--rank-limit", type=int, default=2**22, help="skip the SVD of matrices above N elements")
+    w.add_argument(
+        "--rank-limit", type=int, default=2**22, help="skip the SVD of matrices above N elements (0: no limit)"
+    )
+    w.add_argument("--device", help="where the SVDs run: cpu (default), cuda, ... (a GPU for a large model's ranks)")
     w.add_argument("--out", type=Path, help="write weights.json here")
     w.add_argument("--json", action="store_true", help="print the result as JSON")
     w.set_defaults(run=run_weights)
@@ -70,7 +75,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     _models(p)
     add_benchmark_args(p)
     p.add_argument("--out", type=Path, help="write the JSON (and plots) here")
-    p.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' dtype (fp32 gives a meaningful floor)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' dtype (bf16 leaves the floor unmeasured)")
     add_placement_args(p)
     p.add_argument("--no-noise-floor", action="store_true", help="skip the base vs bf16-rounded-base null pair")
     p.add_argument("--seed", type=int, default=0)
@@ -134,7 +139,7 @@ def run_weights(args) -> int:
     from rtransfer.probes.weights import weight_drift
 
     base, tuned = resolve_model(args.base), resolve_model(args.tuned)
-    result = {"base": base, "tuned": tuned, **weight_drift(base, tuned, rank_limit=args.rank_limit)}
+    result = {"base": base, "tuned": tuned, **weight_drift(base, tuned, rank_limit=args.rank_limit, device=args.device)}
     if args.out:
         write_result(result, args.out, "weights")
     if args.json:
@@ -145,6 +150,10 @@ def run_weights(args) -> int:
         f"unchanged {100 * total['unchanged_share']:.2f} % exactly, {100 * total['unchanged_bf16_share']:.2f} % "
         f"within bf16 rounding; relative update norm {total['relative_norm']:.4g} ({total['tensors']} tensors)"
     )
+    if result["ranks_skipped"]:
+        print(f"ranks not computed for {result['ranks_skipped']} matrices above {result['rank_limit']} elements")
+    if result["dtype_note"]:
+        print(result["dtype_note"])
     for layer in result["layers"]:
         print(
             f"  layer {layer['layer']:>5}: unchanged {100 * layer['unchanged_share']:6.2f} % "
@@ -170,6 +179,8 @@ def _emit(result: dict, args, probe: str, columns: list[str]) -> None:
     ]
 
     def cell(c) -> str:
+        if c is None:  # not measured (a noise floor in bfloat16), or no CI asked for
+            return f"{'—':>16}"
         if isinstance(c, float):
             return f"{c:>16.4g}"
         if isinstance(c, list) and len(c) == 2 and all(isinstance(v, float) for v in c):
@@ -184,3 +195,9 @@ def _emit(result: dict, args, probe: str, columns: list[str]) -> None:
         label = f"{g['group']} mean" + (f" ({g['direction']})" if "direction" in g else "")
         values = {c: g.get(c) for c in columns if c != "benchmark"}
         print("  ".join([f"{label:>16}", *(cell(v) for v in values.values())]))
+    compute = result["manifest"]["compute"]
+    loaded = compute["loaded"]
+    print(f"computed in {compute['compute']} (loaded: base {loaded['base']}, tuned {loaded['tuned']})")
+    floors = [r.get("noise_floor") for r in rows if r.get("noise_floor")]
+    if floors:
+        print(f"noise floor: {floors[0]['note']}")

@@ -49,7 +49,9 @@ def run(args) -> int:
     result = run_study(config, args.out, only=tuple(args.only), dry_run=args.dry_run)
     if args.dry_run:
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
-        return 0
+        for problem in result["problems"]:
+            print(f"rtransfer: cannot run: {problem}", file=sys.stderr)
+        return 1 if result["problems"] else 0
     report = result["stages"].get("report", {}).get("info", {})
     _print_ti(config, args.out, result)
     for line in report.get("finding", []):

@@ -5,7 +5,7 @@ The seed contract: prompts[i] is sampled with seeds[i] alone, so a sampled answe
 the call and however the engine batches it, and a resumed run regenerates the answers it lost. The HF engine keeps
 it up to floating-point batching effects; a server keeps it as far as it honours per-request seeds."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -42,6 +42,43 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """`text` cut at the first of the stop strings, and whether it was cut (both engines cut the same way)."""
     positions = [text.find(s) for s in stops if s and s in text]
     return (text[: min(positions)], True) if positions else (text, False)
+
+
+def stop_token_ids(tokenizer, eos_ids: Iterable[int | None] = ()) -> list[int]:
+    """The token ids that end an answer, one set for every engine (review G5): `eos_ids` (the generation config's),
+    the tokenizer's eos, and the chat template's end-of-turn token, the special token a rendered one-message
+    conversation puts right after the message (hub files disagree: Qwen3-*-Base name <|im_end|> in the tokenizer
+    and <|endoftext|> in the generation config; a server that stops on one runs past the other to max_tokens)."""
+    ids = {i for i in [*eos_ids, tokenizer.eos_token_id] if i is not None}
+    end = _end_of_turn(tokenizer)
+    return sorted(ids | ({end} if end is not None else set()))
+
+
+def _end_of_turn(tokenizer) -> int | None:
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    mark = "Hello there"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": mark}], tokenize=False)
+    except Exception:  # a template may refuse a lone user message (a required system turn, ...): no such token
+        return None
+    tail = tokenizer(text[text.rfind(mark) + len(mark) :], add_special_tokens=False)["input_ids"]
+    added = getattr(tokenizer, "added_tokens_decoder", {})
+    special = tail and (tail[0] in tokenizer.all_special_ids or (tail[0] in added and added[tail[0]].special))
+    return tail[0] if special else None
+
+
+def model_context(config) -> int | None:
+    """The model's trained context (max_position_embeddings), or None when its config does not say."""
+    config = getattr(config, "text_config", None) or config
+    context = getattr(config, "max_position_embeddings", None)
+    return context if isinstance(context, int) and context > 0 else None
+
+
+def clamp_note(limit: int, asked: int, context: int | None) -> dict[str, int]:
+    """What a Generation's `extra` (and so its record's) says when the context cut max_new_tokens for its prompt:
+    nothing when the prompt had its whole max_new_tokens."""
+    return {} if limit >= asked else {"max_new_tokens_clamped": limit, "context": context or 0}
 
 
 class Engine(Protocol):

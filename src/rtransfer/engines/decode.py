@@ -14,7 +14,14 @@ alone (a batch of one draws exactly as generate() does after `torch.manual_seed(
 The KV cache grows in place: transformers' DynamicCache concatenates every layer's keys and values at every step
 (half of a decode step's time at batch 64 on the lab base, measured with torch.profiler), and its StaticCache
 attends over the whole budget from the first step. `growing_cache` keeps the dynamic cache's layers, each writing
-into a buffer with room to spare and handing attention a view of the part in use.
+into a buffer with room to spare and handing attention a view of the part in use. The buffer grows by a fixed block
+(`BLOCK` tokens), never past the batch's budget (longest prompt + max_new_tokens): a batch then never holds more KV
+memory than the engine's admission rule charged it (rows × (prompt + max_new_tokens) × kv bytes per token), where
+growing by half again could overshoot the budget by half (review G2).
+
+A model spread over devices (`device_map`) keeps each layer's cache on that layer's device, while the logits, and so
+the rows to keep, come back on the input's device: the indices are moved to each layer's device before selecting
+(CUDA refuses indices from another GPU; review G1).
 
 `supported(model)` says when the loop is `generate()`: a decoder-only model whose generation config asks for
 nothing beyond ids, sampling settings and the cache. Anything else (a repetition penalty, a minimum length, ...)
@@ -58,10 +65,13 @@ def supported(model) -> bool:
     return not extra and {"position_ids", "attention_mask"} <= set(params)
 
 
+BLOCK = 256  # tokens a full buffer grows by: copies cost about used² / (2 × BLOCK) over an answer, <1% of attention
+
+
 @functools.cache
 def _growing_layer():
-    """DynamicLayer with keys/values that are views into buffers growing by half again when full (a class made on
-    first use: transformers is imported lazily)."""
+    """DynamicLayer with keys/values that are views into buffers growing by BLOCK tokens when full, up to `limit`
+    tokens when one is set (a class made on first use: transformers is imported lazily)."""
     from transformers.cache_utils import DynamicLayer
 
     class GrowingLayer(DynamicLayer):
@@ -71,8 +81,9 @@ def _growing_layer():
                 self.used, self.key_buffer, self.value_buffer = 0, None, None
             need = self.used + key_states.shape[-2]
             if self.key_buffer is None or need > self.key_buffer.shape[-2]:
-                self.key_buffer = _grown(self.key_buffer, key_states, self.used, need)
-                self.value_buffer = _grown(self.value_buffer, value_states, self.used, need)
+                limit = getattr(self, "limit", None)
+                self.key_buffer = _grown(self.key_buffer, key_states, self.used, need, limit)
+                self.value_buffer = _grown(self.value_buffer, value_states, self.used, need, limit)
             self.key_buffer[..., self.used : need, :] = key_states
             self.value_buffer[..., self.used : need, :] = value_states
             self.used = need
@@ -81,6 +92,7 @@ def _growing_layer():
 
         def batch_select_indices(self, indices):
             if self.get_seq_length() > 0:
+                indices = indices.to(self.key_buffer.device)  # a split model: this layer may sit on another GPU
                 self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
                 self.keys = self.key_buffer[..., : self.used, :]
                 self.values = self.value_buffer[..., : self.used, :]
@@ -88,25 +100,36 @@ def _growing_layer():
     return GrowingLayer
 
 
-def _grown(buffer, states, used: int, need: int):
+def _grown(buffer, states, used: int, need: int, limit: int | None = None):
     import torch
 
     shape = list(states.shape)
-    shape[-2] = need + max(16, need // 2)
+    shape[-2] = max(need, min(need + BLOCK, limit)) if limit else need + BLOCK
     grown = torch.empty(shape, dtype=states.dtype, device=states.device)
     if buffer is not None:
         grown[..., :used, :] = buffer[..., :used, :]
     return grown
 
 
-def growing_cache(model):
-    """A DynamicCache for `model` whose full-attention layers grow in place (sliding-window layers unchanged)."""
+def growing_cache(model, limit: int | None = None):
+    """A DynamicCache for `model` whose full-attention layers grow in place (sliding-window layers unchanged), each
+    buffer to at most `limit` tokens (None: no bound)."""
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
     cache = DynamicCache(config=model.config)
     cache.layers = [_growing_layer()() if type(x) is DynamicLayer else x for x in cache.layers]
+    for layer in cache.layers:
+        layer.limit = limit
     return cache
+
+
+def select_rows(cache, keep) -> None:
+    """Keep only the batch rows `keep` in every layer of `cache`, the indices moved to each layer's device (a model
+    split by device_map holds its layers, and their caches, on several GPUs)."""
+    for layer in cache.layers:
+        if layer.get_seq_length() > 0:
+            layer.batch_select_indices(keep.to(layer.keys.device))
 
 
 def forward_cache_name(model) -> str:
@@ -130,12 +153,14 @@ def decode(
     sampling: dict | None,
     stopping=None,
     generators: Sequence | None = None,
+    limits: Sequence[int] | None = None,
 ) -> list[tuple[list[int], bool]]:
     """One left-padded batch: each row's new token ids (the end-of-turn token left out) and whether it ended there.
 
     `sampling`: None for greedy, else {"temperature", "top_k", "top_p"} (top_k 0 and top_p 1 are off), each row
     drawn from its own torch.Generator in `generators`; `stopping`: a transformers StoppingCriteria (stop strings),
-    or None."""
+    or None; `limits`: each row's own cap on new tokens, at most max_new_tokens (the model's context left after its
+    prompt), or None: max_new_tokens for every row."""
     import torch
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
@@ -151,7 +176,6 @@ def decode(
     extra: dict[str, Any] = (
         {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     )
-    eos_ids = torch.tensor(sorted(set(eos)), dtype=torch.long, device=input_ids.device)
 
     positions = padded_positions(attention_mask)
     answers: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
@@ -159,7 +183,7 @@ def decode(
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)  # each batch row's index in the answers
     sequences, mask, last = input_ids, attention_mask, positions[:, -1]
     with torch.inference_mode():
-        cache = growing_cache(model)
+        cache = growing_cache(model, limit=input_ids.shape[1] + max_new_tokens)
         out = model(
             input_ids=input_ids,
             attention_mask=mask,
@@ -168,6 +192,9 @@ def decode(
             **extra,
             **{cache_name: cache},
         )
+        # Tokens and the rows to keep live on the logits' device (a split model's hook returns them to the input's).
+        eos_ids = torch.tensor(sorted(set(eos)), dtype=torch.long, device=out.logits.device)
+        cap = None if limits is None else torch.tensor(limits, device=rows.device)
         for step in range(max_new_tokens):
             scores = warpers(sequences, out.logits[:, -1].float())
             if sampling:
@@ -177,6 +204,8 @@ def decode(
             sequences = torch.cat([sequences, token[:, None]], dim=-1)
             at_eos = torch.isin(token, eos_ids)
             done = at_eos | stopping(sequences, scores) if stopping is not None else at_eos
+            if cap is not None:  # a row at its own cap ends like one at max_new_tokens ("length")
+                done = done | (cap[rows] <= step + 1)
             for row, t, is_eos in zip(rows.tolist(), token.tolist(), at_eos.tolist(), strict=True):
                 if is_eos:
                     ended[row] = True
@@ -186,7 +215,7 @@ def decode(
                 break
             if bool(done.any()):  # drop the finished rows: the rest no longer pay for them
                 keep = torch.nonzero(~done).squeeze(1)
-                cache.batch_select_indices(keep)
+                select_rows(cache, keep)
                 sequences, mask, last, rows, token = sequences[keep], mask[keep], last[keep], rows[keep], token[keep]
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
             last = last + 1

@@ -13,23 +13,49 @@ tip a near tie). Greedy answers do not depend on batching either.
 
 Log-likelihood scoring packs each document into one row (its context once, then every continuation under a block
 mask), sorted by length and batched the same way.
+
+At scale (review G1, G2, G4, G5): a generation batch is also admitted only while rows × (longest prompt +
+max_new_tokens) × the model's KV bytes per token fits `kv_budget` (on a GPU by default 0.8 of the free memory after
+the weights; on a CPU no limit), and a batch that runs out of memory anyway is split in two and retried (rows are
+independent, so the answers are the same). Each prompt may generate at most the model's context
+(max_position_embeddings) less its own length; a clamp is recorded in the Generation's `extra`, and a prompt that
+fills the context gets an empty "length" answer rather than stopping a run of thousands of prompts (its record says
+why). The stop set is the eos ids of both the generation config and the tokenizer plus the chat template's
+end-of-turn token (`base.stop_token_ids`), the same set the openai engine sends to servers.
 Measured against lm-evaluation-harness's `hf` backend on the same prompts: bench/vs_lmeval.py.
 """
 
 import contextlib
+import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from rtransfer.engines.base import CollectsStream, Generation, Messages, SamplingParams, cut_at_stop, render_plain
+from rtransfer.engines.base import (
+    CollectsStream,
+    Generation,
+    Messages,
+    SamplingParams,
+    clamp_note,
+    cut_at_stop,
+    model_context,
+    render_plain,
+    stop_token_ids,
+)
 from rtransfer.engines.decode import decode, supported
-from rtransfer.errors import ModelLoadError, first_line
+from rtransfer.errors import ModelLoadError, RtransferError, first_line
 from rtransfer.online import hub_offline, offline_message
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 BATCH_TOKENS = {False: 4096, True: 32768}  # default padded prompt tokens per batch: CPU, GPU
+KV_SHARE = 0.8  # of a GPU's free memory after the weights, for KV caches (the rest: activations, logits, slack)
+
+
+class EngineMemoryError(RtransferError):
+    """One prompt alone does not fit in memory."""
 
 
 class HFEngine(CollectsStream):
@@ -45,11 +71,13 @@ class HFEngine(CollectsStream):
         parallel_batches: int | None = None,
         chat: bool | None = None,
         thinking: bool | None = None,
+        kv_budget: int | None = None,
     ):
         """An engine over a transformers model and its tokenizer, already loaded and placed (`load` reads them;
         on-policy training samples from the weights it trains). `model_id` names the model in `describe` (default:
         the model's name_or_path); `parallel_batches`: batches decoding at once (None: 2 on a CPU with 2 threads or
-        more, else 1)."""
+        more, else 1); `kv_budget`: bytes of KV cache a generation batch may claim (None: KV_SHARE of the free
+        memory of the model's GPUs, no limit on a CPU)."""
         if parallel_batches is not None and parallel_batches < 1:
             raise ModelLoadError(f"parallel_batches must be 1 or more, not {parallel_batches}")
         self.model, self.tokenizer = model, tokenizer
@@ -66,8 +94,11 @@ class HFEngine(CollectsStream):
         self.thinking = thinking
         if tokenizer.pad_token_id is None:  # many base models ship without one; padding is masked anyway
             tokenizer.pad_token = tokenizer.eos_token
-        self.eos_ids = set(_as_list(model.generation_config.eos_token_id)) | {tokenizer.eos_token_id}
+        self.eos_ids = set(stop_token_ids(tokenizer, _as_list(model.generation_config.eos_token_id)))
         self.fast_decode = supported(model)
+        self.context = model_context(model.config)
+        self.kv_bytes = kv_bytes_per_token(model.config, model.dtype)
+        self.kv_budget = kv_budget if kv_budget is not None else default_kv_budget(model)
         self._stop_criteria: dict[tuple[str, ...], Any] = {}
 
     @classmethod
@@ -142,8 +173,9 @@ class HFEngine(CollectsStream):
 
         # generate() (the fallback) samples from torch's global RNG, so it runs one batch at a time.
         parallel = self._parallel_batches() if self.fast_decode else 1
+        batches = self._batches(order, [len(e) for e in encoded], new_tokens=params.max_new_tokens)
         with shared_threads(parallel):
-            yield from concurrently(run, self._batches(order, [len(e) for e in encoded]), parallel)
+            yield from concurrently(functools.partial(split_on_oom, run), batches, parallel)
 
     def _parallel_batches(self) -> int:
         """How many batches run at once: `parallel_batches`, else 2 on a CPU with 2 threads or more. A decoding step
@@ -157,27 +189,50 @@ class HFEngine(CollectsStream):
             return self.parallel_batches
         return 2 if self.device.type == "cpu" and torch.get_num_threads() >= 2 else 1
 
-    def _batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:
-        """`order` (longest first) cut into batches of at most batch_size rows and batch_tokens padded tokens."""
+    def _batches(self, order: list[int], lengths: list[int], new_tokens: int | None = None) -> Iterator[list[int]]:
+        """`order` (longest first) cut into batches of at most batch_size rows and batch_tokens padded tokens; with
+        `new_tokens` (generation), also rows × (longest prompt + new_tokens) × kv_bytes within kv_budget."""
         batch: list[int] = []
         for i in order:
-            if batch and (len(batch) == self.batch_size or (len(batch) + 1) * lengths[batch[0]] > self.batch_tokens):
+            if batch and (
+                len(batch) == self.batch_size
+                or (len(batch) + 1) * lengths[batch[0]] > self.batch_tokens
+                or not self._kv_fits(len(batch) + 1, lengths[batch[0]], lengths[i], new_tokens)
+            ):
                 yield batch
                 batch = []
             batch.append(i)
         if batch:
             yield batch
 
+    def _kv_fits(self, rows: int, width: int, shortest: int, new_tokens: int | None) -> bool:
+        """Whether `rows` prompts padded to `width` tokens, the shortest of `shortest`, each generating up to
+        new_tokens (no more than the context left after it), fit the KV budget: decode's buffers hold at most
+        width + the most new tokens of a row."""
+        if new_tokens is None or self.kv_budget is None:
+            return True
+        if self.context is not None:
+            new_tokens = max(0, min(new_tokens, self.context - shortest))
+        return rows * (width + new_tokens) * self.kv_bytes <= self.kv_budget
+
+    def new_token_limits(self, batch: list[list[int]], max_new_tokens: int) -> list[int]:
+        """Each prompt's cap on new tokens: max_new_tokens, or the model's context left after the prompt (0: none)."""
+        if self.context is None:
+            return [max_new_tokens] * len(batch)
+        return [max(0, min(max_new_tokens, self.context - len(ids))) for ids in batch]
+
     def _generate_batch(
         self, batch: list[list[int]], params: SamplingParams, seeds: Sequence[int] | None
     ) -> list[Generation]:
         results = []
         answers = self.generate_ids(batch, params, seeds)
-        for (tokens, ended), seed in zip(answers, seeds or [None] * len(batch), strict=True):
+        limits = self.new_token_limits(batch, params.max_new_tokens)
+        for (tokens, ended), seed, limit in zip(answers, seeds or [None] * len(batch), limits, strict=True):
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             text, cut = cut_at_stop(text, params.stop)
             finish = "stop" if ended or cut else "length"
-            results.append(Generation(text=text, tokens=len(tokens), finish_reason=finish, seed=seed))
+            extra = clamp_note(limit, params.max_new_tokens, self.context)
+            results.append(Generation(text=text, tokens=len(tokens), finish_reason=finish, seed=seed, extra=extra))
         return results
 
     def generate_ids(
@@ -191,21 +246,39 @@ class HFEngine(CollectsStream):
         sampled = params.temperature > 0
         if sampled and (seeds is None or len(seeds) != len(batch)):
             raise ValueError("sampling needs one seed per prompt")
+        # Each prompt generates at most the context left after it; a prompt that fills the context gets nothing.
+        limits = self.new_token_limits(batch, params.max_new_tokens)
+        live = [i for i, n in enumerate(limits) if n > 0]
+        out: list[tuple[list[int], bool]] = [([], False)] * len(batch)
+        if not live:
+            return out
+        if len(live) < len(batch):
+            batch, limits = [batch[i] for i in live], [limits[i] for i in live]
+            seeds = [seeds[i] for i in live] if sampled else seeds
+        longest = max(limits)
+        row_limits = None if min(limits) == longest else limits  # the common case keeps decode's plain loop
+        params = dataclasses.replace(params, max_new_tokens=longest)
         if not self.fast_decode:
-            return self._generate_ids_hf(batch, params, seeds)
-        sampling, generators = None, None
-        if sampled:
-            sampling = {"temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p}
-            generators = [torch.Generator(self.device).manual_seed(s) for s in seeds]
-        return decode(
-            self.model,
-            *self._padded(batch),
-            max_new_tokens=params.max_new_tokens,
-            eos=self.eos_ids,
-            sampling=sampling,
-            stopping=self._stop_criterion(params.stop) if params.stop else None,
-            generators=generators,
-        )
+            answers = self._generate_ids_hf(batch, params, seeds)
+            answers = [_cut(ids, ended, n) for (ids, ended), n in zip(answers, limits, strict=True)]
+        else:
+            sampling, generators = None, None
+            if sampled:
+                sampling = {"temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p}
+                generators = [torch.Generator(self.device).manual_seed(s) for s in seeds]
+            answers = decode(
+                self.model,
+                *self._padded(batch),
+                max_new_tokens=longest,
+                eos=self.eos_ids,
+                sampling=sampling,
+                stopping=self._stop_criterion(params.stop) if params.stop else None,
+                generators=generators,
+                limits=row_limits,
+            )
+        for i, answer in zip(live, answers, strict=True):
+            out[i] = answer
+        return out
 
     def _padded(self, batch: list[list[int]]):
         """The prompts padded on the left, so every one ends where generation starts: (input ids, attention mask)."""
@@ -272,9 +345,9 @@ class HFEngine(CollectsStream):
         def score(batch: list[int]) -> list[tuple[int, list[float]]]:
             return list(zip(batch, self._score_packed([items[i] for i in batch]), strict=True))
 
-        parallel = self._parallel_batches()
+        parallel, guarded = self._parallel_batches(), functools.partial(split_on_oom, score)
         with shared_threads(parallel):
-            for i, scores in concurrently(score, self._batches(order, lengths), parallel):
+            for i, scores in concurrently(guarded, self._batches(order, lengths), parallel):
                 out[i] = scores
         return out
 
@@ -310,7 +383,9 @@ class HFEngine(CollectsStream):
         mask = mask.masked_fill(~allowed, torch.finfo(self.model.dtype).min)[:, None]
         # Logits only where a continuation token is predicted (the vocabulary projection is the big tensor).
         wanted = sorted({p for _, _, _, predictors in rows for p, _, _ in predictors})
-        keep = torch.tensor(wanted, device=self.device)
+        # On the CPU: indexing accepts CPU indices on every device, and a model split by device_map slices its
+        # hidden states on its last GPU, not on the first (self.device), where the rest of these tensors live (G1).
+        keep = torch.tensor(wanted)
         column = {p: k for k, p in enumerate(wanted)}
         scored = [(b, column[p], t, choice) for b, r in enumerate(rows) for p, t, choice in r[3]]
         row_of, at, target = (torch.tensor([s[i] for s in scored], device=self.device) for i in range(3))
@@ -335,6 +410,8 @@ class HFEngine(CollectsStream):
             "thinking": self.thinking,
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "device": str(self.device),
+            "stop_token_ids": sorted(self.eos_ids),
+            "context": self.context,
         }
 
 
@@ -388,6 +465,66 @@ def shared_threads(parallel: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def kv_bytes_per_token(config, dtype) -> int:
+    """KV-cache bytes one token costs the model: keys and values, every layer, every KV head (sliding-window layers
+    counted in full, an upper bound)."""
+    import torch
+
+    config = getattr(config, "text_config", None) or config
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    itemsize = dtype.itemsize if isinstance(dtype, torch.dtype) else 4
+    return 2 * config.num_hidden_layers * heads * head_dim * itemsize
+
+
+def default_kv_budget(model) -> int | None:
+    """KV_SHARE of the free memory of the GPUs holding the model, weights loaded (None on a CPU: no limit, the
+    batch_tokens cap has always done there)."""
+    import torch
+
+    devices = {p.device for p in model.parameters() if p.device.type == "cuda"}
+    if not devices:
+        return None
+    return int(KV_SHARE * sum(torch.cuda.mem_get_info(d)[0] for d in devices))
+
+
+def _cut(ids: list[int], ended: bool, limit: int) -> tuple[list[int], bool]:
+    return (ids, ended) if len(ids) <= limit else (ids[:limit], False)
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    # A CPU allocation failure is a plain RuntimeError from torch's allocator.
+    return isinstance(err, torch.OutOfMemoryError | MemoryError) or "can't allocate memory" in str(err)
+
+
+def split_on_oom(fn: Callable[[list], list], batch: list) -> list:
+    """fn(batch), or, when it runs out of memory, fn over each half (recursively): one result per item in order.
+    Rows are independent (greedy, or each sampled from its own seed), so the answers are those of one batch."""
+    try:
+        return fn(batch)
+    except (RuntimeError, MemoryError) as err:
+        if not _is_oom(err):
+            raise
+        if len(batch) == 1:
+            raise EngineMemoryError(f"out of memory on a single prompt: {first_line(err)}") from None
+    # Out of the except block, so the failed batch's tensors (held by the traceback) are freed before retrying.
+    _free_cached_memory()
+    half = len(batch) // 2
+    return split_on_oom(fn, batch[:half]) + split_on_oom(fn, batch[half:])
+
+
+def _free_cached_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _as_list(x) -> list:

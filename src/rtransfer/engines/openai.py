@@ -10,6 +10,18 @@ Every sample is its own request with its own seed, so a sampled answer depends o
 run redoes exactly the missing samples, and servers that ignore `n` (transformers serve does) cannot return fewer
 samples than asked; vLLM's prefix cache makes the repeated prompts cheap.
 
+At scale (review G4, G5): `max_tokens` is clamped per request to the model's context less the prompt's tokens
+(counted with the local tokenizer), as the HF engine clamps; a clamp is recorded in the Generation's `extra`, and a
+prompt that fills the context gets an empty "length" answer without a request. The context is `context` when given;
+else it is learnt when a server first refuses a request for it (vLLM: HTTP 400 "maximum context length is N
+tokens", which would otherwise stop the run) from GET /v1/models (vLLM's `max_model_len`) or that message, and the
+refused request is sent again clamped. Asking only then costs nothing to servers that never refuse (and to request
+counts). With no context known or no tokenizer nothing is clamped.
+Requests carry `stop_token_ids`, the HF engine's stop set (`base.stop_token_ids`), when it holds more than the
+tokenizer's eos, which every server stops on (vLLM with `--generation-config vllm` stops on that alone: Qwen3-*-Base
+would run past <|endoftext|>); a server that refuses the field, as it may refuse `seed` (transformers serve answers
+422 to unknown fields), gets neither again.
+
 Requests run concurrently on an asyncio loop inside each call (the interface stays synchronous), spread over the
 servers by fewest requests in flight. A failed request (connection refused, timeout, 408/409/429/5xx) is retried
 with exponential backoff and jitter, on another server when there is one; after `max_attempts` tries the call
@@ -22,13 +34,22 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rtransfer.engines.base import CollectsStream, Generation, Messages, SamplingParams, render_plain
+from rtransfer.engines.base import (
+    CollectsStream,
+    Generation,
+    Messages,
+    SamplingParams,
+    clamp_note,
+    render_plain,
+    stop_token_ids,
+)
 from rtransfer.engines.responses import parse_generation, parse_prompt_logprobs
 from rtransfer.engines.transport import (
+    ContextRefused,
+    FieldRejected,
     Fleet,
     LoglikelihoodUnsupportedError,
     RetryPolicy,
-    SeedRejected,
     ServerError,
     ServerUnavailableError,
     api_key_from_env,
@@ -51,6 +72,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+OPTIONAL = ("seed", "stop_token_ids")  # extensions a server may refuse: dropped for the engine's life if it does
 
 
 class OpenAIEngine(CollectsStream):
@@ -67,12 +89,14 @@ class OpenAIEngine(CollectsStream):
         retry: RetryPolicy | None = None,
         tokenizer: str | None = None,
         revision: str | None = None,
+        context: int | None = None,
     ):
         """`model` is the name the server knows the model by (vLLM: the path or hub id given to `vllm serve`, or
         --served-model-name). `concurrency` is the number of requests in flight per server. `timeout` bounds one
         request (a whole generation: keep it above the longest one). `tokenizer` (default: `model`) is loaded
         locally, when it can be, for the chat template: it renders chat contexts for log-likelihoods and
-        identifies the template in the run manifest."""
+        identifies the template in the run manifest. `context`: the model's context in tokens, when known
+        beforehand (else learnt from the first refusal, see the module doc)."""
         try:
             import openai  # noqa: F401  (the HTTP client; imported here so that a missing one is a clear error)
         except ImportError:
@@ -86,11 +110,27 @@ class OpenAIEngine(CollectsStream):
         self.model, self.revision, self.chat, self.thinking = model, revision, chat, thinking
         self.api_key = api_key or "EMPTY"  # vLLM and transformers serve without --api-key accept any key
         self.concurrency, self.timeout, self.retry = concurrency, timeout, retry or RetryPolicy()
-        self.send_seeds = True  # cleared when a server rejects the `seed` field
+        self.refused: set[str] = set()  # optional fields a server has refused (OPTIONAL)
         self.tokenizer_name = tokenizer or model
         self.tokenizer, self.note = _load_tokenizer(self.tokenizer_name, revision)
+        eos = _model_eos(self.tokenizer_name, revision)
+        self.stop_ids = [] if self.tokenizer is None else stop_token_ids(self.tokenizer, eos)
+        self.context = context
         # A rendered template holds its special tokens already; the server must not add a BOS of its own.
         self.template_has_bos = self.tokenizer is not None and _adds_special_tokens(self.tokenizer)
+
+    @property
+    def send_seeds(self) -> bool:
+        return "seed" not in self.refused
+
+    def prompt_tokens(self, prompt: Messages) -> int | None:
+        """The prompt's tokens as the server will count them (chat: the rendered template; plain: with the
+        tokenizer's BOS), or None without a tokenizer."""
+        if self.tokenizer is None or (self.chat and not self.tokenizer.chat_template):
+            return None
+        if self.chat:
+            return len(self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(render_plain(prompt))["input_ids"])
 
     # --- prompts -----------------------------------------------------------------------------------------
     def render(self, messages: Messages) -> str:
@@ -114,6 +154,13 @@ class OpenAIEngine(CollectsStream):
         jobs = [self._generation_job(p, params, s) for p, s in zip(prompts, seeds, strict=True)]
         return self._run(jobs)
 
+    def _limit(self, prompt: Messages, max_new_tokens: int) -> int:
+        """max_new_tokens, or the context left after the prompt when a context is known and the prompt countable."""
+        length = self.prompt_tokens(prompt) if self.context is not None else None
+        if length is None:
+            return max_new_tokens
+        return max(0, min(max_new_tokens, self.context - length))  # type: ignore[operator]
+
     def _generation_job(self, prompt: Messages, params: SamplingParams, seed: int):
         sampling = params.temperature > 0
         body: dict[str, Any] = {"model": self.model, "max_tokens": params.max_new_tokens}
@@ -125,6 +172,8 @@ class OpenAIEngine(CollectsStream):
         extra: dict[str, Any] = {}
         if sampling and params.top_k:
             extra["top_k"] = params.top_k  # vLLM/SGLang extension; sent only when asked for (others refuse it)
+        if set(self.stop_ids) - {self.tokenizer.eos_token_id if self.tokenizer is not None else None}:
+            extra["stop_token_ids"] = self.stop_ids  # vLLM extension; dropped once a server refuses it
         if self.chat:
             path = "/chat/completions"
             body["messages"] = prompt
@@ -134,20 +183,43 @@ class OpenAIEngine(CollectsStream):
             path, body["prompt"] = "/completions", render_plain(prompt)
 
         async def job(client) -> Generation:
-            send = {**body, **extra}
-            used_seed = None
-            if sampling and self.send_seeds:
-                send["seed"] = used_seed = seed
-            try:
-                data = await post_json(client, path, send)
-            except SeedRejected:
-                self.send_seeds = False
-                send.pop("seed")
-                used_seed = None
-                data = await post_json(client, path, send)
-            return parse_generation(data, chat=self.chat, stop=params.stop, seed=used_seed)
+            send = {**body, **extra, **({"seed": seed} if sampling else {})}
+            retried = False
+            while True:
+                send["max_tokens"] = limit = self._limit(prompt, params.max_new_tokens)
+                note = clamp_note(limit, params.max_new_tokens, self.context)
+                if limit == 0:  # the prompt fills the context: nothing to ask for
+                    return Generation(text="", tokens=0, finish_reason="length", seed=None, extra=note)
+                for field in self.refused:
+                    send.pop(field, None)
+                try:
+                    data = await post_json(client, path, send, optional=OPTIONAL)
+                    break
+                except FieldRejected as err:
+                    self.refused.add(err.field)
+                except ContextRefused as err:  # learn the context (once for the engine), then clamp
+                    if retried or (self.context is None and not await self._learn_context(client, err.context)):
+                        raise ServerError(f"{client.base_url}: {err}") from None
+                    retried = True
+            gen = parse_generation(data, chat=self.chat, stop=params.stop, seed=send.get("seed"))
+            gen.extra.update(note)
+            return gen
 
         return job
+
+    async def _learn_context(self, client, named: int) -> bool:
+        """Whether the context is now known, after a server refused a request for it: GET /v1/models'
+        max_model_len for the model, else the length the refusal `named`. Prompts that cannot be counted (no
+        tokenizer) learn nothing."""
+        if self.tokenizer is None:
+            return False
+        try:
+            models = (await client.get("/models", cast_to=object)).get("data") or []
+        except Exception:  # any failure to ask: the number in the refusal says the same
+            models = []
+        lengths = [m.get("max_model_len") for m in models if isinstance(m, dict) and m.get("id") == self.model]
+        self.context = next((n for n in lengths if isinstance(n, int) and n > 0), named)
+        return True
 
     # --- log-likelihood ----------------------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[tuple[Messages, Sequence[str]]]) -> list[list[float]]:
@@ -197,6 +269,8 @@ class OpenAIEngine(CollectsStream):
             "tokenizer": self.tokenizer_name,
             "servers": list(self.base_urls),
             "concurrency": self.concurrency,
+            "stop_token_ids": list(self.stop_ids),
+            "context": self.context,
         }
 
     # --- the loop ----------------------------------------------------------------------------------------
@@ -242,6 +316,22 @@ def _load_tokenizer(name: str, revision: str | None):
         return AutoTokenizer.from_pretrained(name, revision=revision, local_files_only=local_only), None
     except (OSError, ValueError, ImportError) as err:
         return None, f"tokenizer {name!r} not loaded: {first_line(err)}"
+
+
+def _model_eos(name: str, revision: str | None) -> list[int]:
+    """The generation config's eos ids from the model's local files, as the HF engine reads them (none when the
+    files are not here: the tokenizer's eos and the template's end-of-turn token remain)."""
+    try:
+        from transformers import AutoConfig, GenerationConfig
+
+        local_only = not Path(name).expanduser().exists() and hub_offline() is not None
+        try:
+            eos = GenerationConfig.from_pretrained(name, revision=revision, local_files_only=local_only).eos_token_id
+        except OSError:  # no generation_config.json: transformers derives it from config.json
+            eos = AutoConfig.from_pretrained(name, revision=revision, local_files_only=local_only).eos_token_id
+    except (OSError, ValueError, ImportError):
+        return []
+    return [] if eos is None else list(eos) if isinstance(eos, list | tuple) else [eos]
 
 
 def _adds_special_tokens(tokenizer) -> bool:

@@ -4,6 +4,7 @@ sends requests to (fewest in flight first, a failed server rested, retries with 
 import asyncio
 import os
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ from rtransfer.errors import RtransferError
 
 T = TypeVar("T")
 
+CONTEXT_REFUSAL = re.compile(r"maximum context length is (\d+)")  # vLLM's 400, old and new wordings
 RETRY_STATUS = frozenset({408, 409, 425, 429})  # and every 5xx: worth another try, the request itself is fine
 
 
@@ -43,8 +45,20 @@ class RetryPolicy:
         return min(self.max_backoff, max(wait, retry_after or 0.0))
 
 
-class SeedRejected(Exception):
-    pass
+class ContextRefused(ServerError):
+    """A server refused a request for the model's context (vLLM's HTTP 400); `context` is the length it names."""
+
+    def __init__(self, message: str, context: int):
+        super().__init__(message)
+        self.context = context
+
+
+class FieldRejected(Exception):
+    """A server refused an optional request field (transformers serve: 422 "Unexpected fields"): send it no more."""
+
+    def __init__(self, field: str):
+        super().__init__(field)
+        self.field = field
 
 
 class Fleet:
@@ -104,15 +118,21 @@ class Fleet:
             await client.close()
 
 
-async def post_json(client, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """POST a JSON body, return the JSON answer as a dict (raw, so that server extensions survive)."""
+async def post_json(client, path: str, body: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """POST a JSON body, return the JSON answer as a dict (raw, so that server extensions survive). A 400/422 that
+    names one of the `optional` fields of the body is FieldRejected."""
     import openai
 
     try:
         response = await client.post(path, body=body, cast_to=object)
     except openai.APIStatusError as err:
-        if err.status_code in (400, 422) and "seed" in body and "seed" in _status_message(err).lower():
-            raise SeedRejected from None
+        message = _status_message(err).lower()
+        refused = [f for f in optional if f in body and f in message] if err.status_code in (400, 422) else []
+        if refused:
+            raise FieldRejected(refused[0]) from None
+        found = CONTEXT_REFUSAL.search(message) if err.status_code == 400 else None
+        if found:
+            raise ContextRefused(_status_message(err), int(found.group(1))) from err
         raise
     if not isinstance(response, dict):
         raise ServerError(f"{client.base_url}{path.lstrip('/')}: answer is not a JSON object")

@@ -15,6 +15,7 @@ from rtransfer.specs import Spec, from_json
 # kind -> the module whose run(spec) does it; imported when a spec of that kind runs (a training child need not
 # import the report, nor `rtransfer ti` torch).
 RUNNERS = {
+    "teacher": "rtransfer.jobs.teacher",
     "train": "rtransfer.jobs.train",
     "eval": "rtransfer.jobs.evaluate",
     "steps": "rtransfer.jobs.steps",

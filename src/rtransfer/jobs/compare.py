@@ -3,7 +3,8 @@ run directories (the records are the truth), every TI and CI with the study's [t
 renders these files.
 
 Where each model's files are is read from DIR/manifest.json (models[name]: run_dir, train_dir, steps), as the
-study wrote it; a model the manifest does not list is read from DIR/runs/<name>, with no checkpoints.
+study wrote it; a model the manifest does not list is read from DIR/runs/<name>, with no checkpoints. What each
+trained model saw is its training directory's train.json `seen` (train/outputs.py); a survey model has none.
 """
 
 import json
@@ -44,7 +45,8 @@ def write_results(models: Sequence[ModelRef], ti: dict[str, Any], survey: bool, 
                 row.update(comparison(r, reported[r.model]))
     write_json_atomic(out / "ti.json", ti_rows)
     steps = step_rows(models, rows, files, out)
-    comparisons = compare(rows, ti_rows, arms_of(models, policy_of), settings, steps, notes)
+    seen = data_seen(models, files, out)
+    comparisons = compare(rows, ti_rows, arms_of(models, policy_of), settings, steps, notes, seen)
     write_json_atomic(out / "comparisons.json", comparisons.as_dict())
     return {"notes": notes} if notes else {}
 
@@ -82,6 +84,17 @@ def step_rows(
         if by_step:
             steps[m.name] = by_step
     return steps
+
+
+def data_seen(models: Sequence[ModelRef], files: dict[str, dict], out: Path) -> dict[str, dict[str, int]]:
+    """Each trained model's `seen` (queries, sequences, tokens, steps), as its train.json records it."""
+    seen = {}
+    for m in models:
+        train_dir = (files.get(m.name) or {}).get("train_dir")
+        info = out / train_dir / "train.json" if train_dir else None
+        if info and info.exists() and (counts := json.loads(info.read_text()).get("seen")):
+            seen[m.name] = counts
+    return seen
 
 
 def _final_step(train_dir: Path) -> int | None:

@@ -1,16 +1,25 @@
-"""run(EvalSpec): one model on its benchmarks into its run directory (evaluate.evaluate_spec)."""
+"""run(EvalSpec): one model on its benchmarks into its run directory (evaluate.evaluate_spec), through the server
+the spec starts when it names one."""
 
 from pathlib import Path
 
 from rtransfer.evaluate import evaluate_spec
 from rtransfer.jobs import say
+from rtransfer.jobs.serving import through_server
 from rtransfer.specs import EvalSpec
 
 
 def run(spec: EvalSpec) -> dict:
     m = spec.model
+    with through_server(spec.serve, spec.engine, m.name, spec.logs) as engine:
+        _evaluate(spec, engine)
+    return {}
+
+
+def _evaluate(spec: EvalSpec, engine) -> None:
+    m = spec.model
     evaluate_spec(
-        spec.engine,
+        engine,
         Path(spec.out),
         spec.suite,
         data_dir=Path(spec.data_dir) if spec.data_dir else None,
@@ -20,7 +29,6 @@ def run(spec: EvalSpec) -> dict:
         method=m.method,
         progress=lambda benchmark: _progress(m.name, benchmark),
     )
-    return {}
 
 
 def _progress(name: str, benchmark: str):

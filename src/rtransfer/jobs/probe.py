@@ -18,7 +18,8 @@ def run(spec: ProbeSpec) -> dict:
         "samples": p["samples"],
         "bootstrap": p["bootstrap"],
         "noise_floor": p["noise_floor"],
-        "dtype": spec.engine.dtype,
+        "dtype": spec.engine.dtype,  # both models, then held in one compute dtype (probes.models.load_pair)
+        "device": spec.engine.device,
         "device_map": spec.engine.device_map,
         # Both models read the prompts as the tuned model answered them (its eval's chat thinking).
         "thinking": spec.engine.thinking,

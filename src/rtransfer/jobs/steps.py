@@ -1,7 +1,8 @@
 """run(StepEvalSpec): the kept checkpoints of a training run, each evaluated as the model's final evaluation is
 (the same engine settings, suite and limit) into DIR/evals/step-N: the TI over training steps.
 
-A checkpoint is read in process even when the final model is served: a server serves the final weights only.
+A checkpoint is served as the final model is when the study starts servers ([eval.serve]); it is read in process
+when the final model is served by a server of the user's ([eval.servers]), which serves the final weights only.
 """
 
 from dataclasses import replace
@@ -16,7 +17,10 @@ def run(spec: StepEvalSpec) -> dict:
     steps = {}
     for step, weights in kept_steps(Path(spec.train_dir), spec.every):
         template = spec.template
-        engine = replace(template.engine, model=str(weights), engine="hf", base_urls=(), tokenizer=None)
+        if template.serve is None:
+            engine = replace(template.engine, model=str(weights), engine="hf", base_urls=(), tokenizer=None)
+        else:
+            engine = replace(template.engine, model=str(weights), tokenizer=str(weights))
         model = replace(template.model, name=checkpoint_name(template.model.name, step), source=str(weights))
         one = replace(template, model=model, engine=engine, out=str(Path(spec.out) / f"step-{step}"))
         evaluate.run(one)

@@ -17,7 +17,7 @@ def job(spec: TrainSpec) -> TrainJob:
         out=Path(spec.out),
         data=spec.data,
         thinking=SWITCH.get(spec.teacher_traces or ""),
-        recipe=from_description(spec.recipe),
+        recipe=from_description({**spec.recipe, **spec.execution}),
     )
 
 

@@ -1,10 +1,13 @@
 """Latent PCA shift and CKA between a base and a tuned model (Huan et al. Fig. 3).
 
-Every hidden-state layer (the embeddings and each block's output) comes from ONE forward pass per batch
-(`output_hidden_states=True`); the authors' script ran one pass per layer, which gives the same numbers at about
-(layers + 1) times the cost (bench/latent_probe.py). Pooling is a masked mean over the real tokens, so a text's
-vector does not depend on what it was batched with; `pooling="paper"` reproduces the authors' unmasked mean
-(pad tokens included) with their 128-token truncation.
+Every hidden-state layer (the embeddings, each block's output, the last one after the final norm: what
+`output_hidden_states=True` returns) comes from ONE forward pass per batch; the authors' script ran one pass per
+layer, which gives the same numbers at about (layers + 1) times the cost (bench/latent_probe.py). Each layer is
+pooled by a forward hook as the layer produces it and its activation dropped, so a batch holds (layers, texts,
+hidden) pooled vectors instead of every layer's (texts, tokens, hidden) states: 14 GB at 4K tokens for a 14B model
+(docs/real-scale-review.md H2). The backbone runs without a KV cache and without the vocabulary projection. Pooling
+is a masked mean over the real tokens, so a text's vector does not depend on what it was batched with;
+`pooling="paper"` reproduces the authors' unmasked mean (pad tokens included) with their 128-token truncation.
 """
 
 from collections.abc import Sequence
@@ -57,23 +60,74 @@ def pooled_states(
             kwargs: dict[str, Any] = {}
             if pooling == "mean":  # positions count real tokens only, so left padding does not shift them
                 kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
-            with forward_mode():
-                # logits_to_keep=1: the vocabulary projection of every position is not needed here.
-                out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1, **kwargs)
-            layers = []
-            for h in out.hidden_states:
-                h = h.float()
-                if pooling == "paper":
-                    layers.append(h.mean(dim=1))
-                else:
-                    m = mask.to(h.device).bool().unsqueeze(-1)
-                    # where(), not a product: a fully masked pad row may hold NaN, and NaN * 0 is NaN.
-                    summed = torch.where(m, h, torch.zeros((), device=h.device)).sum(dim=1)
-                    layers.append(summed / m.sum(dim=1).clamp(min=1))
+            layers = _pooled_layers(model, ids, mask, pooling, kwargs)
             batches.append(torch.stack([x.cpu() for x in layers]).double().numpy())
     finally:
         tokenizer.padding_side = side
     return np.concatenate(batches, axis=1)
+
+
+def _pool(h: Any, mask: Any, pooling: str) -> Any:
+    """One layer's (texts, tokens, hidden) states → (texts, hidden) float32, on the layer's device."""
+    import torch
+
+    h = h.float()
+    if pooling == "paper":
+        return h.mean(dim=1)
+    m = mask.to(h.device).bool().unsqueeze(-1)
+    # where(), not a product: a fully masked pad row may hold NaN, and NaN * 0 is NaN.
+    summed = torch.where(m, h, torch.zeros((), device=h.device)).sum(dim=1)
+    return summed / m.sum(dim=1).clamp(min=1)
+
+
+def _blocks(model: Any) -> tuple[Any, Any] | None:
+    """The backbone's decoder layers and final norm (Llama/Qwen/Mistral-style models), or None."""
+    backbone = getattr(model, "base_model", model)
+    layers, norm = getattr(backbone, "layers", None), getattr(backbone, "norm", None)
+    if layers is None or norm is None or len(layers) == 0:
+        return None
+    return layers, norm
+
+
+def _pooled_layers(model: Any, ids: Any, mask: Any, pooling: str, kwargs: dict[str, Any]) -> list[Any]:
+    """The pooled vector of every hidden-state layer for one batch, pooled in forward hooks: the input of the first
+    decoder layer (the embeddings), the outputs of the others but the last, and the final norm's output (the last
+    entry of `output_hidden_states`, which transformers ties to the normed state). A model without that shape
+    falls back to `output_hidden_states=True` (`_pooled_all_states`)."""
+    blocks = _blocks(model)
+    if blocks is None:
+        return _pooled_all_states(model, ids, mask, pooling, kwargs)
+    layers, norm = blocks
+    pooled: list[Any] = []
+
+    def first_input(_module, args, kw):
+        pooled.append(_pool(args[0] if args else kw["hidden_states"], mask, pooling))
+
+    def output(_module, _args, out):
+        pooled.append(_pool(out[0] if isinstance(out, tuple) else out, mask, pooling))
+
+    handles = [layers[0].register_forward_pre_hook(first_input, with_kwargs=True)]
+    handles += [layer.register_forward_hook(output) for layer in layers[:-1]]
+    handles.append(norm.register_forward_hook(output))
+    try:
+        with forward_mode():
+            getattr(model, "base_model", model)(input_ids=ids, attention_mask=mask, use_cache=False, **kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if len(pooled) != len(layers) + 1:
+        raise DataError(f"the latent probe pooled {len(pooled)} states for {len(layers)} layers (expected one more)")
+    return pooled
+
+
+def _pooled_all_states(model: Any, ids: Any, mask: Any, pooling: str, kwargs: dict[str, Any]) -> list[Any]:
+    """The same vectors from `output_hidden_states=True`, which holds every layer's states until the pass ends."""
+    with forward_mode():
+        # logits_to_keep=1: the vocabulary projection of every position is not needed here.
+        out = model(
+            input_ids=ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1, use_cache=False, **kwargs
+        )
+    return [_pool(h, mask, pooling) for h in out.hidden_states]
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:

@@ -2,6 +2,11 @@
 study share: texts or prompts from the benchmarks, the models, the measures with their noise floors and bootstrap
 CIs, per-benchmark rows and per-group summaries, and a result file with a manifest.
 
+Both models run in one compute dtype (`models.load_pair`), recorded in the manifest as `compute` with the dtypes
+they loaded in and where they were placed. The noise floor is the base against its bf16-rounded copy; where that
+copy is the base itself (bf16 compute) the floor is not measured, and the row says so (`measured: false`, a null
+value and the reason) rather than claiming a 0.
+
 CIs are percentile intervals over `bootstrap` replicates: latent d resamples the texts (paired: the same texts for
 both models) and refits the base's PCA on each replicate; the token measures resample the prompts. A group's
 figure is the mean over its probed benchmarks, each benchmark resampled independently within a replicate.
@@ -18,7 +23,7 @@ from rtransfer.benchmarks.names import GROUPS, group_of
 from rtransfer.benchmarks.registry import get_task
 from rtransfer.errors import DataError
 from rtransfer.probes.latent import d_replicates, pca_shift, plot_latent, pooled_states, split_half_d
-from rtransfer.probes.models import load_engine, rounded_copy, same_vocabulary
+from rtransfer.probes.models import load_pair, rounded_copy, same_vocabulary
 from rtransfer.probes.tokens import CI_FIELDS, answer_ids, greedy_answers, score_answer, summarize, summary_replicates
 from rtransfer.records import now
 from rtransfer.runs import RunDir, fingerprint, versions
@@ -111,14 +116,24 @@ def _user_text(messages: list[dict[str, str]]) -> str:
 
 
 def _engines(settings: ProbeSettings):
+    """The base's and the tuned model's engines in one compute dtype, and the record of dtypes and placement."""
+    return load_pair(
+        settings.base,
+        settings.tuned,
+        dtype=settings.dtype,
+        device=settings.device,
+        device_map=settings.device_map,
+        thinking=settings.thinking,
+    )
 
-    kwargs = {
-        "dtype": settings.dtype,
-        "device": settings.device,
-        "device_map": settings.device_map,
-        "thinking": settings.thinking,
-    }
-    return load_engine(settings.base, **kwargs), load_engine(settings.tuned, **kwargs)
+
+def _floor_twin(base_model: Any, wanted: bool) -> tuple[Any | None, dict[str, Any] | None]:
+    """The noise floor's rounded copy of the base, and the fields every row's floor starts from: whether it is
+    measured and what it measures (or why not). (None, None) when the floor is not asked for."""
+    if not wanted:
+        return None, None
+    twin, note = rounded_copy(base_model)
+    return twin, {"measured": twin is not None, "note": note}
 
 
 def group_summaries(
@@ -150,16 +165,14 @@ def run_latent(settings: LatentSettings, plots: Path | None = None) -> dict[str,
         ]
         for name, task in _tasks(settings).items()
     }  # data first: fail on a missing file before loading a model
-    base, tuned = _engines(settings)
+    base, tuned, compute = _engines(settings)
     opts = {"pooling": settings.pooling, "max_length": settings.max_length, "batch_size": settings.batch_size}
     base_states = {n: pooled_states(base.model, base.tokenizer, t, **opts) for n, t in texts.items()}
     tuned_states = {n: pooled_states(tuned.model, tuned.tokenizer, t, **opts) for n, t in texts.items()}
     del tuned  # at most two models in memory: the null copy replaces the tuned one
-    null_states, note = {}, None
-    if settings.noise_floor:
-        twin, note = rounded_copy(base.model)
-        null_states = {n: pooled_states(twin, base.tokenizer, t, **opts) for n, t in texts.items()}
-        del twin
+    twin, floor = _floor_twin(base.model, settings.noise_floor)
+    null_states = {n: pooled_states(twin, base.tokenizer, t, **opts) for n, t in texts.items()} if twin else {}
+    del twin
     rows, replicates = [], {}
     for name in texts:
         result = pca_shift(base_states[name], tuned_states[name])
@@ -169,20 +182,20 @@ def run_latent(settings: LatentSettings, plots: Path | None = None) -> dict[str,
                 "d": d_replicates(base_states[name], tuned_states[name], settings.bootstrap, settings.seed)
             }
             row["d_ci"] = percentile_ci(replicates[name]["d"], settings.confidence)
-        if name in null_states:
-            null = pca_shift(base_states[name], null_states[name])
+        if floor:
+            null = pca_shift(base_states[name], null_states[name]) if name in null_states else {}
             row["noise_floor"] = {
-                "d_null": null["d"],
-                "cka_null": null["cka"],
-                "d_split": split_half_d(base_states[name]),
-                "note": note,
+                **floor,
+                "d_null": null.get("d"),  # None: not measured (floor["note"] says why), never an unmeasured 0
+                "cka_null": null.get("cka"),
+                "d_split": split_half_d(base_states[name]),  # the texts' spread: measured in any dtype
             }
         rows.append(row)
         if plots:
             plots.mkdir(parents=True, exist_ok=True)
             plot_latent(result, str(plots / f"latent_{name}.png"), title=name)
     groups = group_summaries(rows, replicates, ("d",), settings.confidence)
-    return {"manifest": manifest(settings, "latent"), "rows": rows, "groups": groups}
+    return {"manifest": {**manifest(settings, "latent"), "compute": compute}, "rows": rows, "groups": groups}
 
 
 # --- tokens ------------------------------------------------------------------------------------------------
@@ -199,7 +212,7 @@ def run_tokens(settings: TokenSettings) -> dict[str, Any]:
         prompts[name] = [(d.id, _messages(task, d)) for d in docs[: settings.samples]]
         if settings.responses:
             prompts[name] = _with_responses(settings.responses, name, docs, task, settings.samples)
-    base, tuned = _engines(settings)
+    base, tuned, compute = _engines(settings)
     same_vocabulary(base.tokenizer, tuned.tokenizer)
     # Reverse: KL(tuned‖base) on the tuned model's answers. Forward: KL(base‖tuned) on the base's answers, which
     # later work found to predict forgetting better. Both render the prompt with the tuned model's template.
@@ -229,11 +242,9 @@ def run_tokens(settings: TokenSettings) -> dict[str, Any]:
     scores = measure(tuned.model, base.model)
     tokenizer = tuned.tokenizer  # kept for decoding; the tuned weights are freed
     del tuned
-    null, note = {}, None
-    if settings.noise_floor:
-        twin, note = rounded_copy(base.model)
-        null = measure(twin, base.model)
-        del twin
+    twin, floor = _floor_twin(base.model, settings.noise_floor)
+    null = measure(twin, base.model) if twin else {}
+    del twin
 
     def decode(t: int) -> str:
         return tokenizer.decode([t])
@@ -253,9 +264,10 @@ def run_tokens(settings: TokenSettings) -> dict[str, Any]:
                 reps = summary_replicates(scores[key], settings.bootstrap, settings.seed)
                 replicates.setdefault(name, {}).update({f"{direction}:{f}": v for f, v in reps.items()})
                 summary.update({f"{f}_ci": percentile_ci(v, settings.confidence) for f, v in reps.items()})
-            if key in null:
-                s = summarize(null[key], decode)
-                summary["noise_floor"] = {"kl_null": s["kl_exact"], "kl_sampled_null": s["kl_sampled"], "note": note}
+            if floor:
+                s = summarize(null[key], decode) if key in null else {}
+                # None: not measured (floor["note"] says why), never an unmeasured 0
+                summary["noise_floor"] = {**floor, "kl_null": s.get("kl_exact"), "kl_sampled_null": s.get("kl_sampled")}
             if direction == "reverse":  # today's fields stay at the top level
                 row.update(summary)
             else:
@@ -272,7 +284,7 @@ def run_tokens(settings: TokenSettings) -> dict[str, Any]:
         ]
         for g in group_summaries(flat, replicates, tuple(f"{direction}:{f}" for f in CI_FIELDS), settings.confidence):
             groups.append({"direction": direction, **{k.removeprefix(f"{direction}:"): v for k, v in g.items()}})
-    return {"manifest": manifest(settings, "tokens"), "rows": rows, "groups": groups}
+    return {"manifest": {**manifest(settings, "tokens"), "compute": compute}, "rows": rows, "groups": groups}
 
 
 def _with_responses(run_dir: Path, name: str, docs, task, n: int) -> list[tuple[str, Any, str]]:

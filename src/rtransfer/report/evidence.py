@@ -79,7 +79,7 @@ def latent(data: ReportData, results=None) -> Section:
                     r["benchmark"],
                     _g(r["d"]),
                     _ci(r.get("d_ci")),
-                    _g(floor.get("d_null")),
+                    _floor(floor, "d_null"),
                     _g(floor.get("d_split")),
                     fmt(sum(cka) / len(cka), 4) if cka else "—",
                     str(r.get("n", "")),
@@ -89,11 +89,18 @@ def latent(data: ReportData, results=None) -> Section:
             rows.append([model, f"{g['group']} (mean)", _g(g["d"]), _ci(g.get("d_ci")), "", "", "", ""])
     header = ["model", "benchmark", "d", "d CI", "noise floor d", "split-half d", "mean CKA", "texts"]
     caption = (
-        "d with its bootstrap CI; noise floor d: base vs its bf16-rounded copy; split-half d: base on one half of "
-        "the texts vs the other half (how far d moves from the texts alone). Units: hidden-state units."
+        "d with its bootstrap CI; noise floor d: base vs its bf16-rounded copy, measured where the models compute in "
+        "float32 or float16 ('not measured' in bfloat16, which is its own rounding); split-half d: base on one half "
+        "of the texts vs the other half (how far d moves from the texts alone). Units: hidden-state units."
     )
     blocks.append(Table("latent", header, rows, caption))
     return Section("latent", "Latent PCA shift", blocks)
+
+
+def _floor(floor: dict, name: str) -> str:
+    """A noise-floor cell: its value, or 'not measured' (a bf16 model is its own bf16 rounding: no floor to
+    measure, and 0 would claim one)."""
+    return "not measured" if floor.get("measured") is False else _g(floor.get(name))
 
 
 def tokens(data: ReportData, results=None) -> Section:
@@ -109,14 +116,14 @@ def tokens(data: ReportData, results=None) -> Section:
         )
         blocks.append(Figure(f"tokens_{model}", plots.token_bars(result["rows"]), caption, f"token drift of {model}"))
         for r in result["rows"]:
-            floor = (r.get("noise_floor") or {}).get("kl_null")
+            floor = _floor(r.get("noise_floor") or {}, "kl_null")
             rows.append(
                 [
                     model,
                     r["benchmark"],
                     _g(r["kl_exact"]),
                     _ci(r.get("kl_exact_ci")),
-                    _g(floor),
+                    floor,
                     _g(r["kl_sampled"]),
                     _ci(r.get("kl_sampled_ci")),
                     _g(r["mean_rank_shift"]),
@@ -131,7 +138,8 @@ def tokens(data: ReportData, results=None) -> Section:
     header += ["CI", "shifted %", "shifted CI"]
     caption = (
         "KL in nats per token; 'sampled |log ratio|' is the authors' estimator (labelled as such); rank shift in "
-        "ranks; shifted: % of answer positions with base rank > 3. CIs: bootstrap over prompts."
+        "ranks; shifted: % of answer positions with base rank > 3. CIs: bootstrap over prompts. Noise floor: "
+        "'not measured' where the models compute in bfloat16."
     )
     blocks.append(Table("tokens", header, rows, caption))
     blocks.append(

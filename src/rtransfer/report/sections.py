@@ -4,10 +4,10 @@ compare stage computed them with its [ti] settings); the captions name those set
 comparisons.json. Nothing here resamples."""
 
 from rtransfer.benchmarks.names import GROUPS, display, group_of
-from rtransfer.comparisons import QUANTITIES, Estimate, Settings
+from rtransfer.comparisons import QUANTITIES, SEEN, SEEN_APART, Estimate, Settings, seen_apart
 from rtransfer.report import plots
 from rtransfer.report.collect import ReportData
-from rtransfer.report.document import Bullets, Figure, Section, Table, Text
+from rtransfer.report.document import Block, Bullets, Figure, Section, Table, Text
 from rtransfer.report.finding import SMOKE, against_the_paper, finding, on_off_verdict
 from rtransfer.report.tables import fmt, fmt_ci, ti_cells
 from rtransfer.transfer import ti_flag
@@ -137,7 +137,40 @@ def ti_table(data: ReportData, results: Results) -> Section:
     blocks.append(Text("Flags:") if flags else Text("No row is undefined or unstable."))
     if flags:
         blocks.append(Bullets(flags))
-    return Section("ti", "Transferability Index", blocks)
+    return Section("ti", "Transferability Index", blocks + data_seen(data, results))
+
+
+SEEN_HEADER = {"queries": "queries", "sequences": "sequences", "tokens": "tokens", "steps": "optimiser steps"}
+APART = "The arms saw different amounts of data: compare with care"
+
+
+def data_seen(data: ReportData, results: Results) -> list[Block]:
+    """What each trained model saw (comparisons.json's `seen`, from its train.json), beside the TI: the TIs of arms
+    trained on very different amounts of data do not compare like with like."""
+    seen = data.comparisons.seen
+    if not seen:
+        return [Text("What each arm saw: no training record of this study says (no arm was trained here).")]
+    rows = []
+    for m in data.tuned:
+        counts = seen.get(m.name)
+        if counts:
+            cells = [f"{counts[k]:,}" if k in counts else "—" for k in SEEN]
+            rows.append([m.name, m.arm, m.method, _seed(m.ref.seed), *cells])
+    caption = (
+        "What each arm saw, as its train.json records it: distinct training queries (or traces' queries), sequences "
+        "(traces, or sampled completions with a loss token: on-policy SFT's kept answers) in its optimiser steps, "
+        "their loss tokens, and optimiser steps; a sequence trained twice counts twice, a query once."
+    )
+    header = ["model", "arm", "method", "seed", *(SEEN_HEADER[k] for k in SEEN)]
+    blocks: list[Block] = [Text("What each arm saw"), Table("data_seen", header, rows, caption)]
+    apart = seen_apart(seen, results.arms)
+    if apart:
+        ratios = " and ".join(f"{what} {ratio:.1f}×" for what, ratio in apart.items())
+        blocks.append(Text(f"{APART} (the largest arm over the smallest, above {SEEN_APART:g}×: {ratios})."))
+    partial = [f"{m}: counted from step {c['counted_from_step']}" for m, c in seen.items() if "counted_from_step" in c]
+    if partial:
+        blocks += [Text("Counted only after a resume from a checkpoint without counts:"), Bullets(partial)]
+    return blocks
 
 
 def _sigma_words(data: ReportData, settings: Settings) -> str:

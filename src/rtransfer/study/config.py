@@ -15,6 +15,7 @@ from rtransfer.errors import RtransferError
 from rtransfer.train.config import checked_fields, read_recipe_file
 from rtransfer.train.methods import METHODS
 
+TEACHER_DATA = "teacher:"  # an arm's `data = "teacher:<name>"`: the traces of that [[teachers]] entry
 SURVEY_METHODS = ("base", "SFT", "RL", "reference")  # the paper's table: reference rows are shown, never compared
 
 
@@ -47,6 +48,39 @@ class SurveyModel:
 
 
 @dataclass
+class Teacher:
+    """A teacher model run by the study before the arms: its rejection-sampled solutions to the training queries,
+    in DIR/traces/<name>.jsonl, are the data of the SFT arms that say `data = "teacher:<name>"`."""
+
+    name: str
+    model: str  # hub id, local directory or lab base
+    thinking: str = "default"  # the chat template's enable_thinking when it answers: on, off or default
+    queries: str | None = None  # the training queries (None on a lab base: the lab's math split)
+    samples: int = 1  # solutions drawn per query (each kept when correct and finished)
+    max_new_tokens: int = 0  # the answer budget; 0: the SFT recipe's max_length (a truncated answer is rejected)
+    temperature: float = 0.0  # > 0 when samples > 1
+    top_p: float = 1.0
+    max_queries: int = 0  # the first N queries drawn with the seed (0: all)
+    seed: int = 0
+    servers: list[str] = field(default_factory=list)  # URLs of servers you run for it (else [eval.serve] / in process)
+
+
+@dataclass
+class ServeConfig:
+    """[eval.serve]: servers the study starts, one per model (the teachers' too), evaluates through, then stops."""
+
+    # The command, each part formatted with {model} {port} {host} {dtype} {context} {python} (the running
+    # interpreter's bin directory), e.g. ["{python}/vllm", "serve", "{model}", "--port", "{port}", "--dtype",
+    # "{dtype}", "--max-model-len={context}"] (a part naming {context} is left out when context is 0).
+    # ["vllm"] and ["transformers"] name the shipped templates (engines/serve.py); [] : no servers started.
+    command: list[str] = field(default_factory=list)
+    parallel: int = 1  # servers at once (each on its own devices)
+    devices: list[str] = field(default_factory=list)  # CUDA_VISIBLE_DEVICES per server slot, e.g. ["0,1", "2,3"]
+    context: int = 0  # the servers' context (max model length); 0: each model's own
+    startup_timeout: float = 1800.0  # seconds a server has to answer /v1/models
+
+
+@dataclass
 class EvalConfig:
     suite: str = "lab"  # a suite (lab, paper, ...) or comma-separated benchmark names
     data_dir: str = ""  # local benchmark files ("" : the packaged lab data / the hub)
@@ -58,6 +92,7 @@ class EvalConfig:
     # OpenAI-compatible servers per model name (vLLM, SGLang); a model without an entry runs in process (hf).
     servers: dict[str, list[str]] = field(default_factory=dict)
     api_key_env: str = ""  # the environment variable that holds the servers' key
+    serve: ServeConfig = field(default_factory=ServeConfig)  # servers started by the study
 
 
 @dataclass
@@ -77,6 +112,7 @@ class StudyConfig:
     recipe: str = "lab"  # the recipe file or shipped recipe name every arm uses unless it names its own
     seeds: int = 1  # training seeds per arm (0, 1, ... N-1); with N > 1 models are named <arm>-s<seed>
     arms: list[Arm] = field(default_factory=list)
+    teachers: list[Teacher] = field(default_factory=list)  # run before the arms that train on their traces
     models: list[SurveyModel] = field(default_factory=list)  # a survey: no arms, these models instead
     eval: EvalConfig = field(default_factory=EvalConfig)
     probes: ProbeConfig = field(default_factory=ProbeConfig)
@@ -136,7 +172,11 @@ def _build(data: dict[str, Any], where: str) -> StudyConfig:
     values: dict[str, Any] = {"source": where}
     for key, value in data.items():
         if key in SECTIONS:
-            values[key] = _dataclass(SECTIONS[key], value, f"{where}: [{key}]")
+            values[key] = _section(key, value, f"{where}: [{key}]")
+        elif key == "teachers":
+            values[key] = [
+                _dataclass(Teacher, t, f"{where}: teachers[{i}]") for i, t in enumerate(_table_list(value, key))
+            ]
         elif key == "arms":
             values[key] = [_dataclass(Arm, a, f"{where}: arms[{i}]") for i, a in enumerate(_table_list(value, key))]
         elif key == "models":
@@ -150,20 +190,33 @@ def _build(data: dict[str, Any], where: str) -> StudyConfig:
 
 def _apply_quick(config: StudyConfig, table: dict[str, Any], where: str) -> StudyConfig:
     """[quick]: top-level fields and sections replace the config's; `set` (a table of method → FIELD=VALUE list)
-    is appended to every arm of that method, so the quick study trains the same arms for a few steps."""
+    is appended to every arm of that method, so the quick study trains the same arms for a few steps; `teachers`
+    (a table of teacher fields) applies to every teacher."""
     table = dict(table)
     per_method = table.pop("set", {})
+    teacher_values = _checked(Teacher, table.pop("teachers", {}), f"{where}: [quick.teachers]")
     if not isinstance(per_method, dict) or any(m not in METHODS for m in per_method):
         raise StudyConfigError(f"{where}: [quick.set] maps a method ({', '.join(METHODS)}) to FIELD=VALUE lists")
     changes: dict[str, Any] = {}
     for key, value in table.items():
         if key in SECTIONS:
             current = asdict(getattr(config, key))
-            changes[key] = _dataclass(SECTIONS[key], {**current, **value}, f"{where}: [quick.{key}]")
+            if key == "eval" and isinstance(value, dict) and isinstance(value.get("serve"), dict):
+                value = {**value, "serve": {**current["serve"], **value["serve"]}}
+            changes[key] = _section(key, {**current, **value}, f"{where}: [quick.{key}]")
         else:
             changes.update(_checked(StudyConfig, {key: value}, f"{where}: [quick]"))
     arms = [replace(a, set=[*a.set, *per_method.get(a.method, [])]) for a in config.arms]
-    return replace(config, **changes, arms=arms, quick=True)
+    teachers = [replace(t, **teacher_values) for t in config.teachers]
+    return replace(config, **changes, arms=arms, teachers=teachers, quick=True)
+
+
+def _section(key: str, table: Any, where: str):
+    """[eval], [probes] or [ti]; [eval.serve] is a table inside [eval]."""
+    if key == "eval" and isinstance(table, dict) and "serve" in table:
+        serve = _dataclass(ServeConfig, table["serve"], f"{where.removesuffix(']')}.serve]")
+        return replace(_dataclass(EvalConfig, {k: v for k, v in table.items() if k != "serve"}, where), serve=serve)
+    return _dataclass(SECTIONS[key], table, where)
 
 
 def _table_list(value: Any, key: str) -> list[dict]:
@@ -184,7 +237,7 @@ def _dataclass(cls, table: Any, where: str):
 
 def _checked(cls, table: dict[str, Any], where: str) -> dict[str, Any]:
     """Known fields of the right type only; the sections and lists of tables are read by _build."""
-    known = {f.name for f in fields(cls)} - {"source", "arms", "models", *SECTIONS}
+    known = {f.name for f in fields(cls)} - {"source", "arms", "teachers", "models", "serve", *SECTIONS}
     return checked_fields(cls, table, where, StudyConfigError, known)
 
 
@@ -227,6 +280,37 @@ def validate(config: StudyConfig) -> None:
         raise StudyConfigError("[probes]: samples must be >= 1 and bootstrap >= 0")
     if config.ti.bootstrap < 0:  # index, sigma and confidence: checked by TIConfig itself
         raise StudyConfigError("[ti]: bootstrap must be >= 0")
-    unknown_servers = set(config.eval.servers) - {"base", *names}
+    _validate_teachers(config)
+    serve = config.eval.serve
+    if serve.parallel < 1 or serve.context < 0 or serve.startup_timeout <= 0:
+        raise StudyConfigError("[eval.serve]: parallel must be >= 1, context >= 0 and startup_timeout > 0")
+    if serve.devices and len(serve.devices) < serve.parallel:
+        raise StudyConfigError(
+            f"[eval.serve]: {serve.parallel} servers at once need {serve.parallel} device groups, not {serve.devices}"
+        )
+    unknown_servers = set(config.eval.servers) - {"base", *names, *(t.name for t in config.teachers)}
     if unknown_servers:
         raise StudyConfigError(f"[eval.servers]: no model named {', '.join(sorted(unknown_servers))}")
+
+
+def _validate_teachers(config: StudyConfig) -> None:
+    teachers = {t.name: t for t in config.teachers}
+    if len(teachers) < len(config.teachers):
+        raise StudyConfigError("teacher names must be unique")
+    for t in config.teachers:
+        if t.thinking not in ("on", "off", "default"):
+            raise StudyConfigError(f"teacher {t.name}: thinking {t.thinking!r} (choose on, off or default)")
+        if t.samples < 1 or t.max_new_tokens < 0 or t.max_queries < 0 or t.temperature < 0:
+            raise StudyConfigError(f"teacher {t.name}: samples >= 1, max_new_tokens, max_queries, temperature >= 0")
+        if t.samples > 1 and t.temperature == 0:
+            raise StudyConfigError(f"teacher {t.name}: {t.samples} samples per query at temperature 0 are one answer")
+    for arm in config.arms:
+        name = (arm.data or "").removeprefix(TEACHER_DATA)
+        if arm.data and arm.data.startswith(TEACHER_DATA):
+            if name not in teachers:
+                known = ", ".join(teachers) or "none"
+                raise StudyConfigError(
+                    f"arm {arm.name}: data {arm.data!r} names no [[teachers]] entry (known: {known})"
+                )
+            if METHODS[arm.method].data != "traces":
+                raise StudyConfigError(f"arm {arm.name}: a teacher's traces are SFT data, not {arm.method} queries")

@@ -1,8 +1,9 @@
 """One way to run a plan's nodes: `execute(nodes, ledger, ...)`. Every node runs through `jobs.run(spec)`:
 
 - in this process (evaluations, probes, the comparison, the report; an arm when arms train one at a time);
-- in spawned child processes, `train_jobs` arms at once, each on its share of the cores (the spec is handed to
-  the child as it is: nothing is planned again there);
+- in spawned child processes: `train_jobs` arms at once, each on its share of the cores (and on a GPU machine
+  every arm, so each starts with the GPU's memory free); evaluations through started servers, one per device
+  group of [eval.serve] at once (the spec is handed to the child as it is: nothing is planned again there);
 - under a launcher, as `[*launch, "-m", "rtransfer.jobs", DIR/specs/<node>.json]`.
 
 The ledger records each node as it starts and ends (it alone writes the manifest), so a killed study resumes.
@@ -14,29 +15,36 @@ import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from importlib.resources import files
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rtransfer import jobs
+from rtransfer.engines.serve import ServeSpec
 from rtransfer.errors import RtransferError
 from rtransfer.jobs import say
 from rtransfer.processes import die_with_parent
-from rtransfer.specs import Spec, TrainSpec
+from rtransfer.specs import Spec, StepEvalSpec, TrainSpec
+from rtransfer.study.launch import resolved_launcher
 from rtransfer.study.ledger import Ledger, Node
 from rtransfer.train.methods import METHODS
 
 
-def execute(nodes: list[Node], ledger: Ledger, train_jobs: int, out: Path) -> None:
-    """Run `nodes` in order (each one's needs come before it), the ones already done reused."""
+def execute(nodes: list[Node], ledger: Ledger, train_jobs: int, out: Path, servers: tuple[str, ...] = ()) -> None:
+    """Run `nodes` in order (each one's needs come before it), the ones already done reused. `servers` are the
+    device groups of the servers [eval.serve] starts at once (one per group; () or one group: one at a time)."""
     numbers = {n.name: f"[{i}/{len(nodes)}]" for i, n in enumerate(nodes, 1)}
-    together = [n for n in nodes if _in_child(n) and ledger.status(n) != "done"]
-    if train_jobs > 1 and len(together) > 1:
-        _children(together, ledger, train_jobs, out, numbers)
+    in_waves: set[str] = set()
     for node in nodes:
         if ledger.status(node) == "done":
-            if node not in together:
+            if node.name not in in_waves:
                 say(f"{numbers[node.name]} {node.name}: done earlier, reused")
+            continue
+        slots = _slots(node, train_jobs, servers)
+        if slots:  # it and the others of its kind that are ready, side by side in child processes
+            wave = [n for n in nodes if _slots(n, train_jobs, servers) and _ready(n, ledger)]
+            in_waves.update(n.name for n in wave)
+            _children(wave, ledger, slots, out, numbers)
             continue
         before = ledger.begin(node, numbers[node.name])
         started = time.time()
@@ -44,12 +52,45 @@ def execute(nodes: list[Node], ledger: Ledger, train_jobs: int, out: Path) -> No
         ledger.finish(node, before, time.time() - started, info, numbers[node.name])
 
 
+def _slots(node: Node, train_jobs: int, servers: tuple[str, ...]) -> list[str | None]:
+    """The child-process slots a node runs in ([] : in this process): an arm trained here runs in a child when
+    arms train side by side, or always on a GPU machine (each arm then starts with the GPU's memory free, A3);
+    a served evaluation runs in a child per device group when several servers run at once."""
+    if isinstance(node.spec, TrainSpec) and not node.spec.launch and (train_jobs > 1 or gpu_machine()):
+        return [None] * train_jobs
+    if len(servers) > 1 and serve_of(node.spec) is not None:
+        return list(servers)
+    return []
+
+
+def _ready(node: Node, ledger: Ledger) -> bool:
+    return ledger.status(node) != "done" and all(
+        ledger.status(ledger.nodes[need]) == "done" for need in node.needs if need in ledger.nodes
+    )
+
+
+def serve_of(spec: Spec) -> ServeSpec | None:
+    return spec.template.serve if isinstance(spec, StepEvalSpec) else getattr(spec, "serve", None)
+
+
+def _on_devices(spec: Spec, devices: str | None) -> Spec:
+    """`spec` with its server on `devices` (where a server runs is not part of any key)."""
+    serve = serve_of(spec)
+    if devices is None or serve is None:
+        return spec
+    if isinstance(spec, StepEvalSpec):
+        return replace(spec, template=_on_devices(spec.template, devices))
+    return replace(spec, serve=replace(serve, devices=devices))
+
+
+def gpu_machine() -> bool:
+    import torch  # loaded already by every stage that trains or evaluates in process
+
+    return torch.cuda.is_available()
+
+
 def _launch(spec: Spec) -> tuple[str, ...]:
     return spec.launch if isinstance(spec, TrainSpec) else ()
-
-
-def _in_child(node: Node) -> bool:
-    return isinstance(node.spec, TrainSpec) and not node.spec.launch
 
 
 def spec_path(out: Path, node: Node) -> Path:
@@ -58,17 +99,7 @@ def spec_path(out: Path, node: Node) -> Path:
 
 def launch_command(node: Node, out: Path) -> list[str]:
     """The launcher command of a node run in its own processes (accelerate, torchrun, ...)."""
-    return [*(shipped_config(part) for part in _launch(node.spec)), "-m", "rtransfer.jobs", str(spec_path(out, node))]
-
-
-def shipped_config(part: str) -> str:
-    """{zero3} / {fsdp2} / {ddp} in a launch prefix: the path of the accelerate config shipped with rtransfer."""
-    if part.startswith("{") and part.endswith("}"):
-        path = Path(str(files("rtransfer") / "data" / "accelerate" / f"{part[1:-1]}.yaml"))
-        if not path.exists():
-            raise RtransferError(f"launch: no shipped accelerate config {part} (ddp, fsdp2, zero3)")
-        return str(path)
-    return part
+    return [*resolved_launcher(_launch(node.spec)), "-m", "rtransfer.jobs", str(spec_path(out, node))]
 
 
 def _launched(node: Node, out: Path) -> dict[str, Any]:
@@ -80,28 +111,32 @@ def _launched(node: Node, out: Path) -> dict[str, Any]:
     return {}
 
 
-def _children(nodes: list[Node], ledger: Ledger, train_jobs: int, out: Path, numbers: dict[str, str]) -> None:
-    """The nodes, train_jobs at a time, each in a fresh spawned process with its share of the cores (and its output
-    in DIR/logs/<node>.log); the longest methods start first, so the longest arm does not start last."""
-    workers = min(train_jobs, len(nodes))
+def _children(nodes: list[Node], ledger: Ledger, slots: list[str | None], out: Path, numbers: dict[str, str]) -> None:
+    """The nodes, one per slot at a time, each in a fresh spawned process (its output in DIR/logs/<node>.log):
+    arms on their share of the cores, the longest methods first (so the longest arm does not start last); served
+    evaluations each with its server on the slot's devices."""
+    workers = min(len(slots), len(nodes))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    queue = sorted(nodes, key=lambda n: METHODS[n.spec.method].cost)
+    queue = sorted(nodes, key=lambda n: METHODS[n.spec.method].cost if isinstance(n.spec, TrainSpec) else 0)
+    free = list(slots[:workers])
     (out / "logs").mkdir(parents=True, exist_ok=True)
     running: dict = {}
-    # A fresh process per arm (spawned: no copy of this one's torch state), as `rtransfer train` would be.
+    # A fresh process per node (spawned: no copy of this one's torch state), as `rtransfer train` would be.
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=spawn, max_tasks_per_child=1) as pool:
         while queue or running:
-            while queue and len(running) < workers:
-                node = queue.pop(0)
+            while queue and free:
+                node, slot = queue.pop(0), free.pop(0)
                 log = out / "logs" / f"{node.name.replace(':', '-')}.log"
-                before = ledger.begin(node, numbers[node.name], f" ({workers} at once, {threads} thread(s); {log})")
-                future = pool.submit(_child, node.spec, threads, log, os.getpid())
-                running[future] = (node, before)
+                where = f"{threads} thread(s)" if isinstance(node.spec, TrainSpec) else f"devices {slot or 'shared'}"
+                before = ledger.begin(node, numbers[node.name], f" ({workers} at once, {where}; {log})")
+                future = pool.submit(_child, _on_devices(node.spec, slot), threads, log, os.getpid())
+                running[future] = (node, before, slot)
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                node, before = running.pop(future)
-                info, seconds = future.result()  # a failed arm raises here; the others finish first (the with)
+                node, before, slot = running.pop(future)
+                free.append(slot)
+                info, seconds = future.result()  # a failed node raises here; the others finish first (the with)
                 ledger.finish(node, before, seconds, info, numbers[node.name])
 
 

@@ -5,6 +5,7 @@ study runs, with which settings, read that file.
 Every evaluation of one model derives from one EngineSpec (`engine_spec`): its final evaluation, its checkpoints'
 evaluations and its probes share chat thinking, batch size, dtype and placement by construction.
 
+    teacher:<name>  TeacherSpec     DIR/traces/<name>.jsonl       (and its answers in <name>.jsonl.run/)
     train:<arm>     TrainSpec       DIR/models/<arm>/             (and, with eval_every, steps/step-N weights)
     eval:<model>    EvalSpec        DIR/runs/<model>/
     steps:<arm>     StepEvalSpec    DIR/models/<arm>/evals/step-N/   (kind "eval": the TI over training steps)
@@ -19,9 +20,10 @@ from typing import Any
 
 from rtransfer.benchmarks.registry import resolve_suite
 from rtransfer.engines.factory import EngineSpec
+from rtransfer.engines.serve import TRANSFORMERS, VLLM, ServeSpec
 from rtransfer.errors import RtransferError
 from rtransfer.lab.build import LAB_MODELS, lab_config, resolve_model
-from rtransfer.runs import fingerprint, write_json_atomic
+from rtransfer.runs import file_hash, fingerprint, write_json_atomic
 from rtransfer.specs import (
     TEACHER_TRACES,
     CompareSpec,
@@ -30,16 +32,20 @@ from rtransfer.specs import (
     ProbeSpec,
     ReportSpec,
     StepEvalSpec,
+    TeacherSpec,
     TrainSpec,
     key_of,
 )
-from rtransfer.study.config import EvalConfig, StudyConfig
+from rtransfer.study.config import TEACHER_DATA, EvalConfig, StudyConfig, Teacher
+from rtransfer.study.launch import launch_processes
 from rtransfer.study.ledger import Node
-from rtransfer.train.config import THINKING, describe
+from rtransfer.train.config import THINKING, describe, split_recipe
+from rtransfer.train.data import hub_revision, is_local, split_source
 from rtransfer.train.run import TrainJob, job_recipe
 
-KINDS = ("train", "eval", "probes", "ti", "report")  # what --only selects
+KINDS = ("teacher", "train", "eval", "probes", "ti", "report")  # what --only selects
 REPORT_VERSION = 2  # bump when the report's content changes, so a finished study renders it again
+SHIPPED_COMMANDS = {("vllm",): VLLM, ("transformers",): TRANSFORMERS}  # [eval.serve] command = ["vllm"]
 SURVEY_ROLES = {"base": "base", "SFT": "survey", "RL": "survey", "reference": "reference"}
 
 
@@ -73,7 +79,7 @@ def identity(model: str) -> dict[str, str]:
         return {"lab": lab_config(quick=model == "lab:quick").key()}
     if Path(model).exists():
         return {"path": str(Path(model).resolve()), "fingerprint": fingerprint(model)}
-    return {"hub": model}
+    return {"hub": model, "revision": hub_revision(model, "model")}
 
 
 def plan(config: StudyConfig, out: Path, dry_run: bool = False) -> Plan:
@@ -82,8 +88,10 @@ def plan(config: StudyConfig, out: Path, dry_run: bool = False) -> Plan:
     base = config.base if dry_run or config.survey else resolve_model(config.base)
     # A lab base is named by its build key (known before it is built, so a dry run sees the real keys).
     base_identity = identity(config.base if config.base in LAB_MODELS else base)
-    models, trains = (_survey(config), {}) if config.survey else _arms(config, out, base, base_identity)
-    nodes = [Node(f"train:{name}", "train", spec) for name, spec in trains.items()]
+    teachers = {t.name: _teacher(t, config, out, base, dry_run) for t in config.teachers}
+    models, trains = (_survey(config), {}) if config.survey else _arms(config, out, base, base_identity, teachers)
+    nodes = [Node(f"teacher:{name}", "teacher", spec) for name, spec in teachers.items()]
+    nodes += [Node(f"train:{name}", "train", spec) for name, spec in trains.items()]
     evals: dict[str, EvalSpec] = {}
     for m in models:
         if m.name in trains:
@@ -125,10 +133,17 @@ def _survey(config: StudyConfig) -> list[ModelRef]:
     ]
 
 
-def _arms(config: StudyConfig, out: Path, base: str, base_identity: dict) -> tuple[list[ModelRef], dict]:
+def _arms(
+    config: StudyConfig, out: Path, base: str, base_identity: dict, teachers: dict[str, TeacherSpec]
+) -> tuple[list[ModelRef], dict]:
     models = [ModelRef("base", base, "base")]
     trains: dict[str, TrainSpec] = {}
     for arm in config.arms:
+        data, data_identity, after = arm.data, data_identity_of(arm.data), {}
+        if arm.data and arm.data.startswith(TEACHER_DATA):
+            teacher = teachers[arm.data.removeprefix(TEACHER_DATA)]
+            data, data_identity = teacher.out, {"teacher": teacher.key()}
+            after = {f"teacher:{teacher.model.name}": teacher.key()}
         for seed in range(config.seeds):
             name = arm.name if config.seeds == 1 else f"{arm.name}-s{seed}"
             job = TrainJob(
@@ -136,7 +151,7 @@ def _arms(config: StudyConfig, out: Path, base: str, base_identity: dict) -> tup
                 model=base,
                 out=out / "models" / name,
                 config=arm.recipe or config.recipe,
-                data=arm.data,
+                data=data,
                 seed=None if config.seeds == 1 else seed,
                 overrides=list(arm.set),
                 thinking=arm.thinking,
@@ -159,39 +174,99 @@ def _arms(config: StudyConfig, out: Path, base: str, base_identity: dict) -> tup
                 chat_thinking=THINKING[recipe.thinking],
             )
             models.append(model)
+            weights, execution = split_recipe(describe(recipe))
             trains[name] = TrainSpec(
                 model,
                 base,
                 base_identity,
                 arm.method,
-                describe(recipe),
-                arm.data,
+                weights,
+                data,
+                data_identity=data_identity,
                 teacher_traces=model.teacher_traces,
                 keep_every=every,
                 launch=tuple(arm.launch),
+                processes=launch_processes(arm.launch),
+                execution=execution,
                 out=str(job.out),
+                after=after,
             )
     return models, trains
 
 
-def engine_spec(e: EvalConfig, model: ModelRef) -> EngineSpec:
-    """How the study evaluates `model`: through its servers when [eval.servers] names it, else in process; with
-    the chat thinking it was trained to answer with."""
-    urls = e.servers.get(model.name, [])
+def data_identity_of(data: str | None) -> dict[str, Any]:
+    """What names training data's content: a local file's hash, a hub dataset's id and revision (where known),
+    the lab's split. A local file that is not there is refused here, before anything runs."""
+    if data is None:
+        return {"lab": "math-train"}
+    name, column = split_source(data)
+    if is_local(name):
+        if not Path(name).is_file():
+            raise StudyError(f"training data {name} does not exist (a local file; relative to {Path.cwd()})")
+        return {"sha256": file_hash(Path(name)), "column": column}
+    return {"hub": name, "revision": hub_revision(name), "column": column}
+
+
+def _teacher(t: Teacher, config: StudyConfig, out: Path, base: str, dry_run: bool) -> TeacherSpec:
+    """The teacher's spec: its budget defaults to the SFT recipe's max_length (a trace longer than that is
+    dropped in training anyway; a shorter budget rejects the long correct solutions and biases the traces)."""
+    source = t.model if dry_run or t.model not in LAB_MODELS else resolve_model(t.model)
+    budget = t.max_new_tokens or job_recipe(TrainJob("sft", base, out, config=config.recipe)).max_length
+    model = ModelRef(t.name, source, "reference", chat_thinking=THINKING[t.thinking])
+    e = config.eval
+    engine = engine_spec(e, model, urls=t.servers)
+    return TeacherSpec(
+        model,
+        identity(t.model if t.model in LAB_MODELS else source),
+        engine,
+        t.queries,
+        data_identity_of(t.queries),
+        t.samples,
+        budget,
+        t.temperature,
+        top_p=t.top_p,
+        max_queries=t.max_queries,
+        seed=t.seed,
+        serve=serve_spec(e, model) if not t.servers else None,
+        logs=str(out / "logs"),
+        out=str(out / "traces" / f"{t.name}.jsonl"),
+    )
+
+
+def engine_spec(e: EvalConfig, model: ModelRef, urls: list[str] | None = None) -> EngineSpec:
+    """How the study evaluates `model`: through its servers when [eval.servers] names it or [eval.serve] starts
+    one (its URL is known when it answers), else in process; with the chat thinking it was trained to answer
+    with."""
+    urls = e.servers.get(model.name, []) if urls is None else urls
+    served = bool(urls) or bool(e.serve.command)
     return EngineSpec(
         model.source,
-        engine="openai" if urls else "hf",
-        base_urls=urls,
+        engine="openai" if served else "hf",
+        base_urls=tuple(urls),
         api_key_env=e.api_key_env or None,
         batch_size=e.batch_size,
         dtype=e.dtype,
         device_map=e.device_map or None,
         thinking=model.chat_thinking,
-        tokenizer=model.source if urls and Path(model.source).exists() else None,
+        tokenizer=model.source if served and Path(model.source).exists() else None,
     )
 
 
+def serve_spec(e: EvalConfig, model: ModelRef) -> ServeSpec | None:
+    """The server [eval.serve] starts for `model` (None: it has servers of its own, or none are started)."""
+    if not e.serve.command or e.servers.get(model.name):
+        return None
+    s = e.serve
+    command = SHIPPED_COMMANDS.get(tuple(s.command), tuple(s.command))
+    devices = s.devices[0] if s.devices else ""
+    # "auto" would let vLLM serve an arm saved in fp32 in fp16 (its documented rule), where Qwen activations can
+    # overflow, and the base in bf16: every started server gets one dtype, bf16 unless the study names one.
+    dtype = e.dtype if e.dtype != "auto" else "bfloat16"
+    return ServeSpec(command, dtype=dtype, context=s.context, devices=devices, startup_timeout=s.startup_timeout)
+
+
 def eval_spec(e: EvalConfig, model: ModelRef, weights: str, out: Path, after: dict[str, str]) -> EvalSpec:
+    serve = serve_spec(e, model)
     return EvalSpec(
         model,
         engine_spec(e, model),
@@ -199,6 +274,8 @@ def eval_spec(e: EvalConfig, model: ModelRef, weights: str, out: Path, after: di
         weights,
         data_dir=e.data_dir or None,
         limit=e.limit or None,
+        serve=serve,
+        logs=str(out.parent.parent / "logs"),  # DIR/runs/<model> -> DIR/logs
         out=str(out),
         after=after,
     )

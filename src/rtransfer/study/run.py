@@ -15,14 +15,19 @@ DIR/comparisons.json     arm differences, seed spread and step curves, with the 
 DIR/report.html, report.md, tables/, figures/
 """
 
+import os
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
+from rtransfer.engines.serve import check_command
+from rtransfer.errors import RtransferError
 from rtransfer.jobs.train import job as train_job
 from rtransfer.runs import versions
 from rtransfer.specs import TrainSpec
 from rtransfer.study.config import StudyConfig
-from rtransfer.study.execute import execute, launch_command, quiet_loading
+from rtransfer.study.execute import execute, launch_command, quiet_loading, serve_of
 from rtransfer.study.ledger import Ledger, Node
 from rtransfer.study.plan import KINDS, StudyError, model_entry, plan
 from rtransfer.train.run import check
@@ -52,7 +57,8 @@ def run_study(config: StudyConfig, out: Path, only: tuple[str, ...] = (), dry_ru
     quiet_loading()
     selected = [n for n in planned.nodes if not only or n.kind in only]
     _check_needs(selected, planned.nodes, ledger)
-    execute(selected, ledger, config.train_jobs, out)
+    serve = config.eval.serve
+    execute(selected, ledger, config.train_jobs, out, tuple(serve.devices[: serve.parallel]) or ("",) * serve.parallel)
     return ledger.data
 
 
@@ -66,14 +72,66 @@ def _check_needs(selected: list[Node], nodes: list[Node], ledger: Ledger) -> Non
 
 
 def dry_run_summary(nodes: list[Node], ledger: Ledger, out: Path) -> dict[str, Any]:
-    """Every node's status and key, and each training node validated (recipe, data, colocate sizing) without a
-    model or the hub."""
-    summary: dict[str, Any] = {"plan": str(out / "plan.json"), "stages": [], "training": {}}
+    """Every node's status and key, each training node validated (recipe, data, colocate sizing), each server
+    command checked, each model evaluated in process weighed against this machine's memory, all without a model
+    or the hub. What cannot run is listed under "problems", one line each."""
+    summary: dict[str, Any] = {"plan": str(out / "plan.json"), "stages": [], "training": {}, "servers": {}}
+    problems: dict[str, list[str]] = {}  # one line per cause, naming the nodes it stops
     for node in nodes:
         summary["stages"].append({"stage": node.name, "status": ledger.status(node), "key": node.key})
+        serve = serve_of(node.spec)
+        model = getattr(node.spec, "model", None)
+        if serve is not None:
+            try:
+                summary["servers"][node.name] = shlex.join(check_command(serve, node.spec.engine.model))
+            except RtransferError as err:
+                problems.setdefault(str(err), []).append(node.name)
+        elif getattr(node.spec, "engine", None) is not None and node.spec.engine.engine == "hf" and model:
+            problem = too_large(node.spec.engine)
+            if problem:
+                problems.setdefault(problem, []).append(node.name)
         if isinstance(node.spec, TrainSpec):
-            checked = check(train_job(node.spec))  # the TrainJob the run would be given
+            try:
+                checked = check(train_job(node.spec))  # the TrainJob the run would be given
+            except RtransferError as err:
+                problems.setdefault(str(err), []).append(node.name)
+                continue
+            checked["processes"] = node.spec.processes
             if node.spec.launch:
                 checked["command"] = launch_command(node, out)
             summary["training"][node.spec.model.name] = checked
+    summary["problems"] = [f"{', '.join(names)}: {cause}" for cause, names in problems.items()]
     return summary
+
+
+def too_large(engine) -> str | None:
+    """Why a model evaluated in process cannot fit this machine (its weights against the GPUs' memory, or the
+    RAM without a GPU), or None; a hub model's size is estimated from the parameter count in its name."""
+    import torch  # the machine's GPUs
+
+    size = model_bytes(engine.model, engine.dtype)
+    if size is None:
+        return None
+    if torch.cuda.is_available():
+        memory = sum(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
+        where = f"{torch.cuda.device_count()} GPU(s)"
+    else:
+        memory, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "RAM (no GPU)"
+    if size <= memory * 0.9:
+        return None
+    return (
+        f"{engine.model} needs ~{size / 2**30:.0f} GiB for its weights alone, more than this machine's "
+        f"{memory / 2**30:.0f} GiB of {where}: serve it ([eval.serve] or [eval.servers])"
+    )
+
+
+def model_bytes(model: str, dtype: str) -> int | None:
+    """A model's weights in bytes: a local directory's weight files, or a hub id's parameter count ("14B") ×
+    the bytes of `dtype` (2 for auto); None when neither tells."""
+    path = Path(model)
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.glob("*") if f.suffix in (".safetensors", ".bin"))
+    found = re.search(r"(\d+(?:\.\d+)?)[Bb](?![a-z])", model.rsplit("/", 1)[-1])
+    if found is None:
+        return None
+    return int(float(found.group(1)) * 1e9 * (4 if dtype == "float32" else 2))

@@ -338,8 +338,37 @@ POSITIVE = {
 }
 
 
+# How a run is executed, not what it computes: a checkpoint's cadence, logging, vLLM's placement and memory,
+# activation recomputation. A study's training key and a resumed run's check leave them out, so changing one
+# never reruns (or refuses to resume) days of training. Every other field defines the weights.
+EXECUTION_FIELDS = (
+    "save_every",
+    "keep_checkpoints",
+    "log_every",
+    "gradient_checkpointing",
+    "vllm_mode",
+    "vllm_server_base_url",
+    "vllm_gpu_memory_utilization",
+    "vllm_tensor_parallel_size",
+    "vllm_enable_sleep_mode",
+    "gpu_memory_gib",
+)
+
+
 def describe(recipe: Recipe) -> dict[str, Any]:
     return {"method": next(k for k, v in RECIPES.items() if v is type(recipe)), **dataclasses.asdict(recipe)}
+
+
+def weights_part(description: dict[str, Any]) -> dict[str, Any]:
+    """What of a recipe's description defines the trained weights (EXECUTION_FIELDS left out)."""
+    return split_recipe(description)[0]
+
+
+def split_recipe(description: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A recipe's description as (what defines the weights, how the run executes): `from_description` takes
+    the two merged."""
+    execution = {k: v for k, v in description.items() if k in EXECUTION_FIELDS}
+    return {k: v for k, v in description.items() if k not in EXECUTION_FIELDS}, execution
 
 
 def from_description(description: dict[str, Any]) -> Recipe:

@@ -152,30 +152,33 @@ def _hub_rows(name: str) -> tuple[list[tuple[int, dict[str, Any]]], str | None]:
     return rows, hub_revision(name)
 
 
-def hub_revision(name: str) -> str | None:
-    """The commit of a hub dataset: the hub's answer when it can be reached, else the one commit the local caches
-    hold (huggingface_hub's ref or snapshot, the datasets cache's folder); None when neither knows, never an error."""
+def hub_revision(name: str, kind: str = "dataset") -> str | None:
+    """The commit of a hub dataset (or, kind "model", a model): the hub's answer when it can be reached, else the
+    one commit the local caches hold (huggingface_hub's ref or snapshot, the datasets cache's folder); None when
+    neither knows, never an error."""
     if online.hub_offline() is None:
         try:
             from huggingface_hub import HfApi
 
-            return HfApi().dataset_info(name, timeout=10).sha
+            api = HfApi()
+            info = api.dataset_info if kind == "dataset" else api.model_info
+            return info(name, timeout=10).sha
         except Exception:  # the revision is provenance: its absence must not stop training
             pass
-    return cached_revision(name)
+    return cached_revision(name, kind)
 
 
-def cached_revision(name: str) -> str | None:
+def cached_revision(name: str, kind: str = "dataset") -> str | None:
     from datasets import config
     from huggingface_hub import constants
 
-    hub = Path(constants.HF_HUB_CACHE) / f"datasets--{name.replace('/', '--')}"
+    hub = Path(constants.HF_HUB_CACHE) / f"{kind}s--{name.replace('/', '--')}"
     try:
         return (hub / "refs" / "main").read_text().strip() or None
     except OSError:
         pass
     prepared = (Path(config.HF_DATASETS_CACHE), f"{name.replace('/', '___')}/*/*/*")  # <config>/<version>/<commit>
-    for folder, pattern in ((hub / "snapshots", "*"), prepared):
+    for folder, pattern in ((hub / "snapshots", "*"), *([prepared] if kind == "dataset" else [])):
         commits = {p.name for p in folder.glob(pattern) if re.fullmatch(r"[0-9a-f]{40}", p.name)}
         if len(commits) == 1:
             return commits.pop()

@@ -5,6 +5,10 @@ killable worker processes, never under SIGALRM (which fails off the main thread)
 TRL renders them with the model's chat template as the evaluation engine does (`enable_thinking` only when set).
 `sampling_trainer` builds the TRL trainer that on-policy SFT shares (train/onpolicy.py): the same rollouts, vLLM
 placement, processes and checkpoints, so the two on-policy arms differ only in their loss.
+
+What a run saw (train.json's `seen`, train/outputs.py) is counted by `sampled_count` from each micro-batch: the
+query ids of the prompts drawn (a dataset column, which TRL hands to the reward as a keyword it ignores), and the
+completions and tokens the loss mask holds (on-policy SFT: the kept answers only).
 """
 
 from collections.abc import Sequence
@@ -21,7 +25,16 @@ from rtransfer.train.sizing import vllm_arguments
 def grpo_dataset(queries: Sequence[Query]):
     from datasets import Dataset
 
-    return Dataset.from_list([{"prompt": [{"role": "user", "content": q.prompt}], "answer": q.answer} for q in queries])
+    return Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": q.prompt}], "answer": q.answer, "query_id": q.id} for q in queries]
+    )
+
+
+def sampled_count(rows, batch) -> tuple[list[str], int, int]:
+    """What one micro-batch of a sampling method trains on (outputs.Count): the query ids of its generation batch's
+    rows, the completions with a loss token, and the loss tokens (the completion mask the loss uses)."""
+    mask = batch["completion_mask"]
+    return [row["query_id"] for row in rows], int((mask.sum(dim=1) > 0).sum()), int(mask.sum())
 
 
 def sampling_trainer(
@@ -87,7 +100,7 @@ def train_queries(method_trainer, base: str, queries: Sequence[Query], recipe, o
     step = target.start(recipe, base, data_record(queries, "queries"))
     if step is None:  # this run has finished before
         return target.path
-    return fit(target, method_trainer(base, queries, recipe, target, callbacks), step)
+    return fit(target, method_trainer(base, queries, recipe, target, callbacks), step, sampled_count)
 
 
 def train_grpo(base: str, queries: Sequence[Query], recipe: GRPORecipe, out: Path, callbacks: Sequence = ()) -> Path:

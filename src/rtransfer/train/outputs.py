@@ -4,15 +4,25 @@ DIR/                      a normal HF model directory (the final weights and tok
                           it as --model
 DIR/train.json            recipe, base model and fingerprint, data hash, seed, library versions, times
 DIR/log.jsonl             one line per logged step: loss, lr, grad norm, rewards, lengths, KL, wall time
-DIR/checkpoints/          checkpoint-<step>/ folders; a killed run resumes from the newest
+DIR/checkpoints/          checkpoint-<step>/ folders; a killed run resumes from the newest (each holds
+                          data_seen-<rank>.json: what that process had trained on by then)
 
 Under `accelerate launch` every process runs this code; only the main process writes the directory's files
 (train.json, log.jsonl, the final model), so 8 GPUs write each log line once. The final model is gathered from
 every process first (ZeRO-3 and FSDP shard it; train/gather.py) and written in the base's dtype.
+
+What a run trained on, train.json's `seen` (`Seen`): the arms of a study are compared at equal data only if they
+saw comparable amounts, and what a recipe asks for (epochs, steps, prompts per step, rollouts) is not what a run
+trained on (traces dropped for their length, on-policy answers not kept, the last partial batch of an epoch). So
+each process counts the batches that enter its optimiser steps, as the trainer prepares them (`watch_data`): its
+own shard of every global batch, no collective inside the training loop. The counts are kept in every checkpoint,
+per process, written before the trainer's own files (a checkpoint with trainer_state.json has them), so a resumed
+run counts on from there; at the end one gather sums the processes' counts and unites their query ids.
 """
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +32,7 @@ from rtransfer.online import hub_offline, offline_message
 from rtransfer.records import now
 from rtransfer.runs import fingerprint, versions, write_json_atomic
 from rtransfer.train import ranks
-from rtransfer.train.config import THINKING, Recipe, describe
+from rtransfer.train.config import THINKING, Recipe, describe, weights_part
 from rtransfer.train.gather import base_dtype, dtype_name, full_state_dict, save_pretrained_full
 
 # TRL's log names → ours (TRL prefixes some by mode; `train_` summaries at the end are skipped).
@@ -71,7 +81,9 @@ class TrainDir:
         run has already finished (nothing to do). The log keeps only the lines up to the resumed step, so a
         resumed run's log reads as an uninterrupted one's."""
         stored = self.info()
-        if stored and (stored["recipe"], stored["base"], stored["data"]) != (describe(recipe), base, data):
+        # How the run executes (save cadence, logging, vLLM placement) may change between attempts; not the rest.
+        now_run = (weights_part(describe(recipe)), base, data)
+        if stored and (weights_part(stored["recipe"]), stored["base"], stored["data"]) != now_run:
             raise RunMismatchError(
                 f"{self.path} holds a training run with another recipe, base or data; choose another --out or delete it"
             )
@@ -138,13 +150,106 @@ def checkpoint_step(checkpoint: Path) -> int:
     return int(checkpoint.name.split("-")[1])
 
 
-def fit(target: TrainDir, trainer, step: int, extra: dict[str, Any] | None = None) -> Path:
-    """Train a TRL trainer to its end, from the newest checkpoint when `step` says the run resumes."""
+# A method's count of one micro-batch: (inputs as the dataloader gave them, the batch as the trainer prepared it)
+# -> (the query ids in it, the sequences with a loss token, the loss tokens).
+Count = Callable[[Any, Any], tuple[Iterable[str], int, int]]
+SEEN_FILE = "data_seen-{rank}.json"  # in each checkpoint folder, one per process
+
+
+@dataclass
+class Seen:
+    """What one process has trained on so far: the distinct query ids of its batches, the sequences that had at
+    least one loss token, and the loss tokens. A sequence trained twice (a second epoch, num_iterations) counts
+    twice; a query, once."""
+
+    queries: set[str] = field(default_factory=set)
+    sequences: int = 0
+    tokens: int = 0
+    counted_from: int = 0  # the step counting began at: > 0 only when a resumed checkpoint held no counts
+
+    def add(self, queries: Iterable[str], sequences: int, tokens: int) -> None:
+        self.queries.update(queries)
+        self.sequences += int(sequences)
+        self.tokens += int(tokens)
+
+    def save(self, checkpoint: Path, rank: int) -> None:
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        state = {"queries": sorted(self.queries), "sequences": self.sequences, "tokens": self.tokens}
+        write_json_atomic(checkpoint / SEEN_FILE.format(rank=rank), state | {"counted_from": self.counted_from})
+
+    def restore(self, checkpoint: Path, rank: int, step: int) -> None:
+        """The counts kept in `checkpoint` (this process's), or, from a checkpoint written without them, counting
+        from `step` on (train.json then says so)."""
+        path = checkpoint / SEEN_FILE.format(rank=rank)
+        if not path.exists():
+            self.counted_from = step
+            return
+        state = json.loads(path.read_text())
+        self.queries = set(state["queries"])
+        self.sequences, self.tokens, self.counted_from = state["sequences"], state["tokens"], state["counted_from"]
+
+
+def watch_data(trainer, count: Count) -> Seen:
+    """Count every training micro-batch of `trainer` with `count` as the trainer prepares it (`_prepare_inputs`,
+    which Trainer.training_step calls once per micro-step; GRPO's generates there, so its batch holds the sampled
+    completions and their loss mask). Evaluation batches (the model in eval mode) are not counted."""
+    seen = Seen()
+    prepare = trainer._prepare_inputs
+
+    def counted(inputs):
+        prepared = prepare(inputs)
+        if trainer.model.training:
+            seen.add(*count(inputs, prepared))
+        return prepared
+
+    trainer._prepare_inputs = counted
+    return seen
+
+
+def keep_seen(seen: Seen, rank: int):
+    """A TrainerCallback writing this process's counts into the checkpoint about to be saved: at the end of a step
+    whose save is decided (DefaultFlowCallback, called before ours, sets should_save), before the trainer writes
+    its files into the same folder."""
+    from transformers import TrainerCallback
+
+    class KeepSeen(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save:
+                seen.save(Path(args.output_dir) / f"checkpoint-{state.global_step}", rank)
+
+    return KeepSeen()
+
+
+def data_seen(trainer, seen: Seen) -> dict[str, Any]:
+    """train.json's `seen`: every process's counts summed, their query ids united (a collective: every process
+    calls it), and the optimiser steps."""
+    from accelerate.utils import gather_object
+
+    parts = gather_object([seen])
+    out = {
+        "queries": len(set().union(*(p.queries for p in parts))),
+        "sequences": sum(p.sequences for p in parts),
+        "tokens": sum(p.tokens for p in parts),
+        "steps": trainer.state.global_step,
+    }
+    counted_from = max(p.counted_from for p in parts)
+    return out | ({"counted_from_step": counted_from} if counted_from else {})
+
+
+def fit(target: TrainDir, trainer, step: int, count: Count, extra: dict[str, Any] | None = None) -> Path:
+    """Train a TRL trainer to its end, from the newest checkpoint when `step` says the run resumes; `count` counts
+    what each micro-batch trains on (train.json's `seen`)."""
 
     model_dtype = dtype_name(next(trainer.model.parameters()).dtype)
     target.record(execution={**ranks.execution(trainer.accelerator), "model_dtype": model_dtype}, **(extra or {}))
-    trainer.train(resume_from_checkpoint=str(target.last_checkpoint()) if step else None)
-    return target.finish(trainer, {"steps": trainer.state.global_step})
+    rank = trainer.accelerator.process_index
+    seen = watch_data(trainer, count)
+    checkpoint = target.last_checkpoint() if step else None
+    if checkpoint:
+        seen.restore(checkpoint, rank, step)
+    trainer.add_callback(keep_seen(seen, rank))
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return target.finish(trainer, {"steps": trainer.state.global_step, "seen": data_seen(trainer, seen)})
 
 
 def chat_kwargs(recipe: Recipe) -> dict[str, Any]:

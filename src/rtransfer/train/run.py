@@ -205,7 +205,7 @@ def keep_step_weights(out: Path, every: int):
 
 
 def _training_state(name: str) -> bool:
-    return name in STEP_STATE or name.startswith(("rng_state", "global_step"))
+    return name in STEP_STATE or name.startswith(("rng_state", "global_step", "data_seen"))
 
 
 def kept_steps(out: Path, every: int) -> list[tuple[int, Path]]:

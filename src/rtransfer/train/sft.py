@@ -11,15 +11,21 @@ A trace longer than the recipe's max_length is dropped before training and count
 (`dropped_too_long`): cut to fit, it would lose its final answer and end-of-turn token and teach an unfinished
 answer. With `padding_free` (flash attention only), TRL flattens each batch into one sequence with per-trace
 position ids, so no compute goes to padding.
+
+What a run saw (train.json's `seen`, train/outputs.py) is counted from the batches themselves: the loss tokens are
+the batch's labels other than -100 (past the first position, as the shifted loss counts them), and each sequence
+is recognised by its token ids (a digest of the tokenized row), since TRL's batches carry no row index.
 """
 
+import hashlib
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 from rtransfer.errors import DataError
 from rtransfer.train.config import SFTRecipe
 from rtransfer.train.data import Trace, data_record
-from rtransfer.train.outputs import TrainDir, chat_kwargs, fit, load_model, log_callback, trainer_arguments
+from rtransfer.train.outputs import Count, TrainDir, chat_kwargs, fit, load_model, log_callback, trainer_arguments
 
 
 def render_prompt(tokenizer, prompt: str, recipe) -> str:
@@ -37,7 +43,8 @@ def sft_rows(tokenizer, traces: Sequence[Trace], recipe: SFTRecipe) -> tuple[lis
         if len(ids) + 1 > recipe.max_length:  # + the end-of-turn token TRL appends
             dropped += 1
             continue
-        rows.append({"prompt": prompt, "completion": trace.completion})
+        # query_id stays out of the batches (the trainer keeps only the model's columns): for `sft_count`.
+        rows.append({"prompt": prompt, "completion": trace.completion, "query_id": trace.query_id})
     return rows, dropped
 
 
@@ -77,4 +84,36 @@ def train_sft(base: str, traces: Sequence[Trace], recipe: SFTRecipe, out: Path, 
     if step is None:  # this run has finished before
         return target.path
     trainer, dropped = sft_trainer(base, traces, recipe, target, callbacks)
-    return fit(target, trainer, step, {"dropped_too_long": dropped, "trained_traces": len(traces) - dropped})
+    extra = {"dropped_too_long": dropped, "trained_traces": len(traces) - dropped}
+    return fit(target, trainer, step, sft_count(trainer.train_dataset), extra)
+
+
+def sft_count(dataset) -> Count:
+    """What one SFT micro-batch trains on (outputs.Count): the query ids of its traces, found by their token ids in
+    the trainer's tokenized `dataset` (its rows keep sft_rows's query_id), the traces, and their loss tokens."""
+    query_of = {}
+    for batch in dataset.select_columns(["input_ids", "query_id"]).iter(batch_size=1024):
+        for ids, query in zip(batch["input_ids"], batch["query_id"], strict=True):
+            query_of[_digest(ids)] = query
+
+    def count(_, batch):
+        sequences = batch_sequences(batch)
+        queries = [query_of.get(key, key) for key in map(_digest, sequences)]  # unknown: the sequence itself
+        return queries, len(sequences), int((batch["labels"][..., 1:] != -100).sum())
+
+    return count
+
+
+def batch_sequences(batch) -> list[list[int]]:
+    """The token ids of each trace in a collated batch: a padded row's attended tokens, or, in a padding-free batch
+    (one flattened row), the runs that start where position_ids go back to 0."""
+    if "attention_mask" in batch:
+        rows = zip(batch["input_ids"], batch["attention_mask"], strict=True)
+        return [ids[mask.bool()].tolist() for ids, mask in rows]
+    ids, positions = batch["input_ids"].reshape(-1).tolist(), batch["position_ids"].reshape(-1).tolist()
+    starts = [i for i, p in enumerate(positions) if p == 0] + [len(ids)]
+    return [ids[a:b] for a, b in pairwise(starts)]
+
+
+def _digest(ids) -> str:
+    return hashlib.blake2b(",".join(map(str, ids)).encode(), digest_size=16).hexdigest()
