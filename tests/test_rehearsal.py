@@ -80,8 +80,11 @@ def test_every_stage_ran_through_started_servers_and_launched_arms(rehearsal):
         assert json.loads((out / "specs" / f"train-{arm}.json").read_text()) == planned[f"train:{arm}"]
         info = json.loads((out / "models" / arm / "train.json").read_text())
         assert info["execution"]["processes"] == 2 and info["finished"], arm
+        assert info["seen"]["steps"] == 2 and info["seen"]["queries"] > 0, arm  # counted over both processes
         steps = [json.loads(line)["step"] for line in (out / "models" / arm / "log.jsonl").read_text().splitlines()]
         assert steps == sorted(set(steps)) and steps[-1] == 2, arm
+    grpo = json.loads((out / "models" / "grpo" / "train.json").read_text())["seen"]
+    assert grpo["sequences"] == 2 * 2 * 8  # steps × processes × batch_size completions
     # every model evaluated through its server, then probed, compared and reported
     for model in ("base", *ARMS):
         manifest = RunDir(out / "runs" / model).manifest()

@@ -271,3 +271,37 @@ def test_served_and_teacher_specs_read_back_as_themselves(tmp_path):
     for node in planned.nodes:
         again = from_json(json.loads(json.dumps(node.spec.to_json())))
         assert again == node.spec and again.key() == node.key
+
+
+def test_the_dry_run_states_each_arms_data_budget(tmp_path):
+    from rtransfer.study.ledger import Ledger
+
+    planned = plan(load_study("qwen3-0.6b"), tmp_path / "s", dry_run=True)
+    training = dry_run_summary(planned.nodes, Ledger.read(tmp_path / "none.json"), tmp_path / "s")["training"]
+    assert {arm: t["budget"]["queries"] for arm, t in training.items()} == dict.fromkeys(training, 1280)
+    grpo = training["grpo"]["budget"]
+    assert grpo["query draws"] == grpo["prompts per step"] * grpo["steps"]
+
+
+def test_arms_train_in_child_processes_on_a_gpu_machine(monkeypatch, tmp_path):
+    """Each arm then starts with the GPU's memory free (review A3); on a CPU, in turn in this process."""
+    from rtransfer.study import execute
+
+    node = next(n for n in plan(load_study("lab", quick=True), tmp_path, dry_run=True).nodes if n.kind == "train")
+    assert execute._slots(node, 1, ()) == []
+    monkeypatch.setattr(execute, "gpu_machine", lambda: True)
+    assert execute._slots(node, 1, ()) == [None]
+
+
+def test_checkpoint_evaluations_start_a_server_per_checkpoint(tmp_path):
+    text = SERVED.replace('data = "teacher:think"', 'data = "teacher:think"\nset = ["save_every=2"]')
+    config = load_study(
+        write_config(tmp_path, text.replace('suite = "lab_arith"', 'suite = "lab_arith"\neval_every = 2'))
+    )
+    planned = plan(config, tmp_path / "s", dry_run=True)
+    steps = next(n.spec for n in planned.nodes if isinstance(n.spec, StepEvalSpec))
+    assert steps.template.serve is not None
+    from rtransfer.study.ledger import Ledger
+
+    summary = dry_run_summary(planned.nodes, Ledger.read(tmp_path / "none.json"), tmp_path / "s")
+    assert "CHECKPOINT" in summary["servers"]["steps:sft"]

@@ -33,7 +33,11 @@ def register(sub) -> None:
     p.add_argument("--seeds", type=int, help="training seeds per arm (overrides the config's)")
     p.add_argument("--jobs", type=int, help="training stages at once (overrides the config's train_jobs)")
     p.add_argument(
-        "--only", nargs="+", default=[], metavar="STAGE", help="run only these stage kinds: train eval probes ti report"
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="STAGE",
+        help="run only these stage kinds: teacher train eval probes ti report",
     )
     p.add_argument("--quick", action="store_true", help="the config's [quick] version: a seconds-long smoke run")
     p.add_argument("--dry-run", action="store_true", help="validate everything and show what would run; run nothing")

@@ -21,11 +21,11 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from rtransfer.engines.serve import check_command
+from rtransfer.engines.serve import check_command, render
 from rtransfer.errors import RtransferError
 from rtransfer.jobs.train import job as train_job
 from rtransfer.runs import versions
-from rtransfer.specs import TrainSpec
+from rtransfer.specs import StepEvalSpec, TrainSpec
 from rtransfer.study.config import StudyConfig
 from rtransfer.study.execute import execute, launch_command, quiet_loading, serve_of
 from rtransfer.study.ledger import Ledger, Node
@@ -82,8 +82,10 @@ def dry_run_summary(nodes: list[Node], ledger: Ledger, out: Path) -> dict[str, A
         serve = serve_of(node.spec)
         model = getattr(node.spec, "model", None)
         if serve is not None:
+            served = "CHECKPOINT" if isinstance(node.spec, StepEvalSpec) else node.spec.engine.model
             try:
-                summary["servers"][node.name] = shlex.join(check_command(serve, node.spec.engine.model))
+                summary["servers"][node.name] = shlex.join(render(serve, served, serve.port or 8000))
+                check_command(serve, served)
             except RtransferError as err:
                 problems.setdefault(str(err), []).append(node.name)
         elif getattr(node.spec, "engine", None) is not None and node.spec.engine.engine == "hf" and model:
@@ -97,11 +99,26 @@ def dry_run_summary(nodes: list[Node], ledger: Ledger, out: Path) -> dict[str, A
                 problems.setdefault(str(err), []).append(node.name)
                 continue
             checked["processes"] = node.spec.processes
+            checked["budget"] = data_budget(node.spec)
             if node.spec.launch:
                 checked["command"] = launch_command(node, out)
             summary["training"][node.spec.model.name] = checked
     summary["problems"] = [f"{', '.join(names)}: {cause}" for cause, names in problems.items()]
     return summary
+
+
+def data_budget(spec: TrainSpec) -> dict[str, Any]:
+    """What an arm will see, from its recipe and process count (batch_size is per process): the queries it may draw
+    from, and per optimiser step the sequences (SFT traces; sampled completions) and the prompts they answer."""
+    r = spec.recipe
+    per_step = r["batch_size"] * r["grad_accum"] * spec.processes
+    budget: dict[str, Any] = {"queries": r["max_queries"] or "all", "sequences per step": per_step}
+    if "rollouts" in r:  # one optimiser step per generation batch
+        prompts = per_step // r["rollouts"]
+        budget.update({"prompts per step": prompts, "steps": r["max_steps"], "query draws": prompts * r["max_steps"]})
+    else:
+        budget.update({"epochs": r["epochs"]} if r["max_steps"] < 0 else {"steps": r["max_steps"]})
+    return budget
 
 
 def too_large(engine) -> str | None:
