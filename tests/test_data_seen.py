@@ -248,3 +248,12 @@ def test_arms_that_saw_as_much_are_not_warned_about(tmp_path):
     md = write_report(synthetic_study(tmp_path / "study", {"sft": near, "grpo": GRPO_SEEN}))["md"].read_text()
     assert [row[0] for row in seen_table(md)] == ["model", "sft", "grpo"]
     assert "compare with care" not in md
+
+
+def test_an_arm_that_trained_on_nothing_is_named_so_not_a_ratio():
+    import math
+
+    from rtransfer.comparisons import seen_apart
+
+    seen = {"a": {"tokens": 0, "queries": 4}, "b": {"tokens": 10, "queries": 4}}
+    assert seen_apart(seen, {"a": ["a"], "b": ["b"]}) == {"tokens": math.inf}

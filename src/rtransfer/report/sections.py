@@ -165,7 +165,10 @@ def data_seen(data: ReportData, results: Results) -> list[Block]:
     blocks: list[Block] = [Text("What each arm saw"), Table("data_seen", header, rows, caption)]
     apart = seen_apart(seen, results.arms)
     if apart:
-        ratios = " and ".join(f"{what} {ratio:.1f}×" for what, ratio in apart.items())
+        ratios = " and ".join(
+            f"{what} {ratio:.1f}×" if ratio != float("inf") else f"{what}: an arm trained on none"
+            for what, ratio in apart.items()
+        )
         blocks.append(Text(f"{APART} (the largest arm over the smallest, above {SEEN_APART:g}×: {ratios})."))
     partial = [f"{m}: counted from step {c['counted_from_step']}" for m, c in seen.items() if "counted_from_step" in c]
     if partial:

@@ -27,6 +27,7 @@ from rtransfer.processes import die_with_parent
 from rtransfer.specs import Spec, StepEvalSpec, TrainSpec
 from rtransfer.study.launch import resolved_launcher
 from rtransfer.study.ledger import Ledger, Node
+from rtransfer.train.config import from_description
 from rtransfer.train.methods import METHODS
 
 
@@ -113,7 +114,7 @@ def _launched(node: Node, out: Path) -> dict[str, Any]:
 
 def _children(nodes: list[Node], ledger: Ledger, slots: list[str | None], out: Path, numbers: dict[str, str]) -> None:
     """The nodes, one per slot at a time, each in a fresh spawned process (its output in DIR/logs/<node>.log):
-    arms on their share of the cores, the longest methods first (so the longest arm does not start last); served
+    arms each on its recipe's threads, the longest methods first (so the longest arm does not start last); served
     evaluations each with its server on the slot's devices."""
     workers = min(len(slots), len(nodes))
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -128,7 +129,7 @@ def _children(nodes: list[Node], ledger: Ledger, slots: list[str | None], out: P
             while queue and free:
                 node, slot = queue.pop(0), free.pop(0)
                 log = out / "logs" / f"{node.name.replace(':', '-')}.log"
-                where = f"{threads} thread(s)" if isinstance(node.spec, TrainSpec) else f"devices {slot or 'shared'}"
+                where = _train_threads(node.spec) if isinstance(node.spec, TrainSpec) else f"devices {slot or 'shared'}"
                 before = ledger.begin(node, numbers[node.name], f" ({workers} at once, {where}; {log})")
                 future = pool.submit(_child, _on_devices(node.spec, slot), threads, log, os.getpid())
                 running[future] = (node, before, slot)
@@ -138,6 +139,11 @@ def _children(nodes: list[Node], ledger: Ledger, slots: list[str | None], out: P
                 free.append(slot)
                 info, seconds = future.result()  # a failed node raises here; the others finish first (the with)
                 ledger.finish(node, before, seconds, info, numbers[node.name])
+
+
+def _train_threads(spec: TrainSpec) -> str:
+    """What an arm trains on: its recipe's threads on a CPU, whatever the schedule (train.config.Recipe.threads)."""
+    return "a GPU" if gpu_machine() else f"{from_description({**spec.recipe, **spec.execution}).threads} thread(s)"
 
 
 def _child(spec: Spec, threads: int, log: Path, parent: int) -> tuple[dict[str, Any], float]:

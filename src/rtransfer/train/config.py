@@ -61,6 +61,13 @@ class Recipe:
     attn_implementation: str = field(
         default="sdpa", metadata={"help": "transformers attention: sdpa, eager, flash_attention_2, ..."}
     )
+    # Fixed, not the machine's or the schedule's: another thread count sums floating-point numbers in another order,
+    # and on some CPUs (Intel Xeon, measured) that changes the trained weights; so an arm trained alone, two at once
+    # or under a launcher comes out the same. 1: arms train side by side a core each (the lab's fastest schedule on
+    # 2 cores) and a launched run wants one thread per process.
+    threads: int = field(
+        default=1, metadata={"help": "torch threads per training process on a CPU (ignored on a GPU); part of the key"}
+    )
 
 
 @dataclass
@@ -325,6 +332,7 @@ POSITIVE = {
     "batch_size",
     "grad_accum",
     "save_every",
+    "threads",
     "keep_checkpoints",
     "log_every",
     "epochs",

@@ -33,7 +33,11 @@ def wait_for_everyone() -> None:
 def execution(accelerator=None) -> dict:
     """How this run is executed, for train.json: processes, backend, and the sharding the trainer's accelerator
     applies (what it does, not what the launcher asked for: on a CPU-only machine an FSDP config shards nothing)."""
+    import torch
+
     info: dict = {"processes": world_size(), "sharding": None}
+    if not torch.cuda.is_available():
+        info["threads"] = torch.get_num_threads()  # per process: the recipe's `threads` (train.run.fixed_threads)
     if accelerator is None:
         return info
     state = accelerator.state

@@ -4,7 +4,9 @@ Given a lab base and no data, each method runs the lab recipe on the lab's math 
 first runs the lab teacher (think or no-think) into DIR/traces.jsonl.
 """
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,12 +118,30 @@ def train(job: TrainJob, callbacks=()) -> Path:
         data = sft_traces(job, recipe, out)
     else:
         data = load_queries(job.data, recipe.seed, recipe.max_queries)
-    result = method.train_function()(base, data, recipe, out, callbacks)
+    with fixed_threads(recipe.threads):
+        result = method.train_function()(base, data, recipe, out, callbacks)
     if job.eval_every:
         evaluate_model(
             result, out / "evals" / "final", job.eval_suite, name=out.name, method=job.method, thinking=thinking
         )
     return result
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int) -> Iterator[None]:
+    """On a CPU, torch on exactly `threads` threads for the block (the recipe's: see Recipe.threads), whatever
+    the process had; given back after it. A GPU's sums do not depend on it: left alone there."""
+    import torch
+
+    if torch.cuda.is_available():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def sft_traces(job: TrainJob, recipe, out: Path):
