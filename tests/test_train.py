@@ -418,3 +418,21 @@ def test_teacher_on_a_model_and_a_local_query_file(cli, tiny_model, tmp_path):
     assert records[0].prompt[-1]["content"] == "Problem: 0 + 1?\nMark your solution with \\boxed\nAnswer:"
     accepted = sum(r.grade == 1.0 and r.extra["finish_reason"] == "stop" for r in records)  # a random model: ~0
     assert f"{accepted} of 8 solutions accepted" in stdout and len(out.read_text().splitlines()) == accepted
+
+
+def test_kept_step_weights_skip_a_checkpoint_a_kill_cut_short(tmp_path):
+    """A resumed run first keeps what a kill left uncopied: the whole checkpoint, weights only; never the folder
+    the kill interrupted mid-save (no trainer_state.json yet), which the resumed run saves again at that step."""
+    from rtransfer.train.run import keep_step_weights
+
+    for step, whole in ((2, True), (4, False)):
+        checkpoint = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "config.json").write_text("{}")
+        (checkpoint / "optimizer.pt").write_bytes(b"state")
+        if whole:
+            (checkpoint / "model.safetensors").write_bytes(b"weights")
+            (checkpoint / "trainer_state.json").write_text("{}")
+    keep_step_weights(tmp_path, 2).on_train_begin(None, None, None)
+    assert sorted(p.name for p in (tmp_path / "steps").iterdir()) == ["step-2"]
+    assert sorted(p.name for p in (tmp_path / "steps" / "step-2").iterdir()) == ["config.json", "model.safetensors"]

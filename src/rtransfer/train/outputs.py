@@ -69,7 +69,7 @@ class TrainDir:
         return self.path / "log.jsonl"
 
     def last_checkpoint(self) -> Path | None:
-        found = [p for p in self.checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+        found = [p for p in self.checkpoints.glob("checkpoint-*") if saved_whole(p)]
         return max(found, key=checkpoint_step, default=None)
 
     def info(self) -> dict[str, Any] | None:
@@ -148,6 +148,12 @@ class TrainDir:
 def checkpoint_step(checkpoint: Path) -> int:
     """The step of a `checkpoint-<step>` folder (TRL's naming, which the on-policy loop follows)."""
     return int(checkpoint.name.split("-")[1])
+
+
+def saved_whole(checkpoint: Path) -> bool:
+    """Whether a checkpoint folder was saved to its end: the trainer writes trainer_state.json after the weights,
+    the optimiser and the RNG states, so a kill in the middle of a save leaves a folder without it."""
+    return (checkpoint / "trainer_state.json").exists()
 
 
 # A method's count of one micro-batch: (inputs as the dataloader gave them, the batch as the trainer prepared it)

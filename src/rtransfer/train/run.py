@@ -19,7 +19,7 @@ from rtransfer.train import ranks
 from rtransfer.train.config import THINKING, Recipe, SamplingRecipe, describe, load_recipe, recipe_path
 from rtransfer.train.data import load_queries, read_traces, split_source
 from rtransfer.train.methods import METHODS
-from rtransfer.train.outputs import checkpoint_step
+from rtransfer.train.outputs import checkpoint_step, saved_whole
 from rtransfer.train.sizing import check_colocate
 from rtransfer.train.teacher import LabTeacher, run_teacher
 
@@ -199,14 +199,14 @@ def keep_step_weights(out: Path, every: int):
     """A callback copying the weights of every checkpoint whose step is a multiple of `every` into
     DIR/steps/step-<N> (a model directory without the optimizer state), before the trainer rotates checkpoints
     away: the study evaluates them after training. The main process copies; a resumed run first copies what a kill
-    left uncopied."""
+    left uncopied (never a checkpoint the kill cut short: the resumed run saves that step again)."""
     import shutil
 
     from transformers import TrainerCallback
 
     def keep(checkpoint: Path) -> None:
         target = out / "steps" / f"step-{checkpoint_step(checkpoint)}"
-        if not ranks.is_main() or target.exists() or checkpoint_step(checkpoint) % every:
+        if not ranks.is_main() or target.exists() or checkpoint_step(checkpoint) % every or not saved_whole(checkpoint):
             return
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
