@@ -7,6 +7,7 @@ RL model, and a checkpoint of one arm.
 """
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -36,6 +37,7 @@ SKILL = {
     "on-s1": (0.50, 0.58, 0.55, 0.52, 0.61, 0.56),
     "off": (0.60, 0.62, 0.45, 0.40, 0.50, 0.45),
     "on-s0@5": (0.40, 0.45, 0.52, 0.46, 0.60, 0.55),
+    "dip": (0.40, 0.45, 0.20, 0.20, 0.25, 0.25),  # a checkpoint that lost most of its other and non-reasoning
 }
 
 
@@ -176,3 +178,38 @@ def test_arms_and_their_policies_come_from_the_models_and_the_method_registry():
         "Open-RS": (["Open-RS"], "RL", "on"),  # a survey's RL is on-policy; its arm is itself
     }
     assert [arm_of(m) for m in models] == ["base", "grpo", "grpo", "sft", "Open-RS", "Qwen3-think"]
+
+
+def checkpoint_of(skill: str, seed: int) -> ModelScores:
+    row = grades(skill, seed)
+    row.base, row.method = "base", "grpo"
+    return row
+
+
+def test_a_dip_in_transfer_and_its_way_back_are_measured_paired(rows):
+    final = {r.model: r for r in rows}["on-s0"]
+    s = Settings(bootstrap=300)
+    ti = [r.as_dict() for r in ti_table(rows, s)]
+    c = compare(rows, ti, ARMS, s, steps={"on-s0": {5: checkpoint_of("dip", 11), 10: final}})
+    assert [(d.model, d.quantity, d.step, d.last_step) for d in c.dips] == [
+        ("on-s0", "Δother", 5, 10),
+        ("on-s0", "Δnon", 5, 10),
+    ]
+    for d in c.dips:
+        assert d.at == c.steps["on-s0"][5].values[d.quantity] and d.at.ci[1] < 0  # measurably below 0 there
+        assert d.last == c.steps["on-s0"][10].values[d.quantity]
+        assert d.recovery.value == pytest.approx(d.last.value - d.at.value)
+        assert d.recovery.ci[0] > 0 and d.last.ci[1] >= 0 and d.verdict == "recovered"
+    assert Comparisons.from_dict(json.loads(json.dumps(c.as_dict()))).dips == c.dips
+
+
+def test_no_dip_without_a_measurable_loss_and_no_recovery_without_a_measurable_way_back(rows):
+    final = {r.model: r for r in rows}["on-s0"]
+    s = Settings(bootstrap=300)
+    ti = [r.as_dict() for r in ti_table(rows, s)]
+    near = compare(rows, ti, ARMS, s, steps={"on-s0": {5: checkpoint_of("on-s0@5", 9), 10: final}})
+    assert near.dips == []
+    stuck = checkpoint_of("dip", 11)
+    down = compare(rows, ti, ARMS, s, steps={"on-s0": {5: stuck, 10: replace(stuck, model="on-s0")}})
+    assert {d.quantity: d.verdict for d in down.dips} == {"Δother": "not recovered", "Δnon": "not recovered"}
+    assert compare(rows, ti, ARMS, Settings(bootstrap=0), steps={"on-s0": {5: stuck, 10: final}}).dips == []

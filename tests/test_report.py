@@ -175,6 +175,17 @@ def test_the_comparison_tables_are_the_compare_stages_file(study, report):
     md = report["md"].read_text()
     assert "TI v2 (% of the math domain index, DI_math)" in md
     assert "95% paired-bootstrap CI over documents (200 replicates, seed 0)" in md  # the study's, not 1000
+    # Whether transfer dipped and came back: the words are comparisons.json's dips, every stepped model named once.
+    c = json.loads((study / "comparisons.json").read_text())
+    stepped = [m for m, points in c["steps"].items() if len(points) > 1]
+    assert stepped and "Did transfer dip and recover?" in md
+    for d in c["dips"]:
+        at, back = d["at"], d["recovery"]
+        said = f"at step {d['step']}, and {d['verdict']} ("
+        assert f"{d['model']}: " in md and f"fell to {fmt(at['value'])} points {fmt_ci(tuple(at['ci']))} {said}" in md
+        assert fmt_ci(tuple(back["ci"])) in md
+    steady = [m for m in stepped if m not in {d["model"] for d in c["dips"]}]
+    assert not steady or f"{', '.join(steady)}: no checkpoint's other or non-reasoning change lay measurably" in md
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ What is compared (all from per-document grades, resampled as in transfer.transfe
   arm with several seeds is the mean of its seeds' values in each replicate;
 - the spread of each quantity across an arm's training seeds (from the TI table): the variation that document
   resampling does not see;
-- the group changes and TI of each evaluated checkpoint (TI over training steps), σ pooled over every point;
+- the group changes and TI of each evaluated checkpoint (TI over training steps), σ pooled over every point, and
+  where transfer fell measurably below zero on the way and whether it came back (paired: last point − dip);
 - what each trained model saw (its train.json's `seen`: distinct queries, sequences, loss tokens, optimiser steps),
   carried beside the TI so that arms trained on very different amounts of data are read with care.
 
@@ -167,6 +168,40 @@ class StepPoint:
     values: dict[str, Estimate]  # quantity -> estimate
 
 
+TRANSFER = ("Δother", "Δnon")  # the group changes that are transfer (math is what training aims at)
+
+
+@dataclass
+class Dip:
+    """A tuned model's transfer measurably below zero at a checkpoint before its last point (the lowest point whose
+    CI lies wholly below 0), and the way back from there to the last point: last − dip in each replicate, paired."""
+
+    model: str
+    quantity: str  # one of TRANSFER
+    step: int
+    at: Estimate
+    last_step: int
+    last: Estimate
+    recovery: Estimate  # last − at
+
+    @property
+    def verdict(self) -> str:
+        """Recovered: measurably back (the way back's CI above 0) and no measurable loss left at the end; partly
+        recovered: measurably back but still measurably below 0; not recovered: no measurable way back."""
+        back = self.recovery.ci is not None and self.recovery.ci[0] > 0
+        still_down = self.last.ci is not None and self.last.ci[1] < 0
+        return "partly recovered" if back and still_down else "recovered" if back else "not recovered"
+
+    def as_dict(self) -> dict[str, Any]:
+        plain = {k: getattr(self, k) for k in ("model", "quantity", "step", "last_step")}
+        return plain | {k: getattr(self, k).as_dict() for k in ("at", "last", "recovery")} | {"verdict": self.verdict}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Dip":
+        plain = {k: d[k] for k in ("model", "quantity", "step", "last_step")}
+        return cls(**plain, **{k: Estimate.from_dict(d[k]) for k in ("at", "last", "recovery")})
+
+
 class Resampled:
     """Per-model group changes, TIs, group mean scores and per-benchmark changes, at the point estimate (index 0)
     and in each of `bootstrap` paired replicates (1..), computed once for every comparison.
@@ -309,12 +344,12 @@ def _quantity(ti_row: dict, quantity: str) -> float:
 
 def step_points(
     rows: Sequence[ModelScores], steps: dict[str, dict[int, ModelScores]], settings: Settings
-) -> dict[str, dict[int, StepPoint]]:
+) -> tuple[dict[str, dict[int, StepPoint]], list[Dip]]:
     """Each tuned model's quantities at each of its points (`steps`: model -> step -> its scores there, the final
     model included), resampled together with the untuned rows of `rows` (the bases); a pooled σ is pooled over every
-    point."""
+    point. And the dips of its transfer on the way (`transfer_dips`)."""
     if not steps:
-        return {}
+        return {}, []
     base_of = {r.model: r.base for r in rows}
     points, names = [r for r in rows if not r.base], {}
     for model, by_step in steps.items():
@@ -331,7 +366,31 @@ def step_points(
         if flag:  # a TI not to be read is neither shown nor drawn
             values |= {q: Estimate(float("nan"), None) for q in QUANTITIES if q.startswith("TI")}
         out.setdefault(model, {})[step] = StepPoint(flag, values)
-    return out
+    return out, transfer_dips(res, names)
+
+
+def transfer_dips(res: Resampled, names: dict[str, tuple[str, int]]) -> list[Dip]:
+    """For each tuned model and transfer group: its lowest point before the last whose CI lies wholly below 0, if
+    any, with the paired change from there to the last point. Pointwise CIs: the more checkpoints, the likelier one
+    of them dips by chance, which the report says beside it."""
+    by_model: dict[str, list[tuple[int, str]]] = {}
+    for name, (model, step) in names.items():
+        by_model.setdefault(model, []).append((step, name))
+    dips = []
+    for model, named in by_model.items():
+        named.sort()
+        last_step, last = named[-1]
+        for q in TRANSFER:
+            below = [
+                (at.value, step, name, at)
+                for step, name in named[:-1]
+                if (at := res.estimate(res.values[name][q])).ci is not None and at.ci[1] < 0
+            ]
+            if below:
+                _, step, name, at = min(below)
+                way_back = res.estimate(res.values[last][q] - res.values[name][q])
+                dips.append(Dip(model, q, step, at, last_step, res.estimate(res.values[last][q]), way_back))
+    return dips
 
 
 @dataclass
@@ -347,6 +406,7 @@ class Comparisons:
     differences: list[Difference]
     spread: list[Spread]
     steps: dict[str, dict[int, StepPoint]] = field(default_factory=dict)  # tuned model -> step -> point
+    dips: list[Dip] = field(default_factory=list)  # transfer that fell measurably during training, and came back?
     notes: list[str] = field(default_factory=list)  # what reading the run directories noticed
     seen: dict[str, dict[str, int]] = field(default_factory=dict)  # trained model -> its train.json's `seen`
 
@@ -378,6 +438,7 @@ class Comparisons:
                 ]
                 for m, by in self.steps.items()
             },
+            "dips": [d.as_dict() for d in self.dips],
             "notes": self.notes,
             "seen": self.seen,
         }
@@ -410,6 +471,7 @@ class Comparisons:
                 m: {p["step"]: StepPoint(p["flag"], {q: est(e) for q, e in p["values"].items()}) for p in points}
                 for m, points in d["steps"].items()
             },
+            dips=[Dip.from_dict(x) for x in d.get("dips", [])],
             notes=list(d["notes"]),
             seen={m: dict(counts) for m, counts in (d.get("seen") or {}).items()},
         )
@@ -435,6 +497,7 @@ def compare(
     flags = {r["model"]: ti_flag(r.get("error"), r.get("unstable")) for r in ti_rows}
     members = {a: arm.models for a, arm in arms.items()}
     pairs = arm_pairs(list(arms), {a: arm.policy for a, arm in arms.items()})
+    points, dips = step_points(rows, steps or {}, s)
     changes = {}
     for model, by_bench in res.bench_change.items():
         base = res.base_of[model]
@@ -452,7 +515,8 @@ def compare(
         changes=changes,
         differences=compare_arms(res, members, pairs, flags),
         spread=seed_spread(ti_rows, members),
-        steps=step_points(rows, steps or {}, s),
+        steps=points,
+        dips=dips,
         notes=list(notes),
         seen=dict(seen or {}),
     )

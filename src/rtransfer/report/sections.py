@@ -4,11 +4,11 @@ compare stage computed them with its [ti] settings); the captions name those set
 comparisons.json. Nothing here resamples."""
 
 from rtransfer.benchmarks.names import GROUPS, display, group_of
-from rtransfer.comparisons import QUANTITIES, SEEN, SEEN_APART, Estimate, Settings, seen_apart
+from rtransfer.comparisons import QUANTITIES, SEEN, SEEN_APART, Dip, Estimate, Settings, seen_apart
 from rtransfer.report import plots
 from rtransfer.report.collect import ReportData
 from rtransfer.report.document import Block, Bullets, Figure, Section, Table, Text
-from rtransfer.report.finding import SMOKE, against_the_paper, finding, on_off_verdict
+from rtransfer.report.finding import GROUP_WORDS, SMOKE, against_the_paper, finding, on_off_verdict, signed
 from rtransfer.report.tables import fmt, fmt_ci, ti_cells
 from rtransfer.transfer import ti_flag
 
@@ -312,9 +312,44 @@ def steps(data: ReportData, results: Results) -> Section:
         "steps",
         "TI over training steps",
         [
+            Text(
+                dip_words(
+                    data.comparisons.dips,
+                    [m for m, by in points.items() if len(by) > 1],
+                    data.comparisons.resampled,
+                    settings,
+                )
+            ),
             Figure("ti_steps", plots.step_curves(curves, ti_unit(settings)), caption),
             Table("ti_steps", header, table, caption),
         ],
+    )
+
+
+def dip_words(dips: list[Dip], models: list[str], resampled: bool, settings: Settings) -> str:
+    """Whether any arm's transfer dipped during training and came back, in words, from comparisons.json's dips."""
+    if not resampled:
+        return f"Whether transfer dipped during training cannot be told: {ci_words(settings)}, so no dip is measured."
+    lines = []
+    for d in dips:
+        group = GROUP_WORDS[d.quantity.removeprefix("Δ")]
+        lines.append(
+            f"{d.model}: {group} fell to {fmt(d.at.value)} points {fmt_ci(d.at.ci)} at step {d.step}, and "
+            f"{d.verdict} ({signed(d.recovery.value)} points {fmt_ci(d.recovery.ci)} from there to step "
+            f"{d.last_step}, ending at {fmt(d.last.value)} {fmt_ci(d.last.ci)})."
+        )
+    dipped = {d.model for d in dips}
+    steady = [m for m in models if m not in dipped]
+    if steady:
+        lines.append(
+            f"{', '.join(steady)}: no checkpoint's other or non-reasoning change lay measurably below 0 before the end."
+        )
+    return (
+        f"Did transfer dip and recover? {' '.join(lines)} (A dip: a checkpoint before the last whose change's CI lies "
+        "wholly below 0, the lowest such one; recovered: the change from there to the last point, paired, is "
+        f"measurably positive and no measurable loss is left. The CIs are pointwise, {percent(settings.confidence)}: "
+        "with many checkpoints one of them can fall below 0 by chance, so a dip at a single checkpoint is read with "
+        "care.)"
     )
 
 
