@@ -101,6 +101,7 @@ def test_unireason_trains_every_arm_through_accelerate_with_the_shipped_zero3(tm
         ('[[models]]\nname = "t"\nmodel = "m"\nbase = "nope"\nmethod = "RL"\n', "base 'nope'"),
         ('[[arms]]\nname = "a"\nmethod = "sft"\n[eval]\neval_every = 7\n', "not a multiple of its save_every"),
         ('[[arms]]\nname = "a"\nmethod = "sft"\nset = ["lr=fast"]\n', "lr = 'fast' is not a float"),
+        ('[[arms]]\nname = "a"\nmethod = "sft"\n[eval]\neval_every = 50\ncheckpoints = true\n', "not both"),
         ("[eval]\nlimit = 3\n", "needs arms to train"),
         (
             '[[arms]]\nname = "a"\nmethod = "sft"\nlaunch = ["accelerate", "launch"]\n[eval]\neval_every = 50\n',

@@ -89,6 +89,7 @@ class EvalConfig:
     dtype: str = "auto"  # hf engine: auto, bfloat16, float16, float32
     device_map: str = ""  # hf engine: "auto" spreads a large model over the GPUs ("" : one device)
     eval_every: int = 0  # also evaluate every N steps' checkpoint (a multiple of save_every; 0: never)
+    checkpoints: bool = False  # also evaluate every checkpoint each arm saves (at its own save_every); or eval_every
     # OpenAI-compatible servers per model name (vLLM, SGLang); a model without an entry runs in process (hf).
     servers: dict[str, list[str]] = field(default_factory=dict)
     api_key_env: str = ""  # the environment variable that holds the servers' key
@@ -267,12 +268,14 @@ def validate(config: StudyConfig) -> None:
         if m.method in ("SFT", "RL") and m.base not in survey:
             raise StudyConfigError(f"model {m.name}: its base {m.base!r} is not one of the study's models")
     launched = [a.name for a in config.arms if a.launch]
-    if config.eval.eval_every and launched:
+    if config.eval.eval_every and config.eval.checkpoints:
+        raise StudyConfigError("[eval]: eval_every (a fixed cadence) or checkpoints (each arm's own), not both")
+    if (config.eval.eval_every or config.eval.checkpoints) and launched:
         # A kept step's weights are copied from its checkpoint folder, which ZeRO-3 and FSDP fill with shards, not a
         # model directory; which launches leave a loadable one is not checked here, so none is assumed.
         raise StudyConfigError(
-            f"[eval] eval_every: arms trained through a launcher ({', '.join(launched)}) cannot evaluate checkpoints "
-            "in training; evaluate their kept checkpoints with `rtransfer eval` afterwards"
+            f"[eval] eval_every / checkpoints: arms trained through a launcher ({', '.join(launched)}) cannot "
+            "evaluate checkpoints in training; evaluate their kept checkpoints with `rtransfer eval` afterwards"
         )
     if config.eval.limit < 0 or config.eval.batch_size < 1 or config.eval.eval_every < 0:
         raise StudyConfigError("[eval]: limit and eval_every must be >= 0, batch_size >= 1")

@@ -6,7 +6,7 @@ Every evaluation of one model derives from one EngineSpec (`engine_spec`): its f
 evaluations and its probes share chat thinking, batch size, dtype and placement by construction.
 
     teacher:<name>  TeacherSpec     DIR/traces/<name>.jsonl       (and its answers in <name>.jsonl.run/)
-    train:<arm>     TrainSpec       DIR/models/<arm>/             (and, with eval_every, steps/step-N weights)
+    train:<arm>     TrainSpec       DIR/models/<arm>/             (and, with eval_every or checkpoints, steps/step-N)
     eval:<model>    EvalSpec        DIR/runs/<model>/
     steps:<arm>     StepEvalSpec    DIR/models/<arm>/evals/step-N/   (kind "eval": the TI over training steps)
     probes:<model>  ProbeSpec       DIR/probes/<model>/
@@ -102,9 +102,8 @@ def plan(config: StudyConfig, out: Path, dry_run: bool = False) -> Plan:
             after = {}
         evals[m.name] = eval_spec(config.eval, m, weights, out / "runs" / m.name, after)
         nodes.append(Node(f"eval:{m.name}", "eval", evals[m.name]))
-    steps = [_steps(trains[m.name], evals[m.name], config.eval.eval_every) for m in models if m.name in trains]
-    if config.eval.eval_every:
-        nodes += [Node(f"steps:{s.template.model.name}", "eval", s) for s in steps]
+    steps = [_steps(trains[m.name], evals[m.name]) for m in models if m.name in trains]
+    nodes += [Node(f"steps:{s.template.model.name}", "eval", s) for s in steps if s.every]
     if not config.survey and (config.probes.latent or config.probes.tokens):
         nodes += [_probes(m, config, out, evals) for m in models if m.base is not None]
     compare = CompareSpec(
@@ -157,7 +156,7 @@ def _arms(
                 thinking=arm.thinking,
             )
             recipe = job_recipe(job)  # validated here, before anything runs
-            every = config.eval.eval_every
+            every = config.eval.eval_every or (recipe.save_every if config.eval.checkpoints else 0)
             if every and every % recipe.save_every:
                 raise StudyError(
                     f"arm {arm.name}: eval_every {every} is not a multiple of its save_every {recipe.save_every}"
@@ -281,10 +280,10 @@ def eval_spec(e: EvalConfig, model: ModelRef, weights: str, out: Path, after: di
     )
 
 
-def _steps(train: TrainSpec, final: EvalSpec, every: int) -> StepEvalSpec:
+def _steps(train: TrainSpec, final: EvalSpec) -> StepEvalSpec:
     name = train.model.name
     return StepEvalSpec(
-        final, train.out, every, out=str(Path(train.out) / "evals"), after={f"train:{name}": train.key()}
+        final, train.out, train.keep_every, out=str(Path(train.out) / "evals"), after={f"train:{name}": train.key()}
     )
 
 
