@@ -129,7 +129,7 @@ def test_the_plan_names_what_each_node_reads_with_its_key(tmp_path):
         # the needs come before the node: one pass in plan order runs every node after what it reads
         assert all(list(keys).index(need) < list(keys).index(node.name) for need in node.needs)
     train = next(n for n in planned.nodes if n.name == "train:grpo")
-    assert isinstance(train.spec, TrainSpec) and train.spec.keep_every == load_study("lab", quick=True).eval.eval_every
+    assert isinstance(train.spec, TrainSpec) and train.spec.keep_every == train.spec.execution["save_every"] == 2
 
 
 def test_a_dry_run_writes_the_plan_and_nothing_else(tmp_path, cli):

@@ -154,10 +154,14 @@ def test_the_quick_study_writes_every_file_the_report_reads(quick_study):
             assert (quick_study / entry["train_dir"] / "log.jsonl").exists()
             assert {"latent", "tokens"} <= set(entry["probes"])
             assert all((quick_study / p).exists() for p in entry["probes"].values())
-            # Checkpoints every 4 steps were evaluated (every arm trains at least 4 steps in the quick recipes).
-            assert "4" in entry["steps"] and (quick_study / entry["steps"]["4"] / "scores.json").exists()
-            step = json.loads((quick_study / entry["steps"]["4"] / "manifest.json").read_text())
-            assert (step["name"], step["method"]) == (f"{name}@step-4", entry["method"])
+            # Every checkpoint the arm saved was evaluated, but the last step's: the final model is that point.
+            info = json.loads((quick_study / entry["train_dir"] / "train.json").read_text())
+            every, last = info["recipe"]["save_every"], info["steps"]
+            assert sorted(map(int, entry["steps"])) == list(range(every, last, every)), name
+            for at, rel in entry["steps"].items():
+                step = json.loads((quick_study / rel / "manifest.json").read_text())
+                assert (step["name"], step["method"]) == (f"{name}@step-{at}", entry["method"])
+                assert (quick_study / rel / "scores.json").exists()
     for f in ("scores.json", "ti.json", "report.html", "report.md"):
         assert (quick_study / f).exists(), f
 

@@ -18,6 +18,7 @@ from rtransfer.runs import RunDir, write_json_atomic
 from rtransfer.sources import load_run_dir
 from rtransfer.specs import CompareSpec, ModelRef
 from rtransfer.train.methods import policy_of
+from rtransfer.train.outputs import final_step
 from rtransfer.transfer import ModelScores
 
 
@@ -78,7 +79,7 @@ def step_rows(
         if not entry.get("steps"):
             continue
         by_step = {int(s): load_run_dir(out / rel)[0] for s, rel in entry["steps"].items() if (out / rel).exists()}
-        final = _final_step(out / entry["train_dir"]) if entry.get("train_dir") else None
+        final = final_step(out / entry["train_dir"]) if entry.get("train_dir") else None
         if final is not None and final not in by_step:
             by_step[final] = final_rows[m.name]
         if by_step:
@@ -95,18 +96,6 @@ def data_seen(models: Sequence[ModelRef], files: dict[str, dict], out: Path) -> 
         if info and info.exists() and (counts := json.loads(info.read_text()).get("seen")):
             seen[m.name] = counts
     return seen
-
-
-def _final_step(train_dir: Path) -> int | None:
-    if (train_dir / "train.json").exists():
-        steps = json.loads((train_dir / "train.json").read_text()).get("steps")
-        if steps:
-            return int(steps)
-    log = train_dir / "log.jsonl"
-    if log.exists():
-        logged = [json.loads(line)["step"] for line in log.read_text().splitlines() if line.strip()]
-        return max(logged) if logged else None
-    return None
 
 
 def _manifest_models(out: Path) -> dict[str, dict]:

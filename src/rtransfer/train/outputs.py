@@ -150,6 +150,19 @@ def checkpoint_step(checkpoint: Path) -> int:
     return int(checkpoint.name.split("-")[1])
 
 
+def final_step(train_dir: Path) -> int | None:
+    """The step a finished training run ended at (train.json's step count, else the last logged step)."""
+    if (train_dir / "train.json").exists():
+        steps = json.loads((train_dir / "train.json").read_text()).get("steps")
+        if steps:
+            return int(steps)
+    log = train_dir / "log.jsonl"
+    if log.exists():
+        logged = [json.loads(line)["step"] for line in log.read_text().splitlines() if line.strip()]
+        return max(logged) if logged else None
+    return None
+
+
 def saved_whole(checkpoint: Path) -> bool:
     """Whether a checkpoint folder was saved to its end: the trainer writes trainer_state.json after the weights,
     the optimiser and the RNG states, so a kill in the middle of a save leaves a folder without it."""
