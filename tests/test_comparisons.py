@@ -211,5 +211,5 @@ def test_no_dip_without_a_measurable_loss_and_no_recovery_without_a_measurable_w
     assert near.dips == []
     stuck = checkpoint_of("dip", 11)
     down = compare(rows, ti, ARMS, s, steps={"on-s0": {5: stuck, 10: replace(stuck, model="on-s0")}})
-    assert {d.quantity: d.verdict for d in down.dips} == {"Δother": "not recovered", "Δnon": "not recovered"}
+    assert {d.quantity: d.verdict for d in down.dips} == {"Δother": "did not recover", "Δnon": "did not recover"}
     assert compare(rows, ti, ARMS, Settings(bootstrap=0), steps={"on-s0": {5: stuck, 10: final}}).dips == []

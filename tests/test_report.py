@@ -176,14 +176,16 @@ def test_the_comparison_tables_are_the_compare_stages_file(study, report):
     assert "TI v2 (% of the math domain index, DI_math)" in md
     assert "95% paired-bootstrap CI over documents (200 replicates, seed 0)" in md  # the study's, not 1000
     # Whether transfer dipped and came back: the words are comparisons.json's dips, every stepped model named once.
+    from rtransfer.report.sections import _tight
+
     c = json.loads((study / "comparisons.json").read_text())
     stepped = [m for m, points in c["steps"].items() if len(points) > 1]
     assert stepped and "Did transfer dip and recover?" in md
     for d in c["dips"]:
         at, back = d["at"], d["recovery"]
         said = f"at step {d['step']}, and {d['verdict']} ("
-        assert f"{d['model']}: " in md and f"fell to {fmt(at['value'])} points {fmt_ci(tuple(at['ci']))} {said}" in md
-        assert fmt_ci(tuple(back["ci"])) in md
+        assert f"{d['model']}: " in md and f"fell to {fmt(at['value'])} points {_tight(tuple(at['ci']))} {said}" in md
+        assert _tight(tuple(back["ci"])) in md
     steady = [m for m in stepped if m not in {d["model"] for d in c["dips"]}]
     assert not steady or f"{', '.join(steady)}: no checkpoint's other or non-reasoning change lay measurably" in md
 
@@ -435,3 +437,22 @@ def test_against_the_paper_reproduces_contradicts_or_says_what_is_missing():
     text = against_the_paper(lost, ARMS, "better")
     assert text.endswith("does not reproduce it: not every arm raised math (sft did not).")
     assert "GRPO 82.3 / 52.2" in text  # the paper's own TIs, quoted
+
+
+def test_a_dip_and_its_way_back_are_said_with_their_cis_and_a_ci_near_zero_shows_its_side():
+    from rtransfer.comparisons import Dip, Settings
+    from rtransfer.report.sections import dip_words
+
+    def est(value, low, high):
+        return Estimate(value, (low, high))
+
+    back = Dip("a", "Δother", 5, est(-4.0, -6.0, -2.0), 10, est(-0.5, -2.0, 1.0), est(3.5, 1.5, 5.5))
+    near = Dip("b", "Δnon", 25, est(-0.5, -1.2, -0.01), 100, est(-0.2, -0.9, 0.6), est(0.3, -0.1, 0.9))
+    text = dip_words([back, near], ["a", "b", "c"], True, Settings())
+    assert text.startswith("Did transfer dip and recover? a: other reasoning fell to -4.0 points [-6.0, -2.0] at")
+    assert "and recovered (+3.5 points [1.5, 5.5] from there to step 10, ending at -0.5 [-2.0, 1.0])" in text
+    assert "b: non-reasoning fell to -0.5 points [-1.20, -0.01] at step 25, and did not recover (+0.3 points" in text
+    assert "c: no checkpoint's other or non-reasoning change lay measurably below 0" in text
+    assert "pointwise, 95%" in text
+    unmeasured = dip_words([], ["c"], False, Settings(bootstrap=0))
+    assert unmeasured.startswith("Whether transfer dipped during training cannot be told")

@@ -187,10 +187,10 @@ class Dip:
     @property
     def verdict(self) -> str:
         """Recovered: measurably back (the way back's CI above 0) and no measurable loss left at the end; partly
-        recovered: measurably back but still measurably below 0; not recovered: no measurable way back."""
+        recovered: measurably back but still measurably below 0; did not recover: no measurable way back."""
         back = self.recovery.ci is not None and self.recovery.ci[0] > 0
         still_down = self.last.ci is not None and self.last.ci[1] < 0
-        return "partly recovered" if back and still_down else "recovered" if back else "not recovered"
+        return "partly recovered" if back and still_down else "recovered" if back else "did not recover"
 
     def as_dict(self) -> dict[str, Any]:
         plain = {k: getattr(self, k) for k in ("model", "quantity", "step", "last_step")}

@@ -326,6 +326,11 @@ def steps(data: ReportData, results: Results) -> Section:
     )
 
 
+def _tight(ci: tuple[float, float] | None) -> str:
+    """A CI whose bound lies within 0.05 of 0 with two decimals: "[-1.2, 0.0]" would hide which side of 0 it is."""
+    return fmt_ci(ci, 2 if ci and min(abs(b) for b in ci) < 0.05 else 1)
+
+
 def dip_words(dips: list[Dip], models: list[str], resampled: bool, settings: Settings) -> str:
     """Whether any arm's transfer dipped during training and came back, in words, from comparisons.json's dips."""
     if not resampled:
@@ -334,9 +339,9 @@ def dip_words(dips: list[Dip], models: list[str], resampled: bool, settings: Set
     for d in dips:
         group = GROUP_WORDS[d.quantity.removeprefix("Δ")]
         lines.append(
-            f"{d.model}: {group} fell to {fmt(d.at.value)} points {fmt_ci(d.at.ci)} at step {d.step}, and "
-            f"{d.verdict} ({signed(d.recovery.value)} points {fmt_ci(d.recovery.ci)} from there to step "
-            f"{d.last_step}, ending at {fmt(d.last.value)} {fmt_ci(d.last.ci)})."
+            f"{d.model}: {group} fell to {fmt(d.at.value)} points {_tight(d.at.ci)} at step {d.step}, and "
+            f"{d.verdict} ({signed(d.recovery.value)} points {_tight(d.recovery.ci)} from there to step "
+            f"{d.last_step}, ending at {fmt(d.last.value)} {_tight(d.last.ci)})."
         )
     dipped = {d.model for d in dips}
     steady = [m for m in models if m not in dipped]
