@@ -364,3 +364,20 @@ def test_plot_latent_draws_the_papers_panel_with_the_reports_drawing(tmp_path):
     result = {"layers": layers, "centroid_base": [0.5, 0.5], "centroid_tuned": [0.95, 0.65], "d": 0.45}
     plot_latent(result, str(tmp_path / "panel.png"), title="lab_arith")
     assert (tmp_path / "panel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_probe_forward_pass_turns_onednn_off_and_back_without_a_warning():
+    """oneDNN off for the probes' passes (probes.models.forward_mode), and nothing printed for it: torch's flags()
+    would also set allow_tf32, which on Intel CPUs warns about Intel GPUs at every probe."""
+    import warnings
+
+    import torch
+
+    from rtransfer.probes.models import forward_mode
+
+    before = torch.backends.mkldnn.enabled
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with forward_mode():
+            assert not torch.backends.mkldnn.enabled and torch.is_inference_mode_enabled()
+    assert torch.backends.mkldnn.enabled == before

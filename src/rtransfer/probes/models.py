@@ -87,10 +87,11 @@ def forward_mode() -> Iterator[None]:
     build on 2 threads gave the padded texts of a batch other hidden states (3.6e-4 of their mean size; d moved in
     its 4th digit) in one to two fresh processes out of ten, while one thread, one text per batch and oneDNN off
     agreed bit for bit in every run (bench/probe_repeatability.py). MKL's own matrix products still do the work; the
-    flag does nothing on CUDA."""
+    flag does nothing on CUDA. Its TF32 and precision settings are left as they are (None): flags() would set
+    allow_tf32, which on Intel CPUs prints a notice about Intel GPUs at every probe."""
     import torch
 
-    with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=False):
+    with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=False, allow_tf32=None, fp32_precision=None):
         yield
 
 
