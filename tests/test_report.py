@@ -456,3 +456,20 @@ def test_a_dip_and_its_way_back_are_said_with_their_cis_and_a_ci_near_zero_shows
     assert "pointwise, 95%" in text
     unmeasured = dip_words([], ["c"], False, Settings(bootstrap=0))
     assert unmeasured.startswith("Whether transfer dipped during training cannot be told")
+
+
+def test_the_verdict_table_opens_the_report_and_is_ti_json_by_rule_1(study, report):
+    """arm × group: gained / lost when the change's CI excludes 0, else no measurable change, with ti.json's
+    figures; the first table a reader meets."""
+    words = {"math": "math", "other": "other reasoning", "non": "non-reasoning"}
+    ti = json.loads((study / "ti.json").read_text())
+    rows = csv_rows(study / "tables" / "verdicts.csv")
+    assert [r["model"] for r in rows] == [t["model"] for t in ti]
+    for r, t in zip(rows, ti, strict=True):
+        for g, column in words.items():
+            value, (low, high) = t["change"][g], t["change_ci"][g]
+            said = "gained" if low > 0 else "lost" if high < 0 else "no measurable change"
+            number = fmt(value) if fmt(value).startswith("-") or fmt(value) == "0.0" else "+" + fmt(value)
+            assert r[column] == f"{said} ({number} points {fmt_ci((low, high))})", (t["model"], g)
+    md = report["md"].read_text()
+    assert md.index("Each tuned model's change per group") < min(md.index(t) for t in ("Scores (0–100)", "TI v2"))

@@ -63,13 +63,20 @@ def ti_usable(row: dict) -> bool:
     return not row.get("error") and not row.get("unstable") and row.get("TI_other") is not None
 
 
-def _describe_change(row: dict, group: str) -> str:
+CHANGE_WORDS = {"up": "gained", "down": "lost", "flat": "no measurable change", "unknown": "changed (no CI)"}
+
+
+def change_verdict(row: dict, group: str) -> str:
+    """One group change of a TI row in words by rule 1, with its figure: "lost (-5.2 points [-8.0, -2.4])"."""
     value, ci = _change(row, group)
-    what = {"up": "gained", "down": "lost", "flat": "no measurable change", "unknown": "changed (no CI)"}
     text = f"{signed(value)} points"
     if ci:
         text += f" {fmt_ci(tuple(ci))}"
-    return f"{GROUP_WORDS[group]} {what[direction(value, ci)]} ({text})"
+    return f"{CHANGE_WORDS[direction(value, ci)]} ({text})"
+
+
+def _describe_change(row: dict, group: str) -> str:
+    return f"{GROUP_WORDS[group]} {change_verdict(row, group)}"
 
 
 def model_sentence(row: dict) -> str:

@@ -8,7 +8,15 @@ from rtransfer.comparisons import QUANTITIES, SEEN, SEEN_APART, Dip, Estimate, S
 from rtransfer.report import plots
 from rtransfer.report.collect import ReportData
 from rtransfer.report.document import Block, Bullets, Figure, Section, Table, Text
-from rtransfer.report.finding import GROUP_WORDS, SMOKE, against_the_paper, finding, on_off_verdict, signed
+from rtransfer.report.finding import (
+    GROUP_WORDS,
+    SMOKE,
+    against_the_paper,
+    change_verdict,
+    finding,
+    on_off_verdict,
+    signed,
+)
 from rtransfer.report.tables import fmt, fmt_ci, ti_cells
 from rtransfer.transfer import ti_flag
 
@@ -64,7 +72,13 @@ class Results:
 
 def summary(data: ReportData, results: Results) -> Section:
     models = ", ".join(m.label for m in data.models.values())
+    verdicts = [[r["model"], *(change_verdict(r, g) for g in GROUPS)] for r in data.ti]
+    caption = (
+        "Each tuned model's change per group against its base, in words: gained or lost when the CI excludes 0, "
+        "else no measurable change; the figures are ti.json's group changes (points) and their CIs."
+    )
     blocks = [
+        Table("verdicts", ["model", *(GROUP_WORDS[g] for g in GROUPS)], verdicts, caption),
         Bullets(results.finding),
         Text(
             f"Study {data.title}: {models}. The rules behind each sentence are in "
