@@ -354,7 +354,7 @@ def step_points(
     points, names = [r for r in rows if not r.base], {}
     for model, by_step in steps.items():
         for step, row in sorted(by_step.items()):
-            name = f"{model}@{step}"
+            name = _point_name(model, step)
             names[name] = (model, step)
             points.append(replace(row, model=name, base=base_of[model]))
     s = settings
@@ -366,30 +366,32 @@ def step_points(
         if flag:  # a TI not to be read is neither shown nor drawn
             values |= {q: Estimate(float("nan"), None) for q in QUANTITIES if q.startswith("TI")}
         out.setdefault(model, {})[step] = StepPoint(flag, values)
-    return out, transfer_dips(res, names)
+    return out, transfer_dips(res, out)
 
 
-def transfer_dips(res: Resampled, names: dict[str, tuple[str, int]]) -> list[Dip]:
+def _point_name(model: str, step: int) -> str:
+    return f"{model}@{step}"
+
+
+def transfer_dips(res: Resampled, points: dict[str, dict[int, StepPoint]]) -> list[Dip]:
     """For each tuned model and transfer group: its lowest point before the last whose CI lies wholly below 0, if
-    any, with the paired change from there to the last point. Pointwise CIs: the more checkpoints, the likelier one
-    of them dips by chance, which the report says beside it."""
-    by_model: dict[str, list[tuple[int, str]]] = {}
-    for name, (model, step) in names.items():
-        by_model.setdefault(model, []).append((step, name))
+    any, with the paired change from there to the last point (each point's replicates in `res`, as step_points
+    named them).
+    Pointwise CIs: the more checkpoints, the likelier one of them dips by chance, which the report says beside it."""
     dips = []
-    for model, named in by_model.items():
-        named.sort()
-        last_step, last = named[-1]
+    for model, by_step in points.items():
+        last_step = max(by_step)
         for q in TRANSFER:
             below = [
-                (at.value, step, name, at)
-                for step, name in named[:-1]
-                if (at := res.estimate(res.values[name][q])).ci is not None and at.ci[1] < 0
+                (p.values[q].value, step)
+                for step, p in by_step.items()
+                if step != last_step and p.values[q].ci is not None and p.values[q].ci[1] < 0
             ]
             if below:
-                _, step, name, at = min(below)
-                way_back = res.estimate(res.values[last][q] - res.values[name][q])
-                dips.append(Dip(model, q, step, at, last_step, res.estimate(res.values[last][q]), way_back))
+                step = min(below)[1]
+                way_back = res.values[_point_name(model, last_step)][q] - res.values[_point_name(model, step)][q]
+                at, last = by_step[step].values[q], by_step[last_step].values[q]
+                dips.append(Dip(model, q, step, at, last_step, last, res.estimate(way_back)))
     return dips
 
 

@@ -27,7 +27,6 @@ from rtransfer.processes import die_with_parent
 from rtransfer.specs import Spec, StepEvalSpec, TrainSpec
 from rtransfer.study.launch import resolved_launcher
 from rtransfer.study.ledger import Ledger, Node
-from rtransfer.train.config import from_description
 from rtransfer.train.methods import METHODS
 
 
@@ -143,7 +142,7 @@ def _children(nodes: list[Node], ledger: Ledger, slots: list[str | None], out: P
 
 def _train_threads(spec: TrainSpec) -> str:
     """What an arm trains on: its recipe's threads on a CPU, whatever the schedule (train.config.Recipe.threads)."""
-    return "a GPU" if gpu_machine() else f"{from_description({**spec.recipe, **spec.execution}).threads} thread(s)"
+    return "a GPU" if gpu_machine() else f"{spec.recipe['threads']} thread(s)"
 
 
 def _child(spec: Spec, threads: int, log: Path, parent: int) -> tuple[dict[str, Any], float]:
