@@ -387,6 +387,7 @@ def engine_checks(args) -> None:
 
     from rtransfer.engines.base import SamplingParams
     from rtransfer.engines.hf import HFEngine
+    from rtransfer.online import hub_kernels
 
     model_dir = build_model(args.arch, args.work)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -394,7 +395,9 @@ def engine_checks(args) -> None:
     gpu_layers = args.arch.layers // 2
     device_map = {"model.embed_tokens": 0, "model.rotary_emb": 0, "model.norm": "cpu", "lm_head": "cpu"}
     device_map.update({f"model.layers.{i}": 0 if i < gpu_layers else "cpu" for i in range(args.arch.layers)})
-    split = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map=device_map).eval()
+    kernels = hub_kernels()  # as rtransfer loads models
+    split = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map=device_map, **kernels)
+    split.eval()
     engine = HFEngine(split, tokenizer, batch_size=8, chat=True)
     greedy = SamplingParams(max_new_tokens=24)
     engine.eos_ids = set()  # a random model: every row runs to the end, the reference
@@ -412,7 +415,7 @@ def engine_checks(args) -> None:
     del engine, split
     torch.cuda.empty_cache()
 
-    whole = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to("cuda").eval()
+    whole = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, **kernels).to("cuda").eval()
     engine = HFEngine(whole, tokenizer, batch_size=64, parallel_batches=1)
     encoded = [engine.encode(engine.render(p)) for p in prompts * 8]
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))

@@ -109,3 +109,20 @@ def test_eval_every_is_refused_under_a_launcher(cli, monkeypatch, tmp_path):
 def test_onpolicy_trains_one_pass_per_generation():
     with pytest.raises(RecipeError, match=r"steps_per_generation \(1\) must equal grad_accum \(2\)"):
         load_recipe("onpolicy", overrides=["grad_accum=2"])
+
+
+def test_models_load_without_the_hubs_kernels_unless_the_user_asks(tiny_model, monkeypatch):
+    """transformers 5 swaps layers for kernels downloaded from the hub, by default: on a GPU node without the hub
+    that crashed every training run and the engine's loading (measured on an H200). rtransfer loads the torch
+    layers unless USE_HUB_KERNELS (transformers' own switch) is set."""
+    from rtransfer.engines.hf import HFEngine
+    from rtransfer.train.outputs import load_model
+
+    monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
+    recipe = load_recipe("sft")
+    model, _ = load_model(str(tiny_model), recipe)
+    model.train()  # transformers kernelizes again when the mode changes
+    assert model.use_kernels is False
+    assert HFEngine.load(str(tiny_model), device="cpu").model.use_kernels is False
+    monkeypatch.setenv("USE_HUB_KERNELS", "1")
+    assert load_model(str(tiny_model), recipe)[0].use_kernels is True

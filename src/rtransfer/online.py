@@ -24,6 +24,18 @@ def hub_offline() -> str | None:
     return f"{name} is set" if name else _unreachable(*_address())
 
 
+def hub_kernels() -> dict:
+    """from_pretrained's kernel setting: the hub's kernels off, unless the user set USE_HUB_KERNELS.
+
+    transformers 5 swaps layers for kernels it downloads from the hub, by default, at load and again at
+    `model.train()`. On a GPU node without the hub (HF_HUB_OFFLINE=1, common on clusters) that crashed every training
+    run and the engine's loading (measured on an H200, transformers 5.25: "Version 2 of 'kernels-community/rotary' is
+    not available in the local cache"); where the hub answers, it runs code fetched at run time whose numerics are not
+    the torch layers rtransfer's CPU/GPU agreement was measured on. A user who wants them sets USE_HUB_KERNELS=1
+    (transformers' own switch), and then transformers decides."""
+    return {} if os.environ.get("USE_HUB_KERNELS", "").strip() else {"use_kernels": False}
+
+
 def offline_variable() -> str | None:
     """The variable by which the user declared offline mode, if any: the hub libraries then look in their local
     cache only, and fail fast by themselves."""

@@ -47,7 +47,7 @@ from rtransfer.engines.base import (
 )
 from rtransfer.engines.decode import decode, supported
 from rtransfer.errors import ModelLoadError, RtransferError, first_line
-from rtransfer.online import hub_offline, offline_message
+from rtransfer.online import hub_kernels, hub_offline, offline_message
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 BATCH_TOKENS = {False: 4096, True: 32768}  # default padded prompt tokens per batch: CPU, GPU
@@ -132,7 +132,11 @@ class HFEngine(CollectsStream):
         try:
             tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
             loaded = AutoModelForCausalLM.from_pretrained(
-                model, dtype=dtype if dtype == "auto" else getattr(torch, dtype), device_map=device_map, **kwargs
+                model,
+                dtype=dtype if dtype == "auto" else getattr(torch, dtype),
+                device_map=device_map,
+                **kwargs,
+                **hub_kernels(),
             )
         except (OSError, ValueError) as err:
             if offline:

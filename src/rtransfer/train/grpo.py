@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rtransfer.online import hub_kernels
 from rtransfer.train.config import GRPORecipe, SamplingRecipe
 from rtransfer.train.data import Query, data_record
 from rtransfer.train.outputs import TrainDir, chat_kwargs, fit, load_model, log_callback, trainer_arguments
@@ -58,6 +59,7 @@ def sampling_trainer(
         top_p=recipe.top_p,
         max_completion_length=recipe.max_completion_length,
         chat_template_kwargs=chat_kwargs(recipe),
+        model_init_kwargs=hub_kernels() or None,  # the reference model TRL loads itself when beta > 0
         **vllm_arguments(recipe),
         **loss,
     )

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rtransfer.errors import ModelLoadError, RunMismatchError, first_line
-from rtransfer.online import hub_offline, offline_message
+from rtransfer.online import hub_kernels, hub_offline, offline_message
 from rtransfer.records import now
 from rtransfer.runs import fingerprint, versions, write_json_atomic
 from rtransfer.train import ranks
@@ -337,7 +337,11 @@ def load_model(base: str, recipe: Recipe):
     try:
         tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=bool(offline))
         model = AutoModelForCausalLM.from_pretrained(
-            base, dtype=dtype, attn_implementation=recipe.attn_implementation, local_files_only=bool(offline)
+            base,
+            dtype=dtype,
+            attn_implementation=recipe.attn_implementation,
+            local_files_only=bool(offline),
+            **hub_kernels(),
         )
     except (OSError, ValueError, ImportError) as err:
         if offline:
