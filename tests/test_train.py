@@ -262,11 +262,11 @@ def test_grpo_rewards_are_the_graders_grades(tmp_path, queries):
     assert {reward for _, _, reward in seen} == {0.0, 1.0}
 
 
-def test_grpo_resumes_bit_identical_after_a_kill(tmp_path, queries):
-
+@pytest.mark.parametrize("sampler", ["trl", "rtransfer"])
+def test_grpo_resumes_bit_identical_after_a_kill(tmp_path, queries, sampler):
     from rtransfer.train.grpo import train_grpo
 
-    recipe = load_recipe("grpo", overrides=GRPO)
+    recipe = load_recipe("grpo", overrides=[*GRPO, f"sampler={sampler}"])
 
     full = train_grpo(BASE, queries, recipe, tmp_path / "full")
     with pytest.raises(KeyboardInterrupt):
@@ -275,6 +275,29 @@ def test_grpo_resumes_bit_identical_after_a_kill(tmp_path, queries):
     assert weights(resumed) == weights(full) != weights(BASE)
     assert log_without_times(resumed) == log_without_times(full)
     assert {"reward_mean", "reward_std", "zero_std_groups", "completion_length"} <= set(lines(full / "log.jsonl")[0])
+
+
+def test_rtransfer_rollouts_are_one_seeded_sample_per_row_of_trls_prompts(tmp_path, queries):
+    """TRL's rollout_func contract: the prompt ids TRL itself would feed, one completion per row in order (the rows
+    already repeat each prompt `rollouts` times), the end-of-turn token kept where an answer ended; draws that
+    depend on the step and the row, not on torch's RNG."""
+    import torch
+
+    from rtransfer.train.grpo import grpo_trainer
+
+    recipe = load_recipe("grpo", overrides=[*GRPO, "sampler=rtransfer"])
+    trainer = grpo_trainer(BASE, queries, recipe, TrainDir(tmp_path / "g"))
+    prompts = [[{"role": "user", "content": q.prompt}] for q in queries[:4] for _ in range(4)]
+    out = trainer.rollout_func(prompts, trainer)
+    assert out["prompt_ids"] == trainer._tokenize_prompts(prompts)[0] and out["logprobs"] is None
+    completions, eos = out["completion_ids"], set(trainer.eos_token_ids)
+    assert len(completions) == 16 and all(0 < len(ids) <= 48 for ids in completions)
+    assert not any(eos & set(ids[:-1]) for ids in completions) and any(ids[-1] in eos for ids in completions)
+    assert len({tuple(ids) for ids in completions[:4]}) > 1  # a prompt's rollouts are drawn apart
+    torch.manual_seed(123)  # torch's RNG plays no part
+    assert trainer.rollout_func(prompts, trainer)["completion_ids"] == completions
+    trainer.state.global_step = 1
+    assert trainer.rollout_func(prompts, trainer)["completion_ids"] != completions
 
 
 # --- the command: lab defaults, checkpoint evaluation, recipes, errors ---------------------------------------------

@@ -154,8 +154,10 @@ def decode(
     stopping=None,
     generators: Sequence | None = None,
     limits: Sequence[int] | None = None,
+    keep_eos: bool = False,
 ) -> list[tuple[list[int], bool]]:
-    """One left-padded batch: each row's new token ids (the end-of-turn token left out) and whether it ended there.
+    """One left-padded batch: each row's new token ids (the end-of-turn token left out, unless `keep_eos`) and
+    whether it ended there.
 
     `sampling`: None for greedy, else {"temperature", "top_k", "top_p"} (top_k 0 and top_p 1 are off), each row
     drawn from its own torch.Generator in `generators`; `stopping`: a transformers StoppingCriteria (stop strings),
@@ -207,9 +209,8 @@ def decode(
             if cap is not None:  # a row at its own cap ends like one at max_new_tokens ("length")
                 done = done | (cap[rows] <= step + 1)
             for row, t, is_eos in zip(rows.tolist(), token.tolist(), at_eos.tolist(), strict=True):
-                if is_eos:
-                    ended[row] = True
-                else:
+                ended[row] = ended[row] or is_eos
+                if keep_eos or not is_eos:
                     answers[row].append(t)
             if step == max_new_tokens - 1 or bool(done.all()):
                 break

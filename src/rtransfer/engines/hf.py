@@ -166,7 +166,6 @@ class HFEngine(CollectsStream):
         (longest first), so a runner that hands over everything pending gets the least padding and still writes
         each batch as it ends. On a CPU, `parallel_batches` batches decode at once (see `_parallel_batches`)."""
         encoded = [self.encode(self.render(p)) for p in prompts]
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         sampled = params.temperature > 0
 
         def run(batch: list[int]) -> list[tuple[int, Generation]]:
@@ -175,7 +174,27 @@ class HFEngine(CollectsStream):
             )
             return list(zip(batch, gens, strict=True))
 
-        # generate() (the fallback) samples from torch's global RNG, so it runs one batch at a time.
+        yield from self._in_batches(encoded, params, run)
+
+    def sample_ids(
+        self, encoded: list[list[int]], params: SamplingParams, seeds: Sequence[int] | None
+    ) -> list[tuple[list[int], bool]]:
+        """Every prompt's answer (token ids, its end-of-turn token kept where it ended there) and whether it ended,
+        in the prompts' order, batched as `generate_stream` batches: the training rollouts (train/rollouts.py)."""
+        sampled = params.temperature > 0
+
+        def run(batch: list[int]) -> list[tuple[int, tuple[list[int], bool]]]:
+            ids = [encoded[i] for i in batch]
+            answers = self.generate_ids(ids, params, [seeds[i] for i in batch] if sampled else None, keep_eos=True)
+            return list(zip(batch, answers, strict=True))
+
+        out = dict(self._in_batches(encoded, params, run))
+        return [out[i] for i in range(len(encoded))]
+
+    def _in_batches(self, encoded: list[list[int]], params: SamplingParams, run: Callable) -> Iterator:
+        """`run` over the prompts' batches, longest first, as each batch ends. On a CPU, `parallel_batches` batches
+        decode at once; generate() (the fallback) samples from torch's global RNG, so it runs one batch at a time."""
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         parallel = self._parallel_batches() if self.fast_decode else 1
         batches = self._batches(order, [len(e) for e in encoded], new_tokens=params.max_new_tokens)
         with shared_threads(parallel):
@@ -240,11 +259,16 @@ class HFEngine(CollectsStream):
         return results
 
     def generate_ids(
-        self, batch: list[list[int]], params: SamplingParams, seeds: Sequence[int] | None = None
+        self,
+        batch: list[list[int]],
+        params: SamplingParams,
+        seeds: Sequence[int] | None = None,
+        keep_eos: bool = False,
     ) -> list[tuple[list[int], bool]]:
-        """One batch of prompts (token ids): each answer's token ids, cut before the end-of-turn token, and whether
-        it ended there. Ids matter to the token probes, which must score exactly what was produced. Sampling needs
-        one seed per prompt: row i draws from its own torch.Generator seeded with seeds[i]."""
+        """One batch of prompts (token ids): each answer's token ids, cut before the end-of-turn token (kept with
+        `keep_eos`: training learns to stop from it), and whether it ended there. Ids matter to the token probes,
+        which must score exactly what was produced. Sampling needs one seed per prompt: row i draws from its own
+        torch.Generator seeded with seeds[i]."""
         import torch
 
         sampled = params.temperature > 0
@@ -263,7 +287,7 @@ class HFEngine(CollectsStream):
         row_limits = None if min(limits) == longest else limits  # the common case keeps decode's plain loop
         params = dataclasses.replace(params, max_new_tokens=longest)
         if not self.fast_decode:
-            answers = self._generate_ids_hf(batch, params, seeds)
+            answers = self._generate_ids_hf(batch, params, seeds, keep_eos)
             answers = [_cut(ids, ended, n) for (ids, ended), n in zip(answers, limits, strict=True)]
         else:
             sampling, generators = None, None
@@ -279,6 +303,7 @@ class HFEngine(CollectsStream):
                 stopping=self._stop_criterion(params.stop) if params.stop else None,
                 generators=generators,
                 limits=row_limits,
+                keep_eos=keep_eos,
             )
         for i, answer in zip(live, answers, strict=True):
             out[i] = answer
@@ -303,7 +328,7 @@ class HFEngine(CollectsStream):
         return self._stop_criteria[stops]
 
     def _generate_ids_hf(
-        self, batch: list[list[int]], params: SamplingParams, seeds: Sequence[int] | None = None
+        self, batch: list[list[int]], params: SamplingParams, seeds: Sequence[int] | None = None, keep_eos=False
     ) -> list[tuple[list[int], bool]]:
         """The same through transformers' generate(), for models whose generation config asks for more than
         decode.py implements. generate() samples a whole batch from torch's global RNG, so sampled prompts go one
@@ -312,7 +337,8 @@ class HFEngine(CollectsStream):
 
         sampling = params.temperature > 0
         if sampling and len(batch) > 1:
-            return [a for ids, s in zip(batch, seeds, strict=True) for a in self._generate_ids_hf([ids], params, [s])]
+            one = functools.partial(self._generate_ids_hf, params=params, keep_eos=keep_eos)
+            return [a for ids, s in zip(batch, seeds, strict=True) for a in one([ids], seeds=[s])]
         if sampling:
             torch.manual_seed(seeds[0])
         input_ids, mask = self._padded(batch)
@@ -329,7 +355,7 @@ class HFEngine(CollectsStream):
         answers = []
         for row in output[:, input_ids.shape[1] :].tolist():
             ended = next((j for j, t in enumerate(row) if t in self.eos_ids), None)
-            answers.append((row if ended is None else row[:ended], ended is not None))
+            answers.append((row if ended is None else row[: ended + keep_eos], ended is not None))
         return answers
 
     # --- log-likelihood ----------------------------------------------------------------------------------

@@ -110,6 +110,13 @@ class SamplingRecipe(Recipe):
     top_p: float = field(default=1.0, metadata={"help": "rollout nucleus sampling"})
     max_completion_length: int = field(default=160, metadata={"help": "rollout budget in tokens"})
     use_vllm: bool = field(default=False, metadata={"help": "rollouts on vLLM (GPU): see docs/training.md"})
+    sampler: str = field(
+        default="trl",
+        metadata={
+            "help": "who draws the rollouts without vLLM: trl (its generate()) or rtransfer (engines/decode.py "
+            "through TRL's rollout_func; one process or DDP)"
+        },
+    )
     vllm_mode: str = field(default="colocate", metadata={"help": "vLLM mode: colocate or server"})
     vllm_server_base_url: str = field(default="", metadata={"help": "server mode: the trl vllm-serve URL"})
     # Colocate sizing (train/sizing.py checks it in the dry run): vLLM takes gpu_memory_utilization × the GPU's
@@ -313,6 +320,10 @@ def validate(recipe: Recipe) -> None:
             )
         if isinstance(recipe, GRPORecipe) and recipe.loss_type not in ("dapo", "grpo", "dr_grpo", "bnpo", "cispo"):
             raise RecipeError(f"loss_type {recipe.loss_type!r}: choose dapo, grpo, dr_grpo, bnpo or cispo")
+        if recipe.sampler not in SAMPLERS:
+            raise RecipeError(f"sampler {recipe.sampler!r}: choose {' or '.join(SAMPLERS)}")
+        if recipe.sampler == "rtransfer" and recipe.use_vllm:
+            raise RecipeError('sampler = "rtransfer" and use_vllm = true: choose one to draw the rollouts')
         if recipe.vllm_mode not in ("colocate", "server"):
             raise RecipeError(f"vllm_mode {recipe.vllm_mode!r}: choose colocate or server")
         if not 0 < recipe.vllm_gpu_memory_utilization <= 1:
@@ -327,6 +338,7 @@ def validate(recipe: Recipe) -> None:
             )
 
 
+SAMPLERS = ("trl", "rtransfer")
 POSITIVE = {
     "lr",
     "batch_size",

@@ -11,6 +11,7 @@ query ids of the prompts drawn (a dataset column, which TRL hands to the reward 
 completions and tokens the loss mask holds (on-policy SFT: the kept answers only).
 """
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from rtransfer.train.config import GRPORecipe, SamplingRecipe
 from rtransfer.train.data import Query, data_record
 from rtransfer.train.outputs import TrainDir, chat_kwargs, fit, load_model, log_callback, trainer_arguments
 from rtransfer.train.rewards import completion_text, correctness_reward  # noqa: F401  (the reward, re-exported)
+from rtransfer.train.rollouts import engine_rollouts
 from rtransfer.train.sizing import vllm_arguments
 
 
@@ -59,19 +61,23 @@ def sampling_trainer(
         top_p=recipe.top_p,
         max_completion_length=recipe.max_completion_length,
         chat_template_kwargs=chat_kwargs(recipe),
-        model_init_kwargs=hub_kernels() or None,  # the reference model TRL loads itself when beta > 0
+        # TRL loads the reference model itself (beta > 0); set only then, as TRL warns about it otherwise
+        model_init_kwargs=(hub_kernels() or None) if loss.get("beta") else None,
         **vllm_arguments(recipe),
         **loss,
     )
     model, tokenizer = load_model(base, recipe)
-    return trainer_class(
-        model=model,
-        reward_funcs=correctness_reward,
-        args=args,
-        train_dataset=grpo_dataset(queries),
-        processing_class=tokenizer,
-        callbacks=[log_callback(target), *callbacks],
-    )
+    with warnings.catch_warnings():  # TRL calls its documented hook experimental
+        warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
+        return trainer_class(
+            model=model,
+            reward_funcs=correctness_reward,
+            args=args,
+            train_dataset=grpo_dataset(queries),
+            processing_class=tokenizer,
+            callbacks=[log_callback(target), *callbacks],
+            rollout_func=engine_rollouts(recipe) if recipe.sampler == "rtransfer" else None,
+        )
 
 
 def grpo_trainer(base: str, queries: Sequence[Query], recipe: GRPORecipe, target: TrainDir, callbacks: Sequence = ()):

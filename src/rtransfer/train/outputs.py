@@ -22,6 +22,7 @@ run counts on from there; at the end one gather sums the processes' counts and u
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,7 +268,11 @@ def fit(target: TrainDir, trainer, step: int, count: Count, extra: dict[str, Any
     if checkpoint:
         seen.restore(checkpoint, rank, step)
     trainer.add_callback(keep_seen(seen, rank))
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    with warnings.catch_warnings():  # TRL's own calls of transformers' renamed checkpointing API, once per process
+        warnings.filterwarnings(
+            "ignore", message=r"`\w*gradient_checkpointing\w*` is deprecated", category=FutureWarning
+        )
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return target.finish(trainer, {"steps": trainer.state.global_step, "seen": data_seen(trainer, seen)})
 
 
@@ -280,7 +285,12 @@ def chat_kwargs(recipe: Recipe) -> dict[str, Any]:
 def trainer_arguments(recipe: Recipe, out: TrainDir, max_steps: int) -> dict[str, Any]:
     """The transformers TrainingArguments that every TRL method shares."""
     import torch
+    from transformers import TrainingArguments
 
+    # transformers 5.25 renamed gradient_checkpointing (the old name warns); earlier 5.x know only the old one
+    checkpointing = "activation_checkpointing"
+    if checkpointing not in TrainingArguments.__dataclass_fields__:
+        checkpointing = "gradient_checkpointing"
     return {
         "output_dir": str(out.checkpoints),
         "learning_rate": recipe.lr,
@@ -298,7 +308,7 @@ def trainer_arguments(recipe: Recipe, out: TrainDir, max_steps: int) -> dict[str
         "data_seed": recipe.seed,
         "bf16": recipe.bf16 and torch.cuda.is_available(),  # the CPU trains in fp32 (TRL's CPU path)
         "use_cpu": not torch.cuda.is_available(),
-        "gradient_checkpointing": recipe.gradient_checkpointing,
+        checkpointing: recipe.gradient_checkpointing,
         "report_to": "none",
         "dataloader_num_workers": 0,
         "save_only_model": False,  # optimizer, scheduler and RNG states: a resumed run continues exactly
