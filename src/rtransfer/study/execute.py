@@ -1,9 +1,10 @@
 """One way to run a plan's nodes: `execute(nodes, ledger, ...)`. Every node runs through `jobs.run(spec)`:
 
 - in this process (evaluations, probes, the comparison, the report; an arm when arms train one at a time);
-- in spawned child processes: `train_jobs` arms at once, each on its share of the cores (and on a GPU machine
-  every arm, so each starts with the GPU's memory free); evaluations through started servers, one per device
-  group of [eval.serve] at once (the spec is handed to the child as it is: nothing is planned again there);
+- in spawned child processes: on a CPU with `train_jobs` > 1, every node, `train_jobs` at once, each as soon as
+  the nodes it reads are done (`as_graph`); else `train_jobs` arms at once (and on a GPU machine every arm, so
+  each starts with the GPU's memory free); evaluations through started servers, one per device group of
+  [eval.serve] at once (the spec is handed to the child as it is: nothing is planned again there);
 - under a launcher, as `[*launch, "-m", "rtransfer.jobs", DIR/specs/<node>.json]`.
 
 The ledger records each node as it starts and ends (it alone writes the manifest), so a killed study resumes.
@@ -34,6 +35,14 @@ def execute(nodes: list[Node], ledger: Ledger, train_jobs: int, out: Path, serve
     """Run `nodes` in order (each one's needs come before it), the ones already done reused. `servers` are the
     device groups of the servers [eval.serve] starts at once (one per group; () or one group: one at a time)."""
     numbers = {n.name: f"[{i}/{len(nodes)}]" for i, n in enumerate(nodes, 1)}
+    if as_graph(nodes, train_jobs):
+        for node in nodes:
+            if ledger.status(node) == "done":
+                say(f"{numbers[node.name]} {node.name}: done earlier, reused")
+        pending = [n for n in nodes if ledger.status(n) != "done"]
+        if pending:
+            _children(pending, ledger, [None] * train_jobs, out, numbers)
+        return
     in_waves: set[str] = set()
     for node in nodes:
         if ledger.status(node) == "done":
@@ -50,6 +59,16 @@ def execute(nodes: list[Node], ledger: Ledger, train_jobs: int, out: Path, serve
         started = time.time()
         info = _launched(node, out) if _launch(node.spec) else jobs.run(node.spec)
         ledger.finish(node, before, time.time() - started, info, numbers[node.name])
+
+
+def as_graph(nodes: list[Node], train_jobs: int) -> bool:
+    """Whether every node runs in `train_jobs` child processes as soon as what it reads is done: on a CPU with
+    arms trained side by side, so a finished arm's evaluations and probes use the core an arm no longer trains on
+    (the lab study: 906 s in stages, training first, then the rest). Launched arms and served evaluations keep
+    their own way (one launcher at a time; a server per device group)."""
+    if train_jobs < 2 or gpu_machine():
+        return False
+    return not any(_launch(n.spec) or serve_of(n.spec) is not None for n in nodes)
 
 
 def _slots(node: Node, train_jobs: int, servers: tuple[str, ...]) -> list[str | None]:
@@ -112,12 +131,13 @@ def _launched(node: Node, out: Path) -> dict[str, Any]:
 
 
 def _children(nodes: list[Node], ledger: Ledger, slots: list[str | None], out: Path, numbers: dict[str, str]) -> None:
-    """The nodes, one per slot at a time, each in a fresh spawned process (its output in DIR/logs/<node>.log):
-    arms each on its recipe's threads, the longest methods first (so the longest arm does not start last); served
+    """The nodes, one per slot at a time, each in a fresh spawned process (its output in DIR/logs/<node>.log) as
+    soon as the nodes it reads are done: arms first, each on its recipe's threads, the longest methods first (so the
+    longest arm does not start last), then the others in plan order, each on its share of the cores; served
     evaluations each with its server on the slot's devices."""
     workers = min(len(slots), len(nodes))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    queue = sorted(nodes, key=lambda n: METHODS[n.spec.method].cost if isinstance(n.spec, TrainSpec) else 0)
+    queue = sorted(nodes, key=lambda n: METHODS[n.spec.method].cost if isinstance(n.spec, TrainSpec) else 99)
     free = list(slots[:workers])
     (out / "logs").mkdir(parents=True, exist_ok=True)
     running: dict = {}
@@ -125,19 +145,28 @@ def _children(nodes: list[Node], ledger: Ledger, slots: list[str | None], out: P
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=spawn, max_tasks_per_child=1) as pool:
         while queue or running:
-            while queue and free:
-                node, slot = queue.pop(0), free.pop(0)
+            while free and (node := next((n for n in queue if _ready(n, ledger)), None)):
+                queue.remove(node)
+                slot = free.pop(0)
                 log = out / "logs" / f"{node.name.replace(':', '-')}.log"
-                where = _train_threads(node.spec) if isinstance(node.spec, TrainSpec) else f"devices {slot or 'shared'}"
+                where = _where(node.spec, slot, threads)
                 before = ledger.begin(node, numbers[node.name], f" ({workers} at once, {where}; {log})")
                 future = pool.submit(_child, _on_devices(node.spec, slot), threads, log, os.getpid())
                 running[future] = (node, before, slot)
+            if not running:  # nothing can start: a node reads one that is neither done nor queued
+                raise RtransferError(f"{queue[0].name} reads a stage that has not run")
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 node, before, slot = running.pop(future)
                 free.append(slot)
                 info, seconds = future.result()  # a failed node raises here; the others finish first (the with)
                 ledger.finish(node, before, seconds, info, numbers[node.name])
+
+
+def _where(spec: Spec, slot: str | None, threads: int) -> str:
+    if isinstance(spec, TrainSpec):
+        return _train_threads(spec)
+    return f"devices {slot}" if slot else f"{threads} thread(s)"
 
 
 def _train_threads(spec: TrainSpec) -> str:
