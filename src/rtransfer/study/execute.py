@@ -64,8 +64,8 @@ def execute(nodes: list[Node], ledger: Ledger, train_jobs: int, out: Path, serve
 def as_graph(nodes: list[Node], train_jobs: int) -> bool:
     """Whether every node runs in `train_jobs` child processes as soon as what it reads is done: on a CPU with
     arms trained side by side, so a finished arm's evaluations and probes use the core an arm no longer trains on
-    (the lab study on an Intel Xeon, 2 cores: 906 s training first, then the rest; 790 s as a graph). Launched arms and served evaluations keep
-    their own way (one launcher at a time; a server per device group)."""
+    (the lab study on an Intel Xeon, 2 cores: 906 s training first, then the rest; 790 s as a graph). Launched
+    arms and served evaluations keep their own way (one launcher at a time; a server per device group)."""
     if train_jobs < 2 or gpu_machine():
         return False
     return not any(_launch(n.spec) or serve_of(n.spec) is not None for n in nodes)
