@@ -473,3 +473,152 @@ def test_the_verdict_table_opens_the_report_and_is_ti_json_by_rule_1(study, repo
             assert r[column] == f"{said} ({number} points {fmt_ci((low, high))})", (t["model"], g)
     md = report["md"].read_text()
     assert md.index("Each tuned model's change per group") < min(md.index(t) for t in ("Scores (0–100)", "TI v2"))
+
+
+# --- the report opens with the answer ----------------------------------------------------------------------------
+
+
+def details_spans(html: str) -> list[str]:
+    """Every collapsed <details> element of a page, whole (they are not nested)."""
+    return re.findall(r"<details>.*?</details>", html, flags=re.S)
+
+
+def test_the_headline_figure_is_ti_json_and_scores_json(study, report):
+    """tables/headline.csv holds what the headline figure draws: each tuned model's group change and its CI exactly
+    as ti.json holds them, each change the mean over the group's benchmarks of the score differences scores.json
+    holds, the TIs as ti.json's; the verdict table quotes the same CIs."""
+    from rtransfer.benchmarks.names import group_of
+
+    ti = json.loads((study / "ti.json").read_text())
+    scores = {(s["model"], s["benchmark"]): s["score"] for s in json.loads((study / "scores.json").read_text())}
+    drawn = {(r["model"], r["quantity"]): r for r in csv_rows(study / "tables" / "headline.csv")}
+    assert len(drawn) == 5 * len(ti)
+    verdicts = {r["model"]: r for r in csv_rows(study / "tables" / "verdicts.csv")}
+    words = {"math": "math", "other": "other reasoning", "non": "non-reasoning"}
+    moved = 0
+    for t in ti:
+        for g in ("math", "other", "non"):
+            r = drawn[t["model"], f"Δ{g}"]
+            value, low, high = float(r["value"]), float(r["CI low"]), float(r["CI high"])
+            assert (value, [low, high]) == (t["change"][g], t["change_ci"][g]), (t["model"], g)
+            gains = [
+                scores[t["model"], b] - scores[t["base"], b]
+                for (m, b) in scores
+                if m == t["model"] and group_of(b) == g and (t["base"], b) in scores
+            ]
+            assert gains and value == pytest.approx(float(np.mean(gains)), abs=1e-9), (t["model"], g)
+            assert f"points {fmt_ci((low, high))})" in verdicts[t["model"]][words[g]]
+            moved += value != 0
+        for q in ("TI_other", "TI_non"):
+            r = drawn[t["model"], q]
+            assert r["value"] == ("" if t[q] is None else repr(t[q]))
+            if t.get(f"{q}_ci") and t[q] is not None:
+                assert [float(r["CI low"]), float(r["CI high"])] == t[f"{q}_ci"]
+            expected = "no (undefined)" if t[q] is None else "hollow (unstable)" if t.get("unstable") else "yes"
+            assert r["drawn"] == expected
+    assert moved  # the fixture's numbers are not all 0: the comparison above can fail
+    html = report["html"].read_text()
+    png = base64.b64encode((study / "figures" / "headline.png").read_bytes()).decode("ascii")
+    figure = html.index('<figure id="figure-headline">')
+    assert html.index(png) > figure
+    assert html.index('<table id="table-verdicts">') < figure < html.index("<details>")
+    assert figure < html.index('<section id="scores">')
+
+
+def test_the_short_finding_is_open_and_the_long_material_collapsed(study, report):
+    """Under the headline: the finding in two or three sentences, open; the full finding, the arm-vs-arm table, the
+    per-benchmark panels (score changes, latent, tokens) and the examples each in a <details> with a one-line
+    summary; the verdict table, the headline and the latent summary never collapsed."""
+    from html import escape
+
+    from rtransfer.report.finding import VERDICT_WORDS
+
+    html, md = report["html"].read_text(), report["md"].read_text()
+    finding = report["finding"]
+    short = f"{finding[0]} {VERDICT_WORDS['unclear']}"  # the fixture's arms cannot be told apart
+    top = html.index('<section id="summary">')
+    assert html.index(f"<p>{escape(short)}</p>", top) < html.index("<details>", top) < html.index("<h2>Scores")
+    spans = details_spans(html)
+    collapsed = "".join(spans)
+    c = json.loads((study / "comparisons.json").read_text())
+    inside = [
+        escape(finding[1]),  # a model's sentence of the full finding
+        '<table id="table-arm_differences">',
+        '<figure id="figure-arm_differences">',
+        '<table id="table-seed_spread">',
+        '<figure id="figure-benchmark_changes">',
+        '<figure id="figure-latent_onpolicy-s0">',
+        '<table id="table-latent">',
+        '<figure id="figure-tokens_onpolicy-s0">',
+    ]
+    for part in inside:
+        assert part in collapsed and html.count(part) == 1, part
+    for part in ('<table id="table-verdicts">', '<figure id="figure-headline">', '<figure id="figure-latent_summary">'):
+        assert part in html and part not in collapsed, part
+    summaries = [re.match(r"<details><summary>([^<\n]+)</summary>", s).group(1) for s in spans]
+    assert f"The finding in full: {len(finding)} sentences, each with its numbers" in summaries
+    assert f"The full arm-vs-arm table: {len(c['differences'])} paired differences" in " ".join(summaries)
+    assert md.count("<details><summary>") == html.count("<details>") == len(spans) >= 6
+
+
+def test_the_latent_summary_is_the_probes_group_means_and_comes_before_the_panels(study, report):
+    probe = json.loads((study / "probes" / "onpolicy-s0" / "latent.json").read_text())
+    rows = csv_rows(study / "tables" / "latent_summary.csv")
+    assert [(r["model"], r["group"]) for r in rows] == [("onpolicy-s0", g["group"]) for g in probe["groups"]]
+    floors = {r["benchmark"]: r["noise_floor"] for r in probe["rows"]}
+    for r, g in zip(rows, probe["groups"], strict=True):
+        assert (float(r["d"]), [float(r["d CI low"]), float(r["d CI high"])]) == (g["d"], g["d_ci"])
+        assert r["benchmarks"].split() == g["benchmarks"]
+        expected = np.mean([floors[b]["d_null"] for b in g["benchmarks"]])
+        assert float(r["noise floor d"]) == pytest.approx(expected) and float(r["noise floor d"]) > 0
+        assert float(r["split-half d"]) == pytest.approx(np.mean([floors[b]["d_split"] for b in g["benchmarks"]]))
+    html = report["html"].read_text()
+    assert html.index('<figure id="figure-latent_summary">') < html.index('<figure id="figure-latent_onpolicy-s0">')
+
+
+def test_a_groups_latent_floor_is_the_mean_over_its_benchmarks_or_not_measured():
+    from rtransfer.report.evidence import latent_groups
+
+    def bench(name, d_null, d_split):
+        return {"benchmark": name, "d": 1.0, "noise_floor": {"d_null": d_null, "d_split": d_split}}
+
+    result = {
+        "rows": [bench("a", 0.1, 0.5), bench("b", 0.3, 0.7), bench("c", None, 0.2)],
+        "groups": [
+            {"group": "math", "benchmarks": ["a", "b"], "d": 2.0, "d_ci": [1.0, 3.0]},
+            {"group": "non", "benchmarks": ["c"], "d": 4.0},
+        ],
+    }
+    math, non = latent_groups("m", result)
+    assert (math["d"], math["d_ci"], math["floor"], math["split"]) == (2.0, [1.0, 3.0], pytest.approx(0.2), 0.6)
+    assert (non["d_ci"], non["floor"], non["split"]) == (None, None, 0.2)  # bf16: no floor, never a 0
+
+
+def test_a_study_compared_with_the_paper_says_so_in_its_short_finding(study):
+    from rtransfer.report.collect import load_study
+    from rtransfer.report.finding import PAPER, PAPER_SHORT
+    from rtransfer.report.sections import Results
+
+    data = load_study(study)
+    data.manifest["config"].update(base="lab", quick=False)
+    results = Results(data)
+    conclusion = results.finding[-1].removeprefix(PAPER + " ")
+    assert conclusion.startswith("This study does not reproduce it: not every arm raised math")
+    assert results.short == [results.finding[0], results.short[1], f"{PAPER_SHORT} {conclusion}"]
+    assert results.short[1] == "Whether on-policy arms transfer better than off-policy SFT: the data cannot tell."
+
+
+def test_collapsed_blocks_render_in_both_formats_and_their_tables_are_written(tmp_path):
+    from rtransfer.report.document import Details, Section, Table, Text
+    from rtransfer.report.html import render_html
+    from rtransfer.report.markdown import render_markdown
+
+    table = Table("inner", ["a"], [["1"]])
+    section = Section("s", "S", [Text("open"), Details("more <here>", [table, Text("closed")])])
+    assert section.tables() == [table]
+    html = render_html("t", [section])
+    assert '<p>open</p>\n<details><summary>more &lt;here&gt;</summary>\n<table id="table-inner">' in html
+    assert "<p>closed</p>\n</details>" in html
+    md = render_markdown("t", [section])
+    assert "<details><summary>more &lt;here&gt;</summary>\n\n| a |\n|---|\n| 1 |\n" in md
+    assert md.rstrip().endswith("closed\n\n</details>")

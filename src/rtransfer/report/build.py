@@ -10,7 +10,7 @@ Reads only files (records, scores, TI, probe results, training logs); imports no
 from pathlib import Path
 
 from rtransfer.report.collect import ReportData, load_runs, load_study
-from rtransfer.report.document import Section
+from rtransfer.report.document import Section, Table
 from rtransfer.report.evidence import EVIDENCE_SECTIONS
 from rtransfer.report.html import render_html
 from rtransfer.report.markdown import render_markdown
@@ -50,14 +50,24 @@ def _write(data: ReportData, out: Path, title: str, banner: str = "") -> dict:
     for section in sections:
         for figure in section.figures():
             (out / "figures" / f"{figure.name}.png").write_bytes(figure.png)
+            if figure.data:  # the numbers a figure plots: CSV only, for whoever checks or redraws it
+                tables += _write_table(out, figure.data, ("csv",))
         for table in section.tables():
-            if not table.name:
-                continue
-            for form, suffix in (("csv", "csv"), ("latex", "tex")):
-                path = out / "tables" / f"{table.name}.{suffix}"
-                path.write_text(render(table.header, table.rows, form, table.caption), encoding="utf-8")
-                tables.append(path)
+            if table.name:
+                tables += _write_table(out, table, ("csv", "latex"))
     html, md = out / "report.html", out / "report.md"
     html.write_text(render_html(title, sections, banner), encoding="utf-8")
     md.write_text(render_markdown(title, sections, banner), encoding="utf-8")
     return {"html": html, "md": md, "tables": tables, "finding": results.finding}
+
+
+SUFFIX = {"csv": "csv", "latex": "tex"}
+
+
+def _write_table(out: Path, table: Table, forms: tuple[str, ...]) -> list[Path]:
+    paths = []
+    for form in forms:
+        path = out / "tables" / f"{table.name}.{SUFFIX[form]}"
+        path.write_text(render(table.header, table.rows, form, table.caption), encoding="utf-8")
+        paths.append(path)
+    return paths

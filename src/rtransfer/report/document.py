@@ -1,5 +1,6 @@
 """A report as a list of sections of plain blocks, rendered the same way to HTML and Markdown (html.py,
-markdown.py): every format shows the same text, tables and figures."""
+markdown.py): every format shows the same text, tables and figures. A Details block holds long material
+collapsed under a one-line summary (HTML's <details>, no JavaScript; report.md writes the same element)."""
 
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ class Figure:
     png: bytes
     caption: str  # what it shows and how its uncertainty is drawn (or why there is none)
     alt: str = ""
+    data: Table | None = None  # the numbers it plots, written to tables/NAME.csv (not shown in the report)
 
 
 @dataclass
@@ -36,7 +38,18 @@ class Code:
     label: str = ""
 
 
-Block = Text | Bullets | Table | Figure | Code
+@dataclass
+class Details:
+    summary: str  # one line, shown while the blocks are collapsed
+    blocks: list["Block"] = field(default_factory=list)
+
+
+Block = Text | Bullets | Table | Figure | Code | Details
+
+
+def flat(blocks: list[Block]) -> list[Block]:
+    """The blocks with every Details opened in place."""
+    return [b for block in blocks for b in (flat(block.blocks) if isinstance(block, Details) else [block])]
 
 
 @dataclass
@@ -46,7 +59,7 @@ class Section:
     blocks: list[Block] = field(default_factory=list)
 
     def tables(self) -> list[Table]:
-        return [b for b in self.blocks if isinstance(b, Table)]
+        return [b for b in flat(self.blocks) if isinstance(b, Table)]
 
     def figures(self) -> list[Figure]:
-        return [b for b in self.blocks if isinstance(b, Figure)]
+        return [b for b in flat(self.blocks) if isinstance(b, Figure)]

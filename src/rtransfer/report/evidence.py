@@ -2,10 +2,12 @@
 
 import json
 
+import numpy as np
+
 from rtransfer.benchmarks.names import GROUPS, display, group_of
 from rtransfer.report import plots
 from rtransfer.report.collect import ReportData
-from rtransfer.report.document import Code, Figure, Section, Table, Text
+from rtransfer.report.document import Block, Code, Details, Figure, Section, Table, Text
 from rtransfer.report.tables import fmt
 from rtransfer.runs import RunDir
 
@@ -60,7 +62,7 @@ def latent(data: ReportData, results=None) -> Section:
     probed = {m: p["latent"] for m, p in data.probes.items() if "latent" in p}
     if not probed:
         return Section("latent", "Latent PCA shift", [Text("No latent probe was run in this study.")])
-    blocks = []
+    blocks: list[Block] = []
     rows = []
     for model, result in probed.items():
         caption = (
@@ -94,7 +96,57 @@ def latent(data: ReportData, results=None) -> Section:
         "of the texts vs the other half (how far d moves from the texts alone). Units: hidden-state units."
     )
     blocks.append(Table("latent", header, rows, caption))
-    return Section("latent", "Latent PCA shift", blocks)
+    summary = f"Per-benchmark panels and table: {len(probed)} probed model(s), {len(rows)} rows"
+    return Section("latent", "Latent PCA shift", [*latent_summary(probed), Details(summary, blocks)])
+
+
+def latent_groups(model: str, result: dict) -> list[dict]:
+    """The latent probe's own per-group summary (`groups`: d is the mean of the group's per-benchmark d, its CI the
+    percentile CI of that mean over replicates in which every benchmark is resampled, probes.pipeline.
+    group_summaries), with the group's noise floor d and split-half d taken the same way: the mean over the same
+    benchmarks. A floor is one measurement, so it has no CI; None where a benchmark's floor was not measured."""
+    by_name = {r["benchmark"]: r for r in result["rows"]}
+    out = []
+    for g in result.get("groups", []):
+        members = [by_name[b] for b in g["benchmarks"]]
+        floors = {k: _mean([(r.get("noise_floor") or {}).get(k) for r in members]) for k in ("d_null", "d_split")}
+        out.append(
+            {"model": model, "group": g["group"], "benchmarks": g["benchmarks"], "d": g["d"], "d_ci": g.get("d_ci")}
+            | {"floor": floors["d_null"], "split": floors["d_split"]}
+        )
+    return out
+
+
+def _mean(values: list) -> float | None:
+    return None if not values or None in values else float(np.mean(values))
+
+
+def _number(x) -> str:
+    return "" if x is None else repr(float(x))
+
+
+def latent_summary(probed: dict[str, dict]) -> list[Block]:
+    """One figure before the per-benchmark panels: d per group per probed model with its CI and the floors; its
+    data in tables/latent_summary.csv."""
+    groups = [g for model, result in probed.items() for g in latent_groups(model, result)]
+    if not groups:
+        return [Text("The latent results carry no per-group summary (written by an older rtransfer).")]
+    rows = [
+        [g["model"], g["group"], " ".join(g["benchmarks"]), _number(g["d"])]
+        + [_number(b) for b in (g["d_ci"] or (None, None))]
+        + [_number(g["floor"]), _number(g["split"])]
+        for g in groups
+    ]
+    header = ["model", "group", "benchmarks", "d", "d CI low", "d CI high", "noise floor d", "split-half d"]
+    table = Table("latent_summary", header, rows, "The numbers the latent summary figure draws.")
+    caption = (
+        "Latent shift d of each probed model per group: the mean of d over the group's probed benchmarks, with the "
+        "probe's bootstrap CI of that mean over texts (every benchmark resampled in each replicate). Black tick: the "
+        "noise floor d (base vs its bf16-rounded copy), grey dashed tick: split-half d (base on one half of the texts "
+        "vs the other), each the mean over the same benchmarks, without a CI; no tick where not measured (bfloat16 "
+        "compute). Read a small d against them, not against 0: d is a distance."
+    )
+    return [Figure("latent_summary", plots.latent_summary(groups), caption, "latent d per group", table)]
 
 
 def _floor(floor: dict, name: str) -> str:
@@ -150,7 +202,8 @@ def tokens(data: ReportData, results=None) -> Section:
             "The answer tokens most often at base rank > 3 (counts are over all answer positions; no CI).",
         )
     )
-    return Section("tokens", "Token KL and rank shift", blocks)
+    summary = f"Per-benchmark panels and tables: {len(probed)} probed model(s), {len(rows)} rows"
+    return Section("tokens", "Token KL and rank shift", [Details(summary, blocks)])
 
 
 def _prompt_text(prompt) -> str:
@@ -193,7 +246,9 @@ def examples(data: ReportData, results=None) -> Section:
             for m in models:
                 r = records[m.name][doc]
                 blocks.append(Code(_answer(r), f"{m.label} — grade {fmt(r.grade, 2)}"))
-    return Section("examples", "Example answers", blocks)
+    prompts = sum(isinstance(b, Code) for b in blocks) // (1 + len(models))  # a prompt and each model's answer
+    summary = f"{prompts} prompts from {len(benchmarks)} benchmarks, with each model's answer"
+    return Section("examples", "Example answers", [blocks[0], Details(summary, blocks[1:])])
 
 
 def _by_doc(run: RunDir, bench: str) -> dict:

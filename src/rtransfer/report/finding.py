@@ -205,19 +205,34 @@ PAPER = (
 
 
 def against_the_paper(ti_rows: Sequence[dict], arms: dict[str, list[str]], verdict: str) -> str:
-    """Rule 5, from rule 2 per arm and rule 4's verdict."""
+    """Rule 5, from rule 2 per arm and rule 4's verdict: the paper's finding quoted, then paper_verdict."""
+    return f"{PAPER} {paper_verdict(ti_rows, arms, verdict)}"
+
+
+def paper_verdict(ti_rows: Sequence[dict], arms: dict[str, list[str]], verdict: str) -> str:
+    """Rule 5's conclusion alone: "This study reproduces both.", "... contradicts it ...", or what is missing."""
     by_model = {r["model"]: r for r in ti_rows}
     not_raised = [a for a, models in arms.items() if not all(raised_math(by_model[m]) for m in models if m in by_model)]
     if verdict == "worse":
-        return f"{PAPER} This study contradicts it: here on-policy arms transfer worse."
+        return "This study contradicts it: here on-policy arms transfer worse."
     if verdict == "better" and not not_raised:
-        return f"{PAPER} This study reproduces both."
+        return "This study reproduces both."
     missing = []
     if not_raised:
         missing.append(f"not every arm raised math ({', '.join(not_raised)} did not)")
     if verdict != "better":
         missing.append("on-policy arms are not shown to transfer better" if verdict != "absent" else "no on/off pair")
-    return f"{PAPER} This study does not reproduce it: {'; '.join(missing)}."
+    return f"This study does not reproduce it: {'; '.join(missing)}."
+
+
+PAPER_SHORT = "The paper: every arm raised math, and on-policy training transferred better than off-policy SFT."
+
+
+def short_finding(first: str, verdict: str, pairs: list[str], conclusion: str = "") -> list[str]:
+    """The finding in two or three sentences for the top of the report: which models raised math (the finding's
+    first line), rule 4's verdict without its numbers, and rule 5's `conclusion` (paper_verdict) when there is one."""
+    lines = [first, " ".join([VERDICT_WORDS[verdict], *pairs]) if verdict == "absent" else VERDICT_WORDS[verdict]]
+    return lines + ([f"{PAPER_SHORT} {conclusion}"] if conclusion else [])
 
 
 SMOKE = (

@@ -1,10 +1,11 @@
 """report.html: one self-contained file. Images are embedded as base64 data URIs, styles are inline, there is no
-JavaScript and no external resource, so it opens offline and can be mailed as it is."""
+JavaScript and no external resource, so it opens offline and can be mailed as it is. Long material is collapsed in
+<details> elements, which open on a click without a script."""
 
 import base64
 from html import escape
 
-from rtransfer.report.document import Bullets, Code, Figure, Section, Table, Text
+from rtransfer.report.document import Bullets, Code, Details, Figure, Section, Table, Text
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
@@ -22,6 +23,8 @@ pre { background: #f7f7f7; border: 1px solid #e3e3e3; padding: .6em; white-space
       font-size: 12px; max-height: 22em; overflow: auto; }
 .label { font-weight: 600; margin: .8em 0 .2em; }
 .banner { background: #fff3cd; border: 2px solid #c69500; padding: .7em 1em; font-weight: 600; }
+details { margin: 1em 0; border-left: 3px solid #ddd; padding-left: .8em; }
+summary { cursor: pointer; font-weight: 600; color: #333; }
 """
 
 
@@ -45,6 +48,9 @@ def _section(section: Section) -> str:
 
 
 def _block(block) -> str:
+    if isinstance(block, Details):
+        inner = "\n".join(_block(b) for b in block.blocks)
+        return f"<details><summary>{escape(block.summary)}</summary>\n{inner}\n</details>"
     if isinstance(block, Text):
         return f"<p>{escape(block.text)}</p>"
     if isinstance(block, Bullets):

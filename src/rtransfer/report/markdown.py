@@ -1,8 +1,9 @@
 """report.md: the same sections as report.html, with figures as PNG files in figures/ referenced relatively."""
 
 import re
+from html import escape
 
-from rtransfer.report.document import Bullets, Code, Figure, Section, Table, Text
+from rtransfer.report.document import Bullets, Code, Details, Figure, Section, Table, Text
 from rtransfer.report.tables import render
 
 
@@ -23,6 +24,9 @@ def _cell(text: str) -> str:
 
 
 def _block(block, figure_dir: str) -> str:
+    if isinstance(block, Details):  # the HTML element, which Markdown viewers render collapsed too
+        inner = "\n\n".join(_block(b, figure_dir) for b in block.blocks)
+        return f"<details><summary>{escape(block.summary)}</summary>\n\n{inner}\n\n</details>"
     if isinstance(block, Text):
         return block.text
     if isinstance(block, Bullets):

@@ -11,6 +11,7 @@ import numpy as np
 
 from rtransfer.benchmarks.names import GROUPS, display, group_of
 from rtransfer.comparisons import Difference, Estimate
+from rtransfer.report.finding import GROUP_WORDS
 from rtransfer.train.methods import METHODS
 
 OTHER_MARKER = "D"  # a model of no method of the registry (a survey's published model, a run without --method)
@@ -50,15 +51,20 @@ def _err(values: Sequence[float], cis: Sequence[Sequence[float] | None]) -> np.n
 
 def ti_scatter(points: Sequence[dict], unit: str = TI_UNIT) -> bytes:
     """TI_other vs TI_non, one marker per model by method, CIs as error bars; unstable rows drawn hollow.
-    `points`: {"model", "method", "x", "y", "x_ci", "y_ci", "unstable"}; `unit`: what a TI is a percentage of."""
+    `points`: {"model", "method", "x", "y", "x_ci", "y_ci", "unstable"} and optionally "color"; `unit`: what a TI is
+    a percentage of."""
     fig, axes = _figure(6.4, 5.2)
-    ax = axes[0, 0]
+    draw_ti_scatter(axes[0, 0], points, unit)
+    return _png(fig)
+
+
+def draw_ti_scatter(ax, points: Sequence[dict], unit: str = TI_UNIT) -> None:
     for ref in (0, 100):
         ax.axhline(ref, color="0.8", lw=0.8, zorder=0)
         ax.axvline(ref, color="0.8", lw=0.8, zorder=0)
     seen = set()
     for i, p in enumerate(points):
-        color = f"C{i % 10}"
+        color = p.get("color", f"C{i % 10}")
         method = p["method"] or ""
         ax.errorbar(
             [p["x"]],
@@ -89,6 +95,32 @@ def ti_scatter(points: Sequence[dict], unit: str = TI_UNIT) -> bytes:
     ax.set_title("Transferability: other vs non-reasoning")
     if points:
         ax.legend(title="method (hollow: unstable)", fontsize=8, title_fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no model has a defined TI", transform=ax.transAxes, ha="center", color="0.4")
+
+
+def draw_group_changes(ax, rows: Sequence[dict]) -> None:
+    """Each model's change per group (math, other, non) with its CI, one colour and method marker per model.
+    `rows`: {"model", "method", "color", "change": {group: value}, "ci": {group: (low, high) or None}}."""
+    width = 0.8 / max(1, len(rows))
+    for i, r in enumerate(rows):
+        xs = [k + (i - (len(rows) - 1) / 2) * width for k in range(len(GROUPS))]
+        values = [r["change"][g] for g in GROUPS]
+        cis = [r["ci"][g] for g in GROUPS]
+        ax.errorbar(xs, values, yerr=_err(values, cis), fmt="none", ecolor=r["color"], elinewidth=0.9, capsize=3)
+        ax.scatter(xs, values, marker=marker(r["method"]), s=40, color=r["color"], label=r["model"], zorder=2)
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xticks(range(len(GROUPS)), [GROUP_WORDS[g] for g in GROUPS])
+    ax.set_ylabel("change of the group's mean score vs base (points)")
+    ax.set_title("Group changes vs base")
+    ax.legend(fontsize=8, frameon=False)
+
+
+def headline(changes: Sequence[dict], points: Sequence[dict], unit: str = TI_UNIT) -> bytes:
+    """The report's first figure: group changes with CIs (left, draw_group_changes) and the TI scatter (right)."""
+    fig, axes = _figure(12, 4.8, 1, 2)
+    draw_group_changes(axes[0, 0], changes)
+    draw_ti_scatter(axes[0, 1], points, unit)
     return _png(fig)
 
 
@@ -271,4 +303,30 @@ def token_bars(rows: Sequence[dict]) -> bytes:
         ax.set_xticks(xs, names, rotation=30, ha="right", fontsize=8)
         ax.set_xlabel("benchmark")
         ax.set_ylabel(label, fontsize=9)
+    return _png(fig)
+
+
+def latent_summary(rows: Sequence[dict]) -> bytes:
+    """Latent d per group per probed model with its CI; the group's noise floor d as a black tick and its split-half
+    d as a grey dashed tick where measured. `rows`: {"model", "group", "d", "d_ci", "floor", "split"}, the group's
+    figures (floor and split None where not measured)."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    groups = [g for g in GROUPS if any(r["group"] == g for r in rows)]
+    fig, axes = _figure(max(5.0, 1.6 * len(groups) * len(models) + 2), 4.0)
+    ax = axes[0, 0]
+    width = 0.8 / max(1, len(models))
+    for i, model in enumerate(models):
+        mine = [r for r in rows if r["model"] == model]
+        xs = [groups.index(r["group"]) + (i - (len(models) - 1) / 2) * width for r in mine]
+        values = [r["d"] for r in mine]
+        ax.errorbar(xs, values, yerr=_err(values, [r["d_ci"] for r in mine]), fmt="o", ms=5, capsize=3, label=model)
+        for x, r in zip(xs, mine, strict=True):
+            for key, style in (("floor", {"color": "k", "lw": 1.6}), ("split", {"color": "0.55", "ls": "--"})):
+                if r[key] is not None:
+                    ax.plot([x - 0.3 * width, x + 0.3 * width], [r[key], r[key]], **style)
+    ax.set_xticks(range(len(groups)), [GROUP_WORDS[g] for g in groups])
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("latent shift d (hidden-state units)")
+    ax.set_title("Latent shift per group (black: noise floor, grey dashed: split-half d)", fontsize=10)
+    ax.legend(fontsize=8, frameon=False, title="model", title_fontsize=8)
     return _png(fig)

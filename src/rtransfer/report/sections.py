@@ -7,14 +7,16 @@ from rtransfer.benchmarks.names import GROUPS, display, group_of
 from rtransfer.comparisons import QUANTITIES, SEEN, SEEN_APART, Dip, Estimate, Settings, seen_apart
 from rtransfer.report import plots
 from rtransfer.report.collect import ReportData
-from rtransfer.report.document import Block, Bullets, Figure, Section, Table, Text
+from rtransfer.report.document import Block, Bullets, Details, Figure, Section, Table, Text
 from rtransfer.report.finding import (
     GROUP_WORDS,
+    PAPER,
     SMOKE,
-    against_the_paper,
     change_verdict,
     finding,
     on_off_verdict,
+    paper_verdict,
+    short_finding,
     signed,
 )
 from rtransfer.report.tables import fmt, fmt_ci, ti_cells
@@ -62,12 +64,18 @@ class Results:
         self.differences = data.comparisons.differences
         self.spread = data.comparisons.spread
         self.finding = finding(data.ti, self.arms, self.method_of, self.differences)
+        self.short = self.finding[:1]  # the finding in two or three sentences, for the top of the report
+        by_model = {r["model"]: r for r in data.ti}
+        if not any(m in by_model for models in self.arms.values() for m in models):
+            return  # no tuned model: the finding's one sentence says so
+        verdict, pairs = on_off_verdict(by_model, self.arms, self.method_of, self.differences)
+        conclusion = ""
         if data.smoke:  # a smoke test's numbers test nothing: no comparison with the paper
             self.finding.append(SMOKE)
         elif data.training:  # the paper's controlled study is the reference of a training study, not a survey
-            by_model = {r["model"]: r for r in data.ti}
-            verdict, _ = on_off_verdict(by_model, self.arms, self.method_of, self.differences)
-            self.finding.append(against_the_paper(data.ti, self.arms, verdict))
+            conclusion = paper_verdict(data.ti, self.arms, verdict)
+            self.finding.append(f"{PAPER} {conclusion}")  # finding.against_the_paper
+        self.short = short_finding(self.finding[0], verdict, pairs, conclusion)
 
 
 def summary(data: ReportData, results: Results) -> Section:
@@ -77,18 +85,73 @@ def summary(data: ReportData, results: Results) -> Section:
         "Each tuned model's change per group against its base, in words: gained or lost when the CI excludes 0, "
         "else no measurable change; the figures are ti.json's group changes (points) and their CIs."
     )
-    blocks = [
-        Table("verdicts", ["model", *(GROUP_WORDS[g] for g in GROUPS)], verdicts, caption),
+    full = [
         Bullets(results.finding),
         Text(
             f"Study {data.title}: {models}. The rules behind each sentence are in "
             "docs/report.md (a change counts when its CI excludes 0)."
         ),
     ]
+    blocks: list[Block] = [
+        Table("verdicts", ["model", *(GROUP_WORDS[g] for g in GROUPS)], verdicts, caption),
+        headline(data, results),
+        Text(" ".join(results.short)),
+        Details(f"The finding in full: {len(results.finding)} sentences, each with its numbers", full),
+    ]
     if data.notes:
-        blocks.append(Text("Notes from reading the files:"))
-        blocks.append(Bullets(data.notes))
+        blocks.append(Details(f"Notes from reading the files ({len(data.notes)})", [Bullets(data.notes)]))
     return Section("summary", "Summary and finding", blocks)
+
+
+def _number(x) -> str:
+    """A plotted value as its file holds it, for a figure's data table (empty where there is none)."""
+    return "" if x is None else repr(float(x))
+
+
+def _bounds(ci) -> list[str]:
+    return [_number(b) for b in ci] if ci else ["", ""]
+
+
+def headline(data: ReportData, results: Results) -> Figure:
+    """The report's first figure: each tuned model's group changes with their CIs beside the TI scatter, ti.json's
+    numbers (the verdict table's), one colour per model in both panels; its data in tables/headline.csv."""
+    colors = {r["model"]: f"C{i % 10}" for i, r in enumerate(data.ti)}
+    changes, rows = [], []
+    for r in data.ti:
+        change, cis = r.get("change") or {}, r.get("change_ci") or {}
+        changes.append(
+            {"model": r["model"], "method": r.get("method", ""), "color": colors[r["model"]]}
+            | {"change": {g: change.get(g) for g in GROUPS}, "ci": {g: _finite_ci(cis.get(g)) for g in GROUPS}}
+        )
+        rows += [[r["model"], f"Δ{g}", _number(change.get(g)), *_bounds(_finite_ci(cis.get(g))), "yes"] for g in GROUPS]
+    points, _ = scatter_points(data.ti)
+    drawn = {p["model"]: p for p in points}
+    left_out = [r["model"] for r in data.ti if r["model"] not in drawn]
+    for r in data.ti:
+        p = drawn.get(r["model"])
+        shown = "no (undefined)" if not p else "hollow (unstable)" if p["unstable"] else "yes"
+        rows += [[r["model"], q, _number(r.get(q)), *_bounds(_finite_ci(r.get(f"{q}_ci"))), shown] for q in TIS]
+    for p in points:
+        p["color"] = colors[p["model"]]
+    settings = results.settings
+    caption = (
+        "Left: each tuned model's change of each group's mean score against its base (points), as ti.json holds it "
+        f"(the verdict table's figures); error bars: its {ci_words(settings)}; a change counts when its bar misses "
+        f"0. Right: TI_other vs TI_non (TI {settings.index}, {ti_unit(settings)}) with their CIs, hollow when "
+        f"unstable ({settings.math_index}'s CI includes 0)"
+    )
+    caption += f"; not plotted (TI undefined): {', '.join(left_out)}." if left_out else "."
+    header = ["model", "quantity", "value", "CI low", "CI high", "drawn"]
+    table = Table("headline", header, rows, "The numbers the headline figure draws, from ti.json.")
+    unit = ti_unit(settings)
+    return Figure("headline", plots.headline(changes, points, unit), caption, "headline: group changes, TIs", table)
+
+
+TIS = ("TI_other", "TI_non")
+
+
+def _finite_ci(ci) -> tuple[float, float] | None:
+    return tuple(ci) if ci and None not in ci else None
 
 
 def scores(data: ReportData, results: Results) -> Section:
@@ -201,17 +264,24 @@ def _sigma_words(data: ReportData, settings: Settings) -> str:
     return "; σ pooled over the study's models: " + ", ".join(f"{g} {fmt(v, 2)}" for g, v in sigma.items())
 
 
-def ti_scatter(data: ReportData, results: Results) -> Section:
-    settings = results.settings
+def scatter_points(ti_rows: list[dict]) -> tuple[list[dict], list[str]]:
+    """The TI scatter's points (plots.ti_scatter's), and the models left out with why (an undefined TI)."""
     points, left_out = [], []
-    for r in data.ti:
+    for r in ti_rows:
         if r.get("TI_other") is None or r.get("TI_non") is None:
             left_out.append(f"{r['model']}: {r.get('error') or 'no TI'}")
             continue
         points.append(
             {"model": r["model"], "method": r.get("method", ""), "x": r["TI_other"], "y": r["TI_non"]}
-            | {"x_ci": r.get("TI_other_ci"), "y_ci": r.get("TI_non_ci"), "unstable": bool(r.get("unstable"))}
+            | {"x_ci": _finite_ci(r.get("TI_other_ci")), "y_ci": _finite_ci(r.get("TI_non_ci"))}
+            | {"unstable": bool(r.get("unstable"))}
         )
+    return points, left_out
+
+
+def ti_scatter(data: ReportData, results: Results) -> Section:
+    settings = results.settings
+    points, left_out = scatter_points(data.ti)
     caption = (
         f"TI_other vs TI_non (TI {settings.index}) per tuned model, marker by method (as the paper's Figure 1); error "
         f"bars: the TI's {ci_words(settings)} from ti.json (none where the study had no per-document records); "
@@ -240,13 +310,15 @@ def changes(data: ReportData, results: Results) -> Section:
             rows.append([m.name, group_of(bench), display(bench), *cells])
     header = ["model", "group", "benchmark", "base score", "score", "Δ (points)", "Δ CI"]
     caption = f"Score change of each tuned model vs its base per benchmark; {ci_words(results.settings)}."
-    blocks = [Table("benchmark_changes", header, rows, caption)]
+    blocks: list[Block] = [Table("benchmark_changes", header, rows, caption)]
     if any(by_model.values()):
         blocks.insert(0, Figure("benchmark_changes", plots.change_bars(by_model), caption + " Error bars: that CI."))
     if not comparisons.resampled:
         why = "the study's [ti] bootstrap is 0" if not results.settings.bootstrap else "no per-document records"
         blocks.append(Text(f"The changes carry no CI: {why}."))
-    return Section("changes", "Per-benchmark change vs base", blocks)
+    count = len({b for m in by_model.values() for b in m})
+    summary = f"Per-benchmark panels: each tuned model's change on each of {count} benchmarks, with its CI"
+    return Section("changes", "Per-benchmark change vs base", [Details(summary, blocks)])
 
 
 def arms(data: ReportData, results: Results) -> Section:
@@ -284,7 +356,8 @@ def arms(data: ReportData, results: Results) -> Section:
         blocks.append(Table("seed_spread", header, spread_rows, text))
     else:
         blocks.append(Text("One seed per arm: the spread across training seeds is not measured."))
-    return Section("arms", "Arm vs arm", blocks)
+    summary = f"The full arm-vs-arm table: {len(diffs)} paired differences, their forest plot and the seed spread"
+    return Section("arms", "Arm vs arm", [Details(summary, blocks)])
 
 
 def _per_seed(spread) -> str:
