@@ -105,7 +105,7 @@ def draw_group_changes(ax, rows: Sequence[dict]) -> None:
     width = 0.8 / max(1, len(rows))
     for i, r in enumerate(rows):
         xs = [k + (i - (len(rows) - 1) / 2) * width for k in range(len(GROUPS))]
-        values = [r["change"][g] for g in GROUPS]
+        values = [np.nan if r["change"][g] is None else r["change"][g] for g in GROUPS]  # None: no such benchmark
         cis = [r["ci"][g] for g in GROUPS]
         ax.errorbar(xs, values, yerr=_err(values, cis), fmt="none", ecolor=r["color"], elinewidth=0.9, capsize=3)
         ax.scatter(xs, values, marker=marker(r["method"]), s=40, color=r["color"], label=r["model"], zorder=2)

@@ -125,14 +125,9 @@ def headline(data: ReportData, results: Results) -> Figure:
         )
         rows += [[r["model"], f"Δ{g}", _number(change.get(g)), *_bounds(_finite_ci(cis.get(g))), "yes"] for g in GROUPS]
     points, _ = scatter_points(data.ti)
-    drawn = {p["model"]: p for p in points}
-    left_out = [r["model"] for r in data.ti if r["model"] not in drawn]
-    for r in data.ti:
-        p = drawn.get(r["model"])
-        shown = "no (undefined)" if not p else "hollow (unstable)" if p["unstable"] else "yes"
-        rows += [[r["model"], q, _number(r.get(q)), *_bounds(_finite_ci(r.get(f"{q}_ci"))), shown] for q in TIS]
     for p in points:
         p["color"] = colors[p["model"]]
+    left_out = [r["model"] for r in data.ti if r["model"] not in {p["model"] for p in points}]
     settings = results.settings
     caption = (
         "Left: each tuned model's change of each group's mean score against its base (points), as ti.json holds it "
@@ -142,9 +137,20 @@ def headline(data: ReportData, results: Results) -> Figure:
     )
     caption += f"; not plotted (TI undefined): {', '.join(left_out)}." if left_out else "."
     header = ["model", "quantity", "value", "CI low", "CI high", "drawn"]
-    table = Table("headline", header, rows, "The numbers the headline figure draws, from ti.json.")
+    table = Table("headline", header, rows + _ti_rows(data.ti, points), "The numbers the headline figure draws.")
     unit = ti_unit(settings)
     return Figure("headline", plots.headline(changes, points, unit), caption, "headline: group changes, TIs", table)
+
+
+def _ti_rows(ti_rows: list[dict], points: list[dict]) -> list[list[str]]:
+    """The headline's data rows of the TIs: ti.json's value and CI, and how the scatter draws it."""
+    drawn = {p["model"]: p for p in points}
+    rows = []
+    for r in ti_rows:
+        p = drawn.get(r["model"])
+        shown = "no (undefined)" if not p else "hollow (unstable)" if p["unstable"] else "yes"
+        rows += [[r["model"], q, _number(r.get(q)), *_bounds(_finite_ci(r.get(f"{q}_ci"))), shown] for q in TIS]
+    return rows
 
 
 TIS = ("TI_other", "TI_non")
