@@ -204,9 +204,17 @@ def test_onpolicy_loss_is_sft_on_the_kept_answers(tmp_path, queries):
 
     model = trainer.model
     model.zero_grad()
+    shapes = []
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
     loss = trainer._compute_loss(model, inputs)
+    hook.remove()
     loss.backward()
     ours = [p.grad.clone() for p in model.parameters()]
+    # The forward ran on the kept answers alone, cut after the longest of them (kept_rows): the same gradient.
+    longest = max(int(m.nonzero().max()) + 1 for m in mask if m.any())
+    assert shapes == [(sum(kept), inputs["prompt_ids"].size(1) + longest)]
     model.zero_grad()
     ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
     logits = model(input_ids=ids, attention_mask=torch.cat([inputs["prompt_mask"], mask], dim=1)).logits
@@ -218,6 +226,28 @@ def test_onpolicy_loss_is_sft_on_the_kept_answers(tmp_path, queries):
     assert loss.item() == pytest.approx(nll.item(), rel=1e-5)
     for got, want in zip(ours, (p.grad for p in model.parameters()), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_onpolicy_forward_keeps_one_row_when_none_is_kept_and_leaves_unknown_batches_whole():
+    import torch
+
+    from rtransfer.train.onpolicy import kept_rows
+
+    mask = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 0]])
+    batch = {
+        "prompt_ids": torch.arange(6).reshape(3, 2),
+        "prompt_mask": torch.ones(3, 2),
+        "completion_ids": torch.arange(12).reshape(3, 4),
+        "completion_mask": mask,
+        "advantages": torch.tensor([1.0, 0.0, 1.0]),
+        "num_items_in_batch": mask.sum(),
+    }
+    cut = kept_rows(batch)
+    assert cut["completion_ids"].tolist() == [[0, 1, 2], [8, 9, 10]] and cut["prompt_ids"].tolist() == [[0, 1], [4, 5]]
+    assert cut["advantages"].tolist() == [1.0, 1.0] and int(cut["num_items_in_batch"]) == 5
+    none = kept_rows({**batch, "completion_mask": torch.zeros(3, 4, dtype=torch.long)})
+    assert none["completion_ids"].tolist() == [[0]] and none["prompt_ids"].shape == (1, 2)
+    assert kept_rows({**batch, "pixel_values": torch.zeros(3, 8)})["completion_ids"].shape == (3, 4)
 
 
 def test_onpolicy_resumes_bit_identical_after_a_kill(tmp_path, queries):
