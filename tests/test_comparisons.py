@@ -203,6 +203,31 @@ def test_a_dip_in_transfer_and_its_way_back_are_measured_paired(rows):
     assert Comparisons.from_dict(json.loads(json.dumps(c.as_dict()))).dips == c.dips
 
 
+def first(row: ModelScores, n: int) -> ModelScores:
+    """`row` as an evaluation with --limit n would have scored it: the first n documents of each benchmark."""
+    docs = {b: DocGrades(d.ids[:n], d.values[:n], d.weights[:n]) for b, d in row.docs.items()}
+    return replace(row, docs=docs, scores={b: d.score() for b, d in docs.items()})
+
+
+def test_checkpoints_on_fewer_documents_measure_every_point_on_those_and_the_report_says_so(rows):
+    from rtransfer.report.sections import fewer_documents
+
+    by_model = {r.model: r for r in rows}
+    s = Settings(bootstrap=200)
+    ti = [r.as_dict() for r in ti_table(rows, s)]
+    c = compare(rows, ti, ARMS, s, steps={"on-s0": {5: first(checkpoint_of("dip", 11), 20), 10: by_model["on-s0"]}})
+    assert c.documents == dict.fromkeys(BENCHMARKS, DOCS) and c.step_documents == dict.fromkeys(BENCHMARKS, 20)
+    # The final point is the final model against its base on those 20 documents, not on all 60 (the TI table's).
+    final, base = first(by_model["on-s0"], 20), first(by_model["base"], 20)
+    want = 100 * np.mean([final.docs[b].values.mean() - base.docs[b].values.mean() for b in ("lab_order", "lab_trace")])
+    assert c.steps["on-s0"][10].values["Δother"].value == pytest.approx(want)
+    table = {r["model"]: r for r in ti}["on-s0"]["change"]["other"]
+    assert c.steps["on-s0"][10].values["Δother"].value != pytest.approx(table)
+    assert Comparisons.from_dict(json.loads(json.dumps(c.as_dict()))).step_documents == c.step_documents
+    assert "first 20 documents of 6 benchmarks" in fewer_documents(c.step_documents, c.documents)
+    assert fewer_documents(c.documents, c.documents) == ""
+
+
 def test_no_dip_without_a_measurable_loss_and_no_recovery_without_a_measurable_way_back(rows):
     final = {r.model: r for r in rows}["on-s0"]
     s = Settings(bootstrap=300)

@@ -188,3 +188,16 @@ def test_the_lab_study_evaluates_every_checkpoint_each_arm_saves(tmp_path):
     for arm, every in {"sft-think": 250, "sft-nothink": 250, "onpolicy": 25, "grpo": 25}.items():
         train, steps = nodes[f"train:{arm}"], nodes[f"steps:{arm}"]
         assert train.keep_every == steps.every == every == train.execution["save_every"], arm
+
+
+def test_checkpoints_are_evaluated_on_the_first_checkpoint_limit_documents_and_never_on_more_than_the_final_models(
+    tmp_path,
+):
+    """The lab study evaluates its checkpoints on 100 of each benchmark's 200 documents; its quick version, limited
+    to 40, on those 40; everything else as the final evaluation is."""
+    lab = {n.name: n.spec for n in plan(load_study("lab"), tmp_path / "lab", dry_run=True).nodes}
+    quick = {n.name: n.spec for n in plan(load_study("lab", quick=True), tmp_path / "q", dry_run=True).nodes}
+    for nodes, final_limit, step_limit in ((lab, None, 100), (quick, 40, 40)):
+        final, steps = nodes["eval:grpo"], nodes["steps:grpo"]
+        assert final.limit == final_limit and steps.template.limit == step_limit
+        assert replace(steps.template, limit=final.limit) == final

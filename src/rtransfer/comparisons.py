@@ -260,6 +260,8 @@ class Resampled:
             for r in tuned
         }
         self.base_of = {r.model: r.base for r in tuned}
+        # The documents each benchmark is compared on (the ones every row answered), where grades are per document.
+        self.documents = {b: len(r.docs[b].ids) for r in reversed(rows) for b in self.benchmarks if b in r.docs}
 
     def estimate(self, values: np.ndarray) -> Estimate:
         """Point estimate and CI of one quantity given as [1 + replicates] values."""
@@ -344,12 +346,13 @@ def _quantity(ti_row: dict, quantity: str) -> float:
 
 def step_points(
     rows: Sequence[ModelScores], steps: dict[str, dict[int, ModelScores]], settings: Settings
-) -> tuple[dict[str, dict[int, StepPoint]], list[Dip]]:
+) -> tuple[dict[str, dict[int, StepPoint]], list[Dip], dict[str, int]]:
     """Each tuned model's quantities at each of its points (`steps`: model -> step -> its scores there, the final
     model included), resampled together with the untuned rows of `rows` (the bases); a pooled σ is pooled over every
-    point. And the dips of its transfer on the way (`transfer_dips`)."""
+    point. And the dips of its transfer on the way (`transfer_dips`), and the documents per benchmark every point
+    was measured on (checkpoints evaluated on fewer documents restrict the final model and base to those)."""
     if not steps:
-        return {}, []
+        return {}, [], {}
     base_of = {r.model: r.base for r in rows}
     points, names = [r for r in rows if not r.base], {}
     for model, by_step in steps.items():
@@ -366,7 +369,7 @@ def step_points(
         if flag:  # a TI not to be read is neither shown nor drawn
             values |= {q: Estimate(float("nan"), None) for q in QUANTITIES if q.startswith("TI")}
         out.setdefault(model, {})[step] = StepPoint(flag, values)
-    return out, transfer_dips(res, out)
+    return out, transfer_dips(res, out), res.documents
 
 
 def _point_name(model: str, step: int) -> str:
@@ -409,6 +412,8 @@ class Comparisons:
     spread: list[Spread]
     steps: dict[str, dict[int, StepPoint]] = field(default_factory=dict)  # tuned model -> step -> point
     dips: list[Dip] = field(default_factory=list)  # transfer that fell measurably during training, and came back?
+    documents: dict[str, int] = field(default_factory=dict)  # benchmark -> documents compared (per-document grades)
+    step_documents: dict[str, int] = field(default_factory=dict)  # benchmark -> documents of the steps' points
     notes: list[str] = field(default_factory=list)  # what reading the run directories noticed
     seen: dict[str, dict[str, int]] = field(default_factory=dict)  # trained model -> its train.json's `seen`
 
@@ -441,6 +446,8 @@ class Comparisons:
                 for m, by in self.steps.items()
             },
             "dips": [d.as_dict() for d in self.dips],
+            "documents": self.documents,
+            "step_documents": self.step_documents,
             "notes": self.notes,
             "seen": self.seen,
         }
@@ -474,6 +481,8 @@ class Comparisons:
                 for m, points in d["steps"].items()
             },
             dips=[Dip.from_dict(x) for x in d.get("dips", [])],
+            documents=dict(d.get("documents") or {}),
+            step_documents=dict(d.get("step_documents") or {}),
             notes=list(d["notes"]),
             seen={m: dict(counts) for m, counts in (d.get("seen") or {}).items()},
         )
@@ -499,7 +508,7 @@ def compare(
     flags = {r["model"]: ti_flag(r.get("error"), r.get("unstable")) for r in ti_rows}
     members = {a: arm.models for a, arm in arms.items()}
     pairs = arm_pairs(list(arms), {a: arm.policy for a, arm in arms.items()})
-    points, dips = step_points(rows, steps or {}, s)
+    points, dips, step_documents = step_points(rows, steps or {}, s)
     changes = {}
     for model, by_bench in res.bench_change.items():
         base = res.base_of[model]
@@ -519,6 +528,8 @@ def compare(
         spread=seed_spread(ti_rows, members),
         steps=points,
         dips=dips,
+        documents=res.documents,
+        step_documents=step_documents,
         notes=list(notes),
         seen=dict(seen or {}),
     )

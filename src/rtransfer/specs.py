@@ -146,7 +146,7 @@ class StepEvalSpec(Spec):
         "train_dir",
         *(f"template.{name}" for name in EvalSpec.keyed_out),
     )
-    template: EvalSpec  # the model's final evaluation: the same engine settings, suite and limit
+    template: EvalSpec  # the model's final evaluation: the same engine settings and suite ([eval] checkpoint_limit)
     train_dir: str
     every: int
     out: str = ""  # DIR/evals

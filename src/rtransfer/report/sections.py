@@ -401,6 +401,7 @@ def steps(data: ReportData, results: Results) -> Section:
         " Gaps and — (undefined) / — (unstable): the TI at that step has no math gain, or "
         f"{settings.math_index}'s CI includes 0."
     )
+    caption += fewer_documents(data.comparisons.step_documents, data.comparisons.documents)
     return Section(
         "steps",
         "TI over training steps",
@@ -416,6 +417,21 @@ def steps(data: ReportData, results: Results) -> Section:
             Figure("ti_steps", plots.step_curves(curves, ti_unit(settings)), caption),
             Table("ti_steps", header, table, caption),
         ],
+    )
+
+
+def fewer_documents(step_documents: dict[str, int], documents: dict[str, int]) -> str:
+    """What the steps' caption says when the checkpoints were evaluated on fewer documents ([eval] checkpoint_limit)
+    than the final models: every point, the final one included, is measured on those."""
+    fewer = {b: n for b, n in step_documents.items() if n < documents.get(b, n)}
+    if not fewer:
+        return ""
+    counts = sorted(set(fewer.values()))
+    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    return (
+        f" Checkpoints were evaluated on the first {n} documents of {len(fewer)} benchmarks ([eval] checkpoint_limit),"
+        " so every point here, the final model's included, is measured on those documents alone (paired): the final"
+        " points can differ from the TI table, and their CIs are wider."
     )
 
 

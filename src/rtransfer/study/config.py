@@ -90,6 +90,9 @@ class EvalConfig:
     device_map: str = ""  # hf engine: "auto" spreads a large model over the GPUs ("" : one device)
     eval_every: int = 0  # also evaluate every N steps' checkpoint (a multiple of save_every; 0: never)
     checkpoints: bool = False  # also evaluate every checkpoint each arm saves (at its own save_every); or eval_every
+    # Checkpoints on the first N documents per benchmark only (0, or more than limit: as the final evaluations). The
+    # TI over steps is then measured on those documents at every point, the final model's included (paired).
+    checkpoint_limit: int = 0
     # OpenAI-compatible servers per model name (vLLM, SGLang); a model without an entry runs in process (hf).
     servers: dict[str, list[str]] = field(default_factory=dict)
     api_key_env: str = ""  # the environment variable that holds the servers' key
@@ -277,8 +280,8 @@ def validate(config: StudyConfig) -> None:
             f"[eval] eval_every / checkpoints: arms trained through a launcher ({', '.join(launched)}) cannot "
             "evaluate checkpoints in training; evaluate their kept checkpoints with `rtransfer eval` afterwards"
         )
-    if config.eval.limit < 0 or config.eval.batch_size < 1 or config.eval.eval_every < 0:
-        raise StudyConfigError("[eval]: limit and eval_every must be >= 0, batch_size >= 1")
+    if min(config.eval.limit, config.eval.eval_every, config.eval.checkpoint_limit) < 0 or config.eval.batch_size < 1:
+        raise StudyConfigError("[eval]: limit, checkpoint_limit and eval_every must be >= 0, batch_size >= 1")
     if config.probes.samples < 1 or config.probes.bootstrap < 0:
         raise StudyConfigError("[probes]: samples must be >= 1 and bootstrap >= 0")
     if config.ti.bootstrap < 0:  # index, sigma and confidence: checked by TIConfig itself

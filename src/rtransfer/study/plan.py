@@ -14,7 +14,7 @@ evaluations and its probes share chat thinking, batch size, dtype and placement 
     report          ReportSpec      DIR/report.html, report.md, tables/, figures/
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,7 @@ def plan(config: StudyConfig, out: Path, dry_run: bool = False) -> Plan:
             after = {}
         evals[m.name] = eval_spec(config.eval, m, weights, out / "runs" / m.name, after)
         nodes.append(Node(f"eval:{m.name}", "eval", evals[m.name]))
-    steps = [_steps(trains[m.name], evals[m.name]) for m in models if m.name in trains]
+    steps = [_steps(trains[m.name], evals[m.name], config.eval) for m in models if m.name in trains]
     nodes += [Node(f"steps:{s.template.model.name}", "eval", s) for s in steps if s.every]
     if not config.survey and (config.probes.latent or config.probes.tokens):
         nodes += [_probes(m, config, out, evals) for m in models if m.base is not None]
@@ -280,8 +280,11 @@ def eval_spec(e: EvalConfig, model: ModelRef, weights: str, out: Path, after: di
     )
 
 
-def _steps(train: TrainSpec, final: EvalSpec) -> StepEvalSpec:
+def _steps(train: TrainSpec, final: EvalSpec, e: EvalConfig) -> StepEvalSpec:
+    """The evaluation of `train`'s checkpoints: as its final one, on the first checkpoint_limit documents if fewer."""
     name = train.model.name
+    if e.checkpoint_limit and (final.limit is None or e.checkpoint_limit < final.limit):
+        final = replace(final, limit=e.checkpoint_limit)
     return StepEvalSpec(
         final, train.out, train.keep_every, out=str(Path(train.out) / "evals"), after={f"train:{name}": train.key()}
     )
