@@ -9,7 +9,7 @@ from rtransfer import __version__
 from rtransfer.errors import RtransferError
 
 # Subcommands, in help order.
-COMMANDS = ("study", "eval", "list", "grade", "regrade", "show", "lab", "probe", "ti", "train", "report")
+COMMANDS = ("study", "eval", "list", "grade", "regrade", "show", "lab", "probe", "ti", "train", "watch", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
