@@ -55,13 +55,14 @@ def _top_level_edges(module: str, tree: ast.Module) -> set[str]:
     return {e for e in edges if e in MODULES and e != module and e not in ancestors}
 
 
+STAGES = ("rtransfer.train", "rtransfer.probes", "rtransfer.evaluate", "rtransfer.report", "rtransfer.monitor")
+STAGES += ("rtransfer.integrations",)
 # docs/architecture.md's layers, top first: a module imports from its own layer or the ones below.
 LAYERS = [
     ("rtransfer.commands", "rtransfer.cli"),
     ("rtransfer.study",),
     ("rtransfer.jobs",),
-    ("rtransfer.integrations",),
-    ("rtransfer.train", "rtransfer.probes", "rtransfer.evaluate", "rtransfer.report", "rtransfer.monitor"),
+    STAGES,
     ("rtransfer.sources", "rtransfer.paper", "rtransfer.transfer", "rtransfer.comparisons", "rtransfer.samples"),
     ("rtransfer.specs",),
     ("rtransfer.benchmarks", "rtransfer.lab"),

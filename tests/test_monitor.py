@@ -96,8 +96,9 @@ def expected(row: dict) -> dict[str, float]:
 
 @pytest.mark.parametrize("method", ["sft", "grpo"])
 def test_a_trl_script_logs_the_transfer_that_rtransfer_ti_computes_to_tensorboard(tmp_path, base, cli, capsys, method):
-    user_script(base, tmp_path / "run", method, every=2)
+    trainer = user_script(base, tmp_path / "run", method, every=2)
     scalars = tensorboard_scalars(tmp_path / "run")
+    history = {row["step"]: row for row in trainer.state.log_history if "transfer/Δmath" in row}
     monitor = tmp_path / "run" / "transfer"
     (base_dir,) = monitor.glob("base-*")
     for step in (2, 4):
@@ -105,6 +106,7 @@ def test_a_trl_script_logs_the_transfer_that_rtransfer_ti_computes_to_tensorboar
         assert {"Δmath", "Δother", "Δnon"} <= set(want)
         for name, value in want.items():  # TensorBoard keeps float32
             assert scalars[f"transfer/{name}"][step] == pytest.approx(value, rel=1e-6, abs=1e-6), (name, step)
+            assert history[step][f"transfer/{name}"] == value  # the trainer's own log history, exactly
     lines = (monitor / "transfer.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [2, 4]
     assert scalars["loss"] and set(scalars["loss"]) >= {1, 2, 3, 4}  # the trainer's own logs go on as before
@@ -179,8 +181,52 @@ def test_watch_measures_each_checkpoint_as_it_appears_and_a_restart_repeats_noth
     assert (run / "transfer" / "step-2" / "scores.json").stat().st_mtime_ns == measured
     points = [json.loads(line) for line in (run / "transfer" / "transfer.jsonl").read_text().splitlines()]
     assert [p["step"] for p in points] == [2, 5]
+    assert (run / "transfer" / "transfer.png").read_bytes().startswith(b"\x89PNG")
     (base_dir,) = (run / "transfer").glob("base-*")
     want = expected(rtransfer_ti(cli, capsys, base_dir, run / "transfer" / "step-5"))
     assert {k: v for k, v in points[1]["metrics"].items() if k.removeprefix("transfer/") in want} == {
         f"transfer/{k}": v for k, v in want.items()
     }
+
+
+# A user's script, launched in 2 processes (gloo) through the shipped accelerate config.
+DDP_SCRIPT = """
+import json, sys
+from pathlib import Path
+from datasets import Dataset
+from transformers import AutoTokenizer
+from trl import SFTConfig, SFTTrainer
+from rtransfer.integrations.trl import TransferCallback
+from rtransfer.train.data import load_queries
+
+base, out = sys.argv[1], Path(sys.argv[2])
+rows = [{"prompt": q.prompt, "completion": f" The answer is {q.answer}."} for q in load_queries("lab", limit=16)]
+args = SFTConfig(output_dir=str(out), max_steps=4, per_device_train_batch_size=2, learning_rate=1e-3, logging_steps=1,
+                 report_to=["tensorboard"], save_strategy="no", seed=0, disable_tqdm=True, use_cpu=True)
+tokenizer = AutoTokenizer.from_pretrained(base)
+trainer = SFTTrainer(model=base, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+trainer.add_callback(TransferCallback(trainer, base=base, suite="lab", limit=6, every=2, bootstrap=200))
+trainer.train()
+(out / f"world-{args.process_index}.json").write_text(json.dumps({"world_size": args.world_size}))
+"""
+
+
+def test_under_two_processes_the_main_one_measures_and_every_logger_gets_it(tmp_path, base):
+    import os
+    import subprocess
+    import sys
+    from importlib.resources import files
+
+    script, out = tmp_path / "train.py", tmp_path / "run"
+    script.write_text(DDP_SCRIPT)
+    ddp = str(files("rtransfer") / "data" / "accelerate" / "ddp.yaml")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", ddp, "--num_processes", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([*command, str(script), base, str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [json.loads((out / f"world-{r}.json").read_text())["world_size"] for r in (0, 1)] == [2, 2]
+    assert done.stderr.count("rtransfer: transfer at step") == 2  # the main process measured, once per point
+    lines = (out / "transfer" / "transfer.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 4]
+    scalars = tensorboard_scalars(out)
+    assert set(scalars["transfer/Δmath"]) == {2, 4} and set(scalars["loss"]) == {1, 2, 3, 4}

@@ -8,6 +8,7 @@ The monitor's folder:
   step-<N>/        each point's run directory, named `<name>@step-<N>` (resumable: an interrupted evaluation
                    keeps its records)
   transfer.jsonl   one line per point: step, the metrics, the forgetting alerts raised there
+  transfer.png     the group changes and TIs against the step, with their CIs (the study report's figure)
 
 Used by the TRL callback (integrations/trl.py) and by `rtransfer watch` (checkpoint folders of any trainer).
 Hand-written: no library scores a model on benchmark groups against its base during training (TRL has no benchmark
@@ -23,8 +24,10 @@ from typing import Any
 
 from rtransfer.benchmarks.names import GROUPS
 from rtransfer.benchmarks.registry import get_task, resolve_suite
+from rtransfer.comparisons import QUANTITIES, Estimate
 from rtransfer.engines.factory import EngineSpec, make_engine
 from rtransfer.evaluate import EvalPlan, evaluate
+from rtransfer.report.plots import step_curves
 from rtransfer.runs import RunDir, fingerprint
 from rtransfer.sources import load_inputs
 from rtransfer.transfer import transferability
@@ -60,6 +63,7 @@ class Monitor:
     data_dir: Path | None = None
     thinking: bool | None = None
     name: str = "model"
+    method: str | None = None  # what made the model (its run directories' manifests say so)
     batch_size: int = 64
     bootstrap: int = 1000
     confidence: float = 0.95
@@ -109,7 +113,8 @@ class Monitor:
         """`engine` (over a live model, or a checkpoint's) on the suite into step-<N>, named <name>@step-<N>."""
         out = self.step_dir(step)
         if not self.scored(out):
-            evaluate(engine, self.plan(), RunDir(out), name=f"{self.name}@step-{step}", base="base")
+            name = f"{self.name}@step-{step}"
+            evaluate(engine, self.plan(), RunDir(out), name=name, base="base", method=self.method)
         return out
 
     def evaluate_folder(self, step: int, folder: Path) -> Path:
@@ -133,6 +138,8 @@ class Monitor:
         earlier[step] = point
         lines = [json.dumps(p.as_dict(), ensure_ascii=False) for _, p in sorted(earlier.items())]
         _write_atomic(self.out / "transfer.jsonl", "".join(line + "\n" for line in lines))
+        curves = {self.name: {p.step: estimates(p.metrics) for p in earlier.values()}}
+        (self.out / "transfer.png").write_bytes(step_curves(curves, "% of the math domain index"))
         return point
 
     def alerts(self, step: int, row: dict[str, Any], raised: set[str]) -> list[str]:
@@ -170,6 +177,16 @@ def metrics_of(row: dict[str, Any]) -> dict[str, float]:
         values[f"TI_{g}"] = row.get(f"TI_{g}")
         values[f"TI_{g}_low"], values[f"TI_{g}_high"] = row.get(f"TI_{g}_ci") or (None, None)
     return {PREFIX + k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
+
+
+def estimates(metrics: dict[str, float]) -> dict[str, Estimate]:
+    """The logged metrics as the report's estimates (NaN and no CI where a value is undefined)."""
+    out = {}
+    for q in QUANTITIES:
+        low, high = metrics.get(f"{PREFIX}{q}_low"), metrics.get(f"{PREFIX}{q}_high")
+        ci = (low, high) if low is not None and high is not None else None
+        out[q] = Estimate(metrics.get(PREFIX + q, math.nan), ci)
+    return out
 
 
 def point_line(point: Point) -> str:

@@ -69,7 +69,12 @@ def register(sub) -> None:
                 choices=("on", "off"),
                 help="on the lab: the lab teacher's think (the default) or no-think traces",
             )
-        m.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps' checkpoint")
+        m.add_argument(
+            "--eval-every",
+            type=int,
+            default=0,
+            help="measure the transfer every N steps (DIR/evals; docs/monitoring.md)",
+        )
         m.add_argument("--eval-suite", default="lab", help="the suite evaluated at checkpoints")
         m.add_argument("--dry-run", action="store_true", help="validate the recipe and data, print them, train nothing")
         m.set_defaults(run=run_trainer)

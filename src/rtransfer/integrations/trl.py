@@ -50,6 +50,7 @@ class TransferCallback(TrainerCallback):
         at_end: bool = True,
         out: str | Path | None = None,
         name: str | None = None,
+        method: str | None = None,
         data_dir: str | Path | None = None,
         thinking: bool | None = None,
         batch_size: int = 64,
@@ -76,7 +77,7 @@ class TransferCallback(TrainerCallback):
             "seed": seed,
             "threshold": threshold,
         }
-        self.name = name
+        self.name, self.method = name, method
         self.monitor: Monitor | None = None
         self.off: str | None = None  # why the callback stopped measuring
         self.pending: dict[str, float] = {}  # metrics for the next log call
@@ -90,7 +91,7 @@ class TransferCallback(TrainerCallback):
             return
         out = Path(self.out) if self.out else Path(args.output_dir) / "transfer"
         name = self.name or Path(args.output_dir).name or "model"
-        self.monitor = Monitor(out=out, name=name, **self.settings)
+        self.monitor = Monitor(out=out, name=name, method=self.method, **self.settings)
         if _sharded(self.trainer, args):
             self._stop("the weights are sharded over processes (ZeRO-3 or FSDP), so one process cannot run them")
             return
@@ -115,6 +116,8 @@ class TransferCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.pending and logs is not None:
             logs.update(self.pending)  # the same dict every logger after this callback receives
+            if state.log_history:  # the trainer appended a copy of logs before calling the loggers
+                state.log_history[-1].update(self.pending)
             self.pending = {}
 
     # --- measuring ------------------------------------------------------------------------------------------

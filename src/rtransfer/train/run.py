@@ -107,12 +107,20 @@ def train(job: TrainJob, callbacks=()) -> Path:
     out = Path(job.out)
     thinking = THINKING[recipe.thinking]  # checkpoints answer as the recipe renders prompts in training
     if job.eval_every:
+        # here: importing integrations.trl loads transformers, which planning a study (TrainJob) does not need
+        from rtransfer.integrations.trl import TransferCallback
 
-        def evaluate_checkpoint(checkpoint: Path, run: Path) -> None:
-            name = checkpoint_name(out.name, checkpoint_step(checkpoint))
-            evaluate_model(checkpoint, run, job.eval_suite, name=name, method=job.method, thinking=thinking)
-
-        callbacks = [*callbacks, checkpoint_evaluator(out, job.eval_every, evaluate_checkpoint)]
+        transfer = TransferCallback(
+            base=base,
+            suite=job.eval_suite,
+            every=job.eval_every,
+            at_end=False,  # the final model is evaluated below, under the training directory's own name
+            out=out / "evals",
+            name=out.name,
+            method=job.method,
+            thinking=thinking,
+        )
+        callbacks = [*callbacks, transfer]
     method = METHODS[job.method]
     if method.data == "traces":
         data = sft_traces(job, recipe, out)
@@ -172,24 +180,6 @@ def evaluate_model(
     made by `method` in the run's manifest, its prompts rendered with the chat template's `thinking`."""
     spec = EngineSpec(str(model_dir), batch_size=64, thinking=thinking)
     return evaluate_spec(spec, run_dir, suite, name=name, method=method)
-
-
-def checkpoint_evaluator(out: Path, every: int, evaluate_checkpoint):
-    """A callback evaluating each checkpoint whose step is a multiple of `every`, into DIR/evals/step-<N>: the TI
-    can then be plotted against training steps.
-    `evaluate_checkpoint(checkpoint, run_dir)` does the evaluation."""
-    from transformers import TrainerCallback
-
-    def evaluate_step(step: int) -> None:
-        checkpoint = out / "checkpoints" / f"checkpoint-{step}"
-        if step % every == 0 and checkpoint.exists():
-            evaluate_checkpoint(checkpoint, out / "evals" / f"step-{step}")
-
-    class EvaluateCheckpoints(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            evaluate_step(state.global_step)
-
-    return EvaluateCheckpoints()
 
 
 STEP_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin")  # resuming, not weights
