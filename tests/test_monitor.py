@@ -230,3 +230,27 @@ def test_under_two_processes_the_main_one_measures_and_every_logger_gets_it(tmp_
     assert [json.loads(line)["step"] for line in lines] == [2, 4]
     scalars = tensorboard_scalars(out)
     assert set(scalars["transfer/Δmath"]) == {2, 4} and set(scalars["loss"]) == {1, 2, 3, 4}
+
+
+def test_watch_reads_a_checkpoint_once_it_is_whole(tmp_path):
+    """A TRL checkpoint once trainer_state.json is there; another once its files are unchanged between two looks
+    (or at once for a finished run); verl's actor/huggingface and a bare step folder; other folders never."""
+    from rtransfer.commands.watch import whole_checkpoints
+
+    def model_at(folder: Path) -> Path:
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        return folder
+
+    trl = model_at(tmp_path / "checkpoint-10")
+    verl = model_at(tmp_path / "global_step_20" / "actor" / "huggingface")
+    plain = model_at(tmp_path / "step-30")
+    model_at(tmp_path / "final")
+    (tmp_path / "checkpoint-40").mkdir()  # no model in it yet
+    seen: dict = {}
+    assert whole_checkpoints(tmp_path, seen) == []
+    (trl / "trainer_state.json").write_text("{}")
+    assert whole_checkpoints(tmp_path, seen) == [(10, trl), (20, verl), (30, plain)]  # unchanged since the last look
+    (plain / "model.safetensors").write_text("still being written")
+    assert whole_checkpoints(tmp_path, seen) == [(10, trl), (20, verl)]
+    assert whole_checkpoints(tmp_path, {}, finished=True) == [(10, trl), (20, verl), (30, plain)]

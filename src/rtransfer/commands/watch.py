@@ -50,7 +50,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # lazy: a command loads its library when it runs, so every command starts fast
-    from rtransfer.errors import DataError
+    from rtransfer.errors import DataError, RtransferError
     from rtransfer.lab.build import resolve_model
     from rtransfer.monitor import Monitor, point_line
 
@@ -74,11 +74,17 @@ def run(args: argparse.Namespace) -> int:
     say(f"watching {args.dir} for checkpoints; the base first")
     monitor.evaluate_base()
     seen: dict[Path, tuple] = {}
+    failed: set[Path] = set()
     while True:
         for step, folder in whole_checkpoints(args.dir, seen, finished=args.once):
-            if step in monitor.points():
+            if step in monitor.points() or folder in failed:
                 continue
-            monitor.evaluate_folder(step, folder)
+            try:
+                monitor.evaluate_folder(step, folder)
+            except (RtransferError, OSError) as err:  # e.g. a checkpoint the trainer rotated away meanwhile
+                failed.add(folder)
+                say(f"step {step}: {folder} could not be read ({str(err).splitlines()[0]}); skipped")
+                continue
             point = monitor.compare(step)
             print(point_line(point), flush=True)
             for alert in point.alerts:
