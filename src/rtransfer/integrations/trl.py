@@ -93,17 +93,20 @@ class TransferCallback(TrainerCallback):
         name = self.name or Path(args.output_dir).name or "model"
         self.monitor = Monitor(out=out, name=name, method=self.method, **self.settings)
         if _sharded(self.trainer, args):
-            self._stop("the weights are sharded over processes (ZeRO-3 or FSDP), so one process cannot run them")
+            why = "the weights are sharded over processes (ZeRO-3 or FSDP), so one process cannot run them"
+            self._stop(why, said=state.is_world_process_zero)
             return
         if not state.is_world_process_zero:
             return
         try:
             self.monitor.plan()
             tokenizer = processing_class or kwargs.get("tokenizer")
+            if tokenizer is None:
+                raise ValueError("the trainer has no tokenizer (processing_class) to render the benchmarks' prompts")
             self.monitor.evaluate_base()
             _same_tokenizer(self.monitor.base, tokenizer)
-        except (RtransferError, OSError, ValueError) as err:
-            self._stop(str(err).splitlines()[0])
+        except Exception as err:  # whatever goes wrong here, the training run goes on
+            self._stop(_first_line(err))
 
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
         if self.every and state.global_step % self.every == 0:
@@ -133,8 +136,8 @@ class TransferCallback(TrainerCallback):
             with live_engine(model, tokenizer, self.settings["batch_size"], self.settings["thinking"]) as engine:
                 self.monitor.evaluate_engine(step, engine)
             point = self.monitor.compare(step)
-        except (RtransferError, OSError, ValueError) as err:
-            self._stop(f"step {step}: {str(err).splitlines()[0]}")
+        except Exception as err:  # whatever goes wrong here, the training run goes on
+            self._stop(f"step {step}: {_first_line(err)}")
             return
         _say(f"transfer at {point_line(point)}")
         stop = "; training stops here (stop_on_forgetting), saved as at a checkpoint" if self.stop_on_forgetting else ""
@@ -147,9 +150,10 @@ class TransferCallback(TrainerCallback):
         elif not log and self.trainer is not None:
             self.trainer.log(dict(point.metrics))
 
-    def _stop(self, why: str) -> None:
+    def _stop(self, why: str, said: bool = True) -> None:
         self.off = why
-        _say(f"TransferCallback is off: {why}")
+        if said:  # once per run, not once per process
+            _say(f"TransferCallback is off: {why}")
 
 
 @contextlib.contextmanager
@@ -185,8 +189,6 @@ def _same_tokenizer(base: str, tokenizer) -> None:
     """The base's tokenizer must be the trained model's: a different one means a wrong base."""
     from transformers import AutoTokenizer
 
-    if tokenizer is None:
-        return
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor holds its tokenizer
     theirs = AutoTokenizer.from_pretrained(base)
     if theirs.get_vocab() != tokenizer.get_vocab():
@@ -201,6 +203,11 @@ def _once(add_callback, callback):
             add_callback(cb)
 
     return add
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if isinstance(err, RtransferError | OSError | ValueError) and text else repr(err)
 
 
 def _say(text: str) -> None:
