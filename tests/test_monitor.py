@@ -182,6 +182,13 @@ def test_watch_measures_each_checkpoint_as_it_appears_and_a_restart_repeats_noth
     points = [json.loads(line) for line in (run / "transfer" / "transfer.jsonl").read_text().splitlines()]
     assert [p["step"] for p in points] == [2, 5]
     assert (run / "transfer" / "transfer.png").read_bytes().startswith(b"\x89PNG")
+    # The monitor folder as a report: the last step against the base, and the TI over the measured steps.
+    code, _, err = cli("report", run / "transfer")
+    assert code == 0, err
+    html = (run / "transfer" / "report" / "report.html").read_text()
+    assert code == 0 and "TI over training steps" in html and "No checkpoints were evaluated" not in html
+    steps = (run / "transfer" / "report" / "tables" / "ti_steps.csv").read_text().splitlines()
+    assert [line.split(",")[1] for line in steps[1:]] == ["2", "5"]
     (base_dir,) = (run / "transfer").glob("base-*")
     want = expected(rtransfer_ti(cli, capsys, base_dir, run / "transfer" / "step-5"))
     assert {k: v for k, v in points[1]["metrics"].items() if k.removeprefix("transfer/") in want} == {

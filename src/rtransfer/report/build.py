@@ -3,13 +3,14 @@
     write_report(STUDY_DIR)                  a study directory (`rtransfer study`): report.html, report.md,
                                              figures/*.png, tables/*.csv and *.tex in STUDY_DIR (or `out`)
     write_run_report(RUN_DIRS, base, OUT)    eval run directories alone, compared with `base`
+    write_monitor_report(FOLDER, OUT)        a monitor folder (TransferCallback, `rtransfer watch`): the TI over steps
 
 Reads only files (records, scores, TI, probe results, training logs); imports no engine and no torch.
 """
 
 from pathlib import Path
 
-from rtransfer.report.collect import ReportData, load_runs, load_study
+from rtransfer.report.collect import ReportData, load_monitor, load_runs, load_study
 from rtransfer.report.document import Section, Table
 from rtransfer.report.evidence import EVIDENCE_SECTIONS
 from rtransfer.report.html import render_html
@@ -39,6 +40,11 @@ def write_report(study_dir: str | Path, out: str | Path | None = None) -> dict:
 def write_run_report(run_dirs: list[str | Path], base: str | None, out: str | Path) -> dict:
     data = load_runs(run_dirs, base)
     return _write(data, Path(out), "rtransfer report: " + ", ".join(data.models))
+
+
+def write_monitor_report(folder: str | Path, out: str | Path | None = None) -> dict:
+    data = load_monitor(folder)
+    return _write(data, Path(out) if out else Path(folder) / "report", "rtransfer report: transfer over training")
 
 
 def _write(data: ReportData, out: Path, title: str, banner: str = "") -> dict:

@@ -149,11 +149,13 @@ def _study_models(root: Path, entries: dict[str, dict]) -> dict[str, StudyModel]
     return dict(sorted(models.items(), key=lambda kv: kv[1].ref.role != "base"))
 
 
-def load_runs(run_dirs: list[str | Path], base: str | None) -> ReportData:
+def load_runs(run_dirs: list[str | Path], base: str | None, steps: dict[int, Path] | None = None) -> ReportData:
     """A report's data from eval run directories alone, with `base` as in `rtransfer ti --base`; scores, the TI and
-    the comparisons are computed here, as a study's compare stage computes them, with the default settings."""
+    the comparisons are computed here, as a study's compare stage computes them, with the default settings.
+    `steps`: the run directories of the one tuned model's training steps (its TI over steps)."""
 
     rows, notes = load_inputs([str(p) for p in run_dirs], base=base)
+    by_steps = _step_rows(steps, run_dirs, rows, base) if steps else None
     rows, aligned = align_documents(rows)  # the tables show the scores the TI compares
     models: dict[str, StudyModel] = {}
     manifests: dict[str, dict] = {}
@@ -170,10 +172,40 @@ def load_runs(run_dirs: list[str | Path], base: str | None) -> ReportData:
         scores += score_rows(m.name, m.arm, m.method, m.ref.seed, r, RunDir(m.run_dir).scores())
     settings = Settings()
     ti = [r.as_dict() for r in ti_table(rows, settings)]
-    comparisons = compare(rows, ti, arms_of([m.ref for m in models.values()], policy_of), settings)
+    arms = arms_of([m.ref for m in models.values()], policy_of)
+    comparisons = compare(rows, ti, arms, settings, steps=by_steps)
     data = ReportData("eval runs", Path.cwd(), models, scores, ti, comparisons, {"runs": manifests})
     data.notes = notes + aligned
     return data
+
+
+def _step_rows(steps: dict[int, Path], run_dirs: list, rows: list, base: str | None) -> dict[str, dict[int, Any]]:
+    """The one tuned model of `rows` (read from `run_dirs`, in order) at each of its `steps`, each run directory
+    read as `rtransfer ti` reads it beside the base's."""
+    tuned = [r for r in rows if r.base]
+    if len(tuned) != 1:
+        raise DataError(f"training steps belong to one tuned model, and these runs hold {len(tuned)}")
+    base_dir = next(p for p, r in zip(run_dirs, rows, strict=True) if not r.base)
+    found, _ = load_inputs([str(base_dir), *map(str, steps.values())], base=base)
+    return {tuned[0].model: dict(zip(steps, found[1:], strict=True))}
+
+
+def monitor_runs(folder: Path) -> tuple[Path, dict[int, Path]]:
+    """A monitor folder's base run directory and those of the steps its transfer.jsonl lists (monitor.py writes
+    base-<key>/ and step-<N>/)."""
+    bases = sorted(folder.glob("base-*"))
+    lines = (folder / "transfer.jsonl").read_text().splitlines()
+    steps = {step: folder / f"step-{step}" for step in (json.loads(line)["step"] for line in lines if line.strip())}
+    if len(bases) != 1 or not steps:
+        raise DataError(f"{folder}: a monitor folder holds one base-<key>/ and step-<N>/ run directories")
+    return bases[0], dict(sorted(steps.items()))
+
+
+def load_monitor(folder: str | Path) -> ReportData:
+    """A monitor folder (TransferCallback, `rtransfer watch`): the model at its last step against the base, and
+    every measured step as its TI over training steps."""
+    base, steps = monitor_runs(Path(folder))
+    return load_runs([base, steps[max(steps)]], str(base), steps)
 
 
 def _path(root: Path, rel: str | None) -> Path | None:
