@@ -228,7 +228,7 @@ def test_onpolicy_loss_is_sft_on_the_kept_answers(tmp_path, queries):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
-def test_onpolicy_forward_keeps_one_row_when_none_is_kept_and_leaves_unknown_batches_whole():
+def test_onpolicy_forward_keeps_as_many_rows_as_asked_and_leaves_unknown_batches_whole():
     import torch
 
     from rtransfer.train.onpolicy import kept_rows
@@ -247,6 +247,9 @@ def test_onpolicy_forward_keeps_one_row_when_none_is_kept_and_leaves_unknown_bat
     assert cut["advantages"].tolist() == [1.0, 1.0] and int(cut["num_items_in_batch"]) == 5
     none = kept_rows({**batch, "completion_mask": torch.zeros(3, 4, dtype=torch.long)})
     assert none["completion_ids"].tolist() == [[0]] and none["prompt_ids"].shape == (1, 2)
+    # Another process kept 3: this one fills up with its first rejected row, masked (nothing to the loss).
+    filled = kept_rows(batch, rows=3)
+    assert filled["completion_mask"].tolist() == mask[:, :3].tolist() and filled["advantages"].tolist() == [1, 0, 1]
     assert kept_rows({**batch, "pixel_values": torch.zeros(3, 8)})["completion_ids"].shape == (3, 4)
 
 

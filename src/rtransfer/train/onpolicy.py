@@ -45,6 +45,7 @@ def onpolicy_trainer(
 
 
 def _trainer_class():
+    import torch
     from trl import GRPOTrainer
 
     class OnPolicySFTTrainer(GRPOTrainer):
@@ -76,7 +77,9 @@ def _trainer_class():
         def _compute_loss(self, model, inputs):
             """GRPO's loss (its gradient is the kept answers' NLL gradient), reported as that NLL: the token mean
             of -log p over the step's kept answer tokens, as TRL's SFT reports its loss."""
-            inputs = kept_rows(inputs)
+            # As many rows on every process: the most any of them kept (one at least).
+            most = self.accelerator.gather(torch.tensor([kept_count(inputs)], device=self.accelerator.device)).max()
+            inputs = kept_rows(inputs, max(int(most), 1))
             loss = super()._compute_loss(model, inputs)
             normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
             nll = -(self._token_logps * inputs["completion_mask"]).sum() / normalizer
@@ -94,20 +97,26 @@ TOKEN_KEYS = frozenset(
 )
 
 
-def kept_rows(inputs: dict) -> dict:
+def kept_count(inputs: dict) -> int:
+    return int((inputs["completion_mask"].sum(dim=1) > 0).sum())
+
+
+def kept_rows(inputs: dict, rows: int = 1) -> dict:
     """The micro-batch `inputs` without the answers whose loss mask is all zero, and its completions cut after the
     longest kept answer. The loss is unchanged: dropped rows and columns are masked out, and the DAPO normaliser is
-    `num_items_in_batch`, counted over the whole step beforehand. One row stays when none is kept, so that every
-    process runs a forward and backward pass (DDP, ZeRO-3 and FSDP wait for every rank's)."""
+    `num_items_in_batch`, counted over the whole step beforehand. At least `rows` rows stay, the first rejected
+    ones filling up: every process then runs a forward and backward pass (DDP, ZeRO-3 and FSDP wait for every
+    rank's), and on the same number of rows (TRL gathers a value per row for its clip metrics)."""
     import torch
 
     mask = inputs["completion_mask"]
-    rows, width = mask.shape
-    per_answer = {k for k, v in inputs.items() if torch.is_tensor(v) and v.dim() > 0 and v.size(0) == rows}
+    n, width = mask.shape
+    per_answer = {k for k, v in inputs.items() if torch.is_tensor(v) and v.dim() > 0 and v.size(0) == n}
     if not per_answer <= ANSWER_KEYS | TOKEN_KEYS:
         return inputs
     keep = mask.sum(dim=1) > 0
-    keep[0] |= not keep.any()
+    fill = torch.nonzero(~keep).flatten()[: max(rows - int(keep.sum()), 0)]
+    keep[fill] = True
     columns = torch.nonzero(mask[keep].any(dim=0))
     length = int(columns.max()) + 1 if columns.numel() else 1
     out = dict(inputs)
