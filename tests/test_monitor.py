@@ -206,19 +206,23 @@ from trl import SFTConfig, SFTTrainer
 from rtransfer.integrations.trl import TransferCallback
 from rtransfer.train.data import load_queries
 
-base, out = sys.argv[1], Path(sys.argv[2])
+base, out, settings = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
 rows = [{"prompt": q.prompt, "completion": f" The answer is {q.answer}."} for q in load_queries("lab", limit=16)]
 args = SFTConfig(output_dir=str(out), max_steps=4, per_device_train_batch_size=2, learning_rate=1e-3, logging_steps=1,
                  report_to=["tensorboard"], save_strategy="no", seed=0, disable_tqdm=True, use_cpu=True)
 tokenizer = AutoTokenizer.from_pretrained(base)
 trainer = SFTTrainer(model=base, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
-trainer.add_callback(TransferCallback(trainer, base=base, suite="lab", limit=6, every=2, bootstrap=200))
+trainer.add_callback(TransferCallback(trainer, base=base, suite="lab", limit=6, every=2, bootstrap=200, **settings))
 trainer.train()
-(out / f"world-{args.process_index}.json").write_text(json.dumps({"world_size": args.world_size}))
+done = {"world_size": args.world_size, "step": trainer.state.global_step}
+(out / f"world-{args.process_index}.json").write_text(json.dumps(done))
 """
 
 
-def test_under_two_processes_the_main_one_measures_and_every_logger_gets_it(tmp_path, base):
+@pytest.mark.parametrize("stop", [False, True])
+def test_under_two_processes_the_main_one_measures_and_every_logger_gets_it(tmp_path, base, stop):
+    """The main process measures; every process logs at the measured steps and, with stop_on_forgetting, stops
+    where the main one found forgetting (a threshold every change lies under), so no collective waits forever."""
     import os
     import subprocess
     import sys
@@ -229,14 +233,19 @@ def test_under_two_processes_the_main_one_measures_and_every_logger_gets_it(tmp_
     ddp = str(files("rtransfer") / "data" / "accelerate" / "ddp.yaml")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", ddp, "--num_processes", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    done = subprocess.run([*command, str(script), base, str(out)], env=env, capture_output=True, text=True, timeout=600)
+    settings = json.dumps({"threshold": 1000.0, "stop_on_forgetting": True} if stop else {})
+    done = subprocess.run(
+        [*command, str(script), base, str(out), settings], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert [json.loads((out / f"world-{r}.json").read_text())["world_size"] for r in (0, 1)] == [2, 2]
-    assert done.stderr.count("rtransfer: transfer at step") == 2  # the main process measured, once per point
+    ends = [json.loads((out / f"world-{r}.json").read_text()) for r in (0, 1)]
+    steps = [2] if stop else [2, 4]
+    assert ends == [{"world_size": 2, "step": steps[-1]}] * 2
+    assert done.stderr.count("rtransfer: transfer at step") == len(steps)  # the main process measured, once each
     lines = (out / "transfer" / "transfer.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == [2, 4]
+    assert [json.loads(line)["step"] for line in lines] == steps
     scalars = tensorboard_scalars(out)
-    assert set(scalars["transfer/Δmath"]) == {2, 4} and set(scalars["loss"]) == {1, 2, 3, 4}
+    assert set(scalars["transfer/Δmath"]) == set(steps) and set(scalars["loss"]) == set(range(1, steps[-1] + 1))
 
 
 def test_watch_reads_a_checkpoint_once_it_is_whole(tmp_path):

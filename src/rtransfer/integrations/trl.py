@@ -125,30 +125,35 @@ class TransferCallback(TrainerCallback):
 
     # --- measuring ------------------------------------------------------------------------------------------
     def _measure(self, args, state, control, model, tokenizer, log: bool = True) -> None:
-        if self.off or self.monitor is None:
-            return
-        step = state.global_step
+        """The point of this step, on the main process. Every process takes the same decisions whatever happens
+        there (measured or off): all log at this step, and all stop when the main one says so, since the trainer's
+        log and save are collective."""
         if log:
-            control.should_log = True  # every process, so that the trainer's log gathers the loss on all of them
-        if not state.is_world_process_zero:
-            return
+            control.should_log = True
+        forgetting = False
+        if not self.off and self.monitor is not None and state.is_world_process_zero:
+            forgetting = self._point(state.global_step, model, tokenizer, log)
+        if self.stop_on_forgetting and _from_main(args, forgetting):
+            control.should_training_stop = control.should_save = True
+
+    def _point(self, step: int, model, tokenizer, log: bool) -> bool:
+        """Measure `step`, say it, hand its metrics to the trainer's log; whether it raised a forgetting alert."""
         try:
             with live_engine(model, tokenizer, self.settings["batch_size"], self.settings["thinking"]) as engine:
                 self.monitor.evaluate_engine(step, engine)
             point = self.monitor.compare(step)
         except Exception as err:  # whatever goes wrong here, the training run goes on
             self._stop(f"step {step}: {_first_line(err)}")
-            return
+            return False
         _say(f"transfer at {point_line(point)}")
         stop = "; training stops here (stop_on_forgetting), saved as at a checkpoint" if self.stop_on_forgetting else ""
         for alert in point.alerts:
             _say(f"forgetting: {alert}{stop}")
-        if point.alerts and self.stop_on_forgetting:
-            control.should_training_stop = control.should_save = True
         if log and self.trainer is not None:
             self.pending = dict(point.metrics)
-        elif not log and self.trainer is not None:
+        elif self.trainer is not None:
             self.trainer.log(dict(point.metrics))
+        return bool(point.alerts)
 
     def _stop(self, why: str, said: bool = True) -> None:
         self.off = why
@@ -174,6 +179,18 @@ def live_engine(model, tokenizer, batch_size: int, thinking: bool | None):
         model.train(was_training)
         random.setstate(python)
         np.random.set_state(numpy)
+
+
+def _from_main(args, value: bool) -> bool:
+    """The main process's `value`, on every process (a broadcast when several run)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    flag = torch.tensor([int(value)], device=args.device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def _sharded(trainer, args) -> bool:
