@@ -19,7 +19,7 @@ call, so TensorBoard, W&B, Trackio and the console get them as `report_to` says.
   would end the run: keep `limit` small, or watch saved checkpoints with `rtransfer watch`). Sharded weights
   (ZeRO-3, FSDP) cannot be run by one process: the callback says so once and stays off; use `rtransfer watch`.
 - A forgetting alert (a transfer group whose change has its whole CI below `threshold` points) is printed once per
-  group; `stop_on_forgetting=True` also ends training there, with a checkpoint of that step.
+  group; `stop_on_forgetting=True` also ends training there, with a checkpoint of that step (in every process).
 - Bad input (an unknown benchmark, a base whose tokenizer is not the trained model's, a base that cannot be
   loaded) is one line in the training log, and the callback stays off: it never ends a training run.
 """
