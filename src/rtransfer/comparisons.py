@@ -261,7 +261,7 @@ class Resampled:
         }
         self.base_of = {r.model: r.base for r in tuned}
         # The documents each benchmark is compared on (the ones every row answered), where grades are per document.
-        self.documents = {b: len(r.docs[b].ids) for r in reversed(rows) for b in self.benchmarks if b in r.docs}
+        self.documents = {b: len(r.docs[b].ids) for r in rows for b in self.benchmarks if b in r.docs}
 
     def estimate(self, values: np.ndarray) -> Estimate:
         """Point estimate and CI of one quantity given as [1 + replicates] values."""

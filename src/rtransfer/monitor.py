@@ -15,9 +15,11 @@ Hand-written: no library scores a model on benchmark groups against its base dur
 callback; lm-eval and lighteval evaluate after the fact).
 """
 
+import functools
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from rtransfer.comparisons import QUANTITIES, Estimate
 from rtransfer.engines.factory import EngineSpec, make_engine
 from rtransfer.evaluate import EvalPlan, evaluate
 from rtransfer.report.plots import step_curves
-from rtransfer.runs import RunDir, fingerprint
+from rtransfer.runs import RunDir, fingerprint, write_text_atomic
 from rtransfer.sources import load_inputs
 from rtransfer.transfer import transferability
 
@@ -84,7 +86,9 @@ class Monitor:
             self._plan = EvalPlan(tasks, data_dir=self.data_dir, limit=self.limit).load()
         return self._plan
 
+    @functools.cached_property
     def base_dir(self) -> Path:
+        """base-<key>: the key from the base's content, computed once (a fingerprint reads its small files)."""
         local = Path(self.base).expanduser()
         identity = fingerprint(local) if local.exists() else self.base
         what = {"base": identity, "suite": self.suite, "limit": self.limit, "thinking": self.thinking}
@@ -103,7 +107,7 @@ class Monitor:
     # --- evaluating -----------------------------------------------------------------------------------------
     def evaluate_base(self) -> Path:
         """The base's run directory, evaluated now unless an earlier run did."""
-        out = self.base_dir()
+        out = self.base_dir
         if not self.scored(out):
             engine = make_engine(EngineSpec(self.base, batch_size=self.batch_size, thinking=self.thinking))
             evaluate(engine, self.plan(), RunDir(out), name="base")
@@ -113,7 +117,7 @@ class Monitor:
         """`engine` (over a live model, or a checkpoint's) on the suite into step-<N>, named <name>@step-<N>."""
         out = self.step_dir(step)
         if not self.scored(out):
-            name = f"{self.name}@step-{step}"
+            name = checkpoint_name(self.name, step)
             evaluate(engine, self.plan(), RunDir(out), name=name, base="base", method=self.method)
         return out
 
@@ -128,7 +132,7 @@ class Monitor:
     def compare(self, step: int) -> Point:
         """The point of `step` against the base, as `rtransfer ti BASE STEP --base BASE` computes it; appended to
         transfer.jsonl with the alerts it raises first."""
-        base = self.base_dir()
+        base = self.base_dir
         rows, _ = load_inputs([str(base), str(self.step_dir(step))], base=str(base))
         (result,) = transferability(rows, bootstrap=self.bootstrap, confidence=self.confidence, seed=self.seed)
         row = result.as_dict()
@@ -137,7 +141,7 @@ class Monitor:
         point = Point(step, metrics_of(row), row, self.alerts(step, row, raised))
         earlier[step] = point
         lines = [json.dumps(p.as_dict(), ensure_ascii=False) for _, p in sorted(earlier.items())]
-        _write_atomic(self.out / "transfer.jsonl", "".join(line + "\n" for line in lines))
+        write_text_atomic(self.out / "transfer.jsonl", "".join(line + "\n" for line in lines))
         curves = {self.name: {p.step: estimates(p.metrics) for p in earlier.values()}}
         (self.out / "transfer.png").write_bytes(step_curves(curves, "% of the math domain index"))
         return point
@@ -207,8 +211,12 @@ def point_line(point: Point) -> str:
     return f"step {point.step}: " + ", ".join(change(g) for g in GROUPS) + f"; {tis}"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
+def checkpoint_name(model: str, step: int) -> str:
+    """The model name of a checkpoint's evaluation: `<training dir or arm>@step-<N>`, so that the checkpoints of
+    several runs can be compared in one `rtransfer ti` call (the final model is named `<training dir or arm>`)."""
+    return f"{model}@step-{step}"
+
+
+def say(text: str) -> None:
+    """A line of the monitor's (the callback's, the watcher's) on stderr, beside the trainer's own output."""
+    print(f"rtransfer: {text}", file=sys.stderr, flush=True)

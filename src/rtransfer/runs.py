@@ -100,12 +100,15 @@ def new_manifest(
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
     # A temp name per process: two processes writing one file (ranks of a launched run) never rename each
     # other's temp away; the last os.replace wins whole.
     tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

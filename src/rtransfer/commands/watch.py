@@ -50,9 +50,9 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # lazy: a command loads its library when it runs, so every command starts fast
-    from rtransfer.errors import DataError, RtransferError
+    from rtransfer.errors import DataError, RtransferError, first_line
     from rtransfer.lab.build import resolve_model
-    from rtransfer.monitor import Monitor, point_line
+    from rtransfer.monitor import Monitor, point_line, say
 
     if not args.dir.is_dir():
         raise DataError(f"{args.dir} is not a folder")
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 monitor.evaluate_folder(step, folder)
             except (RtransferError, OSError) as err:  # e.g. a checkpoint the trainer rotated away meanwhile
                 failed.add(folder)
-                say(f"step {step}: {folder} could not be read ({str(err).splitlines()[0]}); skipped")
+                say(f"step {step}: {folder} could not be read ({first_line(err)}); skipped")
                 continue
             point = monitor.compare(step)
             print(point_line(point), flush=True)
@@ -114,9 +114,3 @@ def whole_checkpoints(root: Path, seen: dict[Path, tuple], finished: bool = Fals
             found.append((int(match.group(1)), model))
         seen[folder] = files
     return sorted(found)
-
-
-def say(text: str) -> None:
-    import sys
-
-    print(f"rtransfer: {text}", file=sys.stderr, flush=True)

@@ -27,15 +27,14 @@ call, so TensorBoard, W&B, Trackio and the console get them as `report_to` says.
 import contextlib
 import os
 import random
-import sys
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
 from rtransfer.engines.hf import HFEngine
-from rtransfer.errors import RtransferError
-from rtransfer.monitor import Monitor, point_line
+from rtransfer.errors import RtransferError, first_line
+from rtransfer.monitor import Monitor, point_line, say
 
 
 class TransferCallback(TrainerCallback):
@@ -145,10 +144,10 @@ class TransferCallback(TrainerCallback):
         except Exception as err:  # whatever goes wrong here, the training run goes on
             self._stop(f"step {step}: {_first_line(err)}")
             return False
-        _say(f"transfer at {point_line(point)}")
+        say(f"transfer at {point_line(point)}")
         stop = "; training stops here (stop_on_forgetting), saved as at a checkpoint" if self.stop_on_forgetting else ""
         for alert in point.alerts:
-            _say(f"forgetting: {alert}{stop}")
+            say(f"forgetting: {alert}{stop}")
         if log and self.trainer is not None:
             self.pending = dict(point.metrics)
         elif self.trainer is not None:
@@ -158,7 +157,7 @@ class TransferCallback(TrainerCallback):
     def _stop(self, why: str, said: bool = True) -> None:
         self.off = why
         if said:  # once per run, not once per process
-            _say(f"TransferCallback is off: {why}")
+            say(f"TransferCallback is off: {why}")
 
 
 @contextlib.contextmanager
@@ -223,9 +222,6 @@ def _once(add_callback, callback):
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if isinstance(err, RtransferError | OSError | ValueError) and text else repr(err)
-
-
-def _say(text: str) -> None:
-    print(f"rtransfer: {text}", file=sys.stderr, flush=True)
+    """errors.first_line, with the type's name in front of an error nobody expected (a bug, not bad input)."""
+    expected = isinstance(err, RtransferError | OSError | ValueError)
+    return first_line(err) if expected else f"{type(err).__name__}: {first_line(err)}"

@@ -10,9 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from rtransfer.jobs import evaluate
+from rtransfer.monitor import checkpoint_name
 from rtransfer.specs import StepEvalSpec
 from rtransfer.train.outputs import final_step
-from rtransfer.train.run import checkpoint_name, kept_steps
+from rtransfer.train.run import kept_steps
 
 
 def run(spec: StepEvalSpec) -> dict:

@@ -167,12 +167,6 @@ def sft_traces(job: TrainJob, recipe, out: Path):
     return read_traces(traces)
 
 
-def checkpoint_name(model: str, step: int) -> str:
-    """The model name of a checkpoint's evaluation: `<training dir or arm>@step-<N>`, so that the checkpoints of
-    several runs can be compared in one `rtransfer ti` call (the final model is named `<training dir or arm>`)."""
-    return f"{model}@step-{step}"
-
-
 def evaluate_model(
     model_dir: Path, run_dir: Path, suite: str, name: str, method: str | None = None, thinking: bool | None = None
 ) -> dict:
