@@ -109,7 +109,7 @@ def test_train_help_lists_every_recipe_field_with_type_default_and_help(method, 
     for f in fields(cls):
         assert listed[f.name] == (hints[f.name].__name__, json.dumps(f.default), f.metadata["help"]), f.name
     # The method's own defaults, not the shared ones: the lab recipes' choices (docs/training.md).
-    expected = {"sft": ("lr", "0.001"), "onpolicy": ("rollouts", "4"), "grpo": ("max_steps", "100")}[method]
+    expected = {"sft": ("lr", "0.001"), "onpolicy": ("rollouts", "4"), "grpo": ("max_steps", "50")}[method]
     assert listed[expected[0]][1] == expected[1]
 
 

@@ -97,7 +97,8 @@ class SamplingRecipe(Recipe):
     draws `rollouts` completions per prompt, with HF generate or vLLM."""
 
     batch_size: int = field(default=128, metadata={"help": "completions per device per step (prompts × rollouts)"})
-    max_steps: int = field(default=100, metadata={"help": "optimiser steps"})
+    # Lab default: 50 steps, where the lab training reward has long levelled off (docs/training.md, "The RL budget").
+    max_steps: int = field(default=50, metadata={"help": "optimiser steps"})
     rollouts: int = field(default=8, metadata={"help": "completions per prompt (num_generations)"})
     steps_per_generation: int = field(
         default=1,
@@ -159,7 +160,7 @@ class OnPolicyRecipe(SamplingRecipe):
 class GRPORecipe(SamplingRecipe):
     """GRPO with the grader's correctness as the reward: TRL's GRPOTrainer."""
 
-    # Lab defaults: 16 prompts × 8 rollouts per step as the first prototype, 100 steps to fit 4 CPU minutes.
+    # Lab defaults: 16 prompts × 8 rollouts per step as the first prototype.
     beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0 loads no reference model"})
     epsilon: float = field(default=0.2, metadata={"help": "lower clip range ε"})
     epsilon_high: float = field(default=0.28, metadata={"help": "upper clip range ε_high (DAPO's clip-higher)"})
