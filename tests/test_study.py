@@ -236,8 +236,40 @@ def _kill_when(process: subprocess.Popen, ready, timeout: float = 300) -> None:
         assert process.poll() is None, f"the study ended before the kill point: {process.stderr.read()[-2000:]}"
         assert time.time() < deadline, "the kill point never came"
         time.sleep(0.05)
+    family = _descendants(process.pid)
+    assert family, "the study runs its stages in worker processes"
     process.send_signal(signal.SIGKILL)
     process.wait()
+    deadline = time.time() + 30
+    while (alive := [pid for pid in family if _alive(pid)]) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not alive, f"processes of the killed study live on: {alive}"  # idle workers too
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under `pid` (Linux /proc)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        children = [c for c, p in parents.items() if p == parent]
+        found += children
+        todo += children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _started(out: Path, stage: str) -> bool:

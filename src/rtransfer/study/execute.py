@@ -144,10 +144,12 @@ def _children(nodes: list[Node], ledger: Ledger, slots: list[str | None], out: P
     # Spawned processes (no copy of this one's torch state). An arm trains in a fresh one, as `rtransfer train`
     # would; the other nodes share workers that stay (each draws from its own seeds), which saves an import of
     # torch, transformers and TRL per node: about 3 s each, 15 of the lab study's 19 nodes.
-    spawn = multiprocessing.get_context("spawn")
+    # Every worker dies with this process from its start, idle or not: a killed study leaves none behind.
+    spawn = {"mp_context": multiprocessing.get_context("spawn"), "initializer": die_with_parent}
+    spawn["initargs"] = (os.getpid(),)
     with (
-        ProcessPoolExecutor(workers, mp_context=spawn, max_tasks_per_child=1) as fresh,
-        ProcessPoolExecutor(workers, mp_context=spawn) as kept,
+        ProcessPoolExecutor(workers, max_tasks_per_child=1, **spawn) as fresh,
+        ProcessPoolExecutor(workers, **spawn) as kept,
     ):
         while queue or running:
             while free and (node := next((n for n in queue if _ready(n, ledger)), None)):
