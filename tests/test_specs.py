@@ -182,10 +182,10 @@ def test_a_stale_nodes_outputs_are_moved_aside_never_deleted(tmp_path):
 
 def test_the_lab_study_evaluates_every_checkpoint_each_arm_saves(tmp_path):
     """[eval] checkpoints: each arm keeps and evaluates its checkpoints at its own save_every (the lab's: 250 of the
-    SFT arms' 750 steps, 25 of the RL arms' 100), not one cadence for all."""
+    SFT arms' 750 steps, 10 of the RL arms' 50), not one cadence for all."""
     planned = plan(load_study("lab"), tmp_path / "s", dry_run=True)
     nodes = {n.name: n.spec for n in planned.nodes}
-    for arm, every in {"sft-think": 250, "sft-nothink": 250, "onpolicy": 25, "grpo": 25}.items():
+    for arm, every in {"sft-think": 250, "sft-nothink": 250, "onpolicy": 10, "grpo": 10}.items():
         train, steps = nodes[f"train:{arm}"], nodes[f"steps:{arm}"]
         assert train.keep_every == steps.every == every == train.execution["save_every"], arm
 
