@@ -216,6 +216,7 @@ trainer.add_callback(TransferCallback(trainer, base=base, suite="lab", limit=6, 
 trainer.train()
 done = {"world_size": args.world_size, "step": trainer.state.global_step}
 (out / f"world-{args.process_index}.json").write_text(json.dumps(done))
+trainer.accelerator.end_training()  # ends the process group, as a launched script should (docs/monitoring.md)
 """
 
 

@@ -30,6 +30,17 @@ def wait_for_everyone() -> None:
         dist.barrier()
 
 
+def finish() -> None:
+    """Every process waits for the others, then ends the process group (a no-op in one process). A process that
+    exits with gloo's group alive can abort at interpreter exit ("terminate called without an active exception",
+    SIGABRT; pytorch issue 190489, seen once in this suite under load), failing a run that finished its work."""
+    import torch.distributed as dist
+
+    if world_size() > 1 and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def execution(accelerator=None) -> dict:
     """How this run is executed, for train.json: processes, backend, and the sharding the trainer's accelerator
     applies (what it does, not what the launcher asked for: on a CPU-only machine an FSDP config shards nothing)."""

@@ -132,6 +132,7 @@ def train(job: TrainJob, callbacks=()) -> Path:
         evaluate_model(
             result, out / "evals" / "final", job.eval_suite, name=out.name, method=job.method, thinking=thinking
         )
+    ranks.finish()  # the run ends here in every process of a launch, and so does its process group
     return result
 
 
