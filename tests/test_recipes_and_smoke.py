@@ -35,13 +35,13 @@ def quick_base(tmp_path_factory) -> str:
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("r.toml", "[SFT]\nlr = 1e-4\n", "unknown table [SFT] (known: [sft], [onpolicy], [grpo]); did you mean [sft]?"),
+        ("r.toml", "[SFT]\nlr = 1e-4\n", "unknown table [SFT] (known: [sft], [onpolicy], [grpo], [opd]); did you mean [sft]?"),
         (
             "r.yaml",
             "SFT:\n  lr: 0.0001\n",
-            "unknown table [SFT] (known: [sft], [onpolicy], [grpo]); did you mean [sft]?",
+            "unknown table [SFT] (known: [sft], [onpolicy], [grpo], [opd]); did you mean [sft]?",
         ),
-        ("r.toml", "[train]\nlr = 1e-4\n", "unknown table [train] (known: [sft], [onpolicy], [grpo])\n"),
+        ("r.toml", "[train]\nlr = 1e-4\n", "unknown table [train] (known: [sft], [onpolicy], [grpo], [opd])\n"),
         (
             "r.toml",
             "[sft]\nLR = 1e-4\n",
@@ -109,7 +109,12 @@ def test_train_help_lists_every_recipe_field_with_type_default_and_help(method, 
     for f in fields(cls):
         assert listed[f.name] == (hints[f.name].__name__, json.dumps(f.default), f.metadata["help"]), f.name
     # The method's own defaults, not the shared ones: the lab recipes' choices (docs/training.md).
-    expected = {"sft": ("lr", "0.001"), "onpolicy": ("rollouts", "4"), "grpo": ("max_steps", "50")}[method]
+    expected = {
+        "sft": ("lr", "0.001"),
+        "onpolicy": ("rollouts", "4"),
+        "grpo": ("max_steps", "50"),
+        "opd": ("teacher", '"lab"'),
+    }[method]
     assert listed[expected[0]][1] == expected[1]
 
 
@@ -119,6 +124,7 @@ SHORT = {  # 3 steps, a log line every 2: step 2 by the interval, step 3 as the 
     "sft": ["max_steps=3", "batch_size=4", "max_queries=16"],
     "onpolicy": ["max_steps=3", "batch_size=8", "rollouts=2", "max_completion_length=32", "max_queries=16"],
     "grpo": ["max_steps=3", "batch_size=8", "rollouts=4", "max_completion_length=32", "max_queries=16"],
+    "opd": ["max_steps=3", "batch_size=8", "max_completion_length=32", "max_queries=16"],
 }
 
 
@@ -131,8 +137,8 @@ def test_the_last_step_is_logged_whatever_log_every_says(tmp_path, quick_base, m
         assert [r["step"] for r in log] == steps, (method, log_every)
         assert np.isfinite(log[-1]["loss"]) and np.isfinite(log[-1]["lr"])
         # GRPO's loss is 0 when every group's rewards are equal (no advantage), on-policy SFT's when no answer was
-        # kept: their rewards and kept shares are logged beside it.
-        assert log[-1]["loss"] > 0 if method == "sft" else "reward_mean" in log[-1]
+        # kept: their rewards and kept shares are logged beside it. A distillation loss is a divergence, > 0.
+        assert log[-1]["loss"] > 0 if method in ("sft", "opd") else "reward_mean" in log[-1]
         assert json.loads((out / "train.json").read_text())["steps"] == 3
 
 

@@ -21,7 +21,7 @@ from rtransfer.evaluate import evaluate_spec
 from rtransfer.runs import RunDir
 from rtransfer.study.config import config_path
 
-ARMS = ("sft-think", "sft-nothink", "onpolicy", "grpo")
+ARMS = ("sft-think", "sft-nothink", "onpolicy", "grpo", "opd")
 TEACHERS = ("think", "nothink")
 
 

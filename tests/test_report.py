@@ -421,6 +421,41 @@ def test_finding_without_an_off_policy_arm_says_so():
     assert last == "On- vs off-policy: not compared, the study has no off-policy SFT arm."
 
 
+GRID_ARMS = {"sft": ["sft"], "grpo": ["grpo"], "opd": ["opd"]}
+GRID_METHODS = {"sft": "sft", "grpo": "grpo", "opd": "opd"}
+
+
+def grid_rows():
+    return [
+        row("sft", "sft", (5, 2, 8), (-4, -6, -2), (-6, -9, -3), ti=(-30, -60)),
+        row("grpo", "grpo", (4, 1, 7), (2, 0.5, 3.5), (0, -1, 1), ti=(60, 10)),
+        row("opd", "opd", (6, 3, 9), (1, -0.5, 2.5), (0, -1, 1), ti=(50, 5)),
+    ]
+
+
+def test_the_grid_says_transfer_follows_on_policy_data_when_distillation_beats_sft_and_matches_rl():
+    real, flat = (40, 10, 70), (5, -20, 30)
+    d = diffs("grpo", "sft", {"TI_other": real, "TI_non": real})
+    d += diffs("opd", "sft", {"TI_other": real, "TI_non": (30, 5, 55)})
+    d += diffs("opd", "grpo", {"TI_other": flat, "TI_non": (-2, -25, 21)})  # held as opd − grpo: read as grpo − opd
+    last = finding(grid_rows(), GRID_ARMS, GRID_METHODS, d)[-1]
+    assert last.startswith("The grid: the transfer follows on-policy data here, not the reward.")
+    assert "opd vs sft, by the TI: other reasoning TI opd − sft = +40.0 [10.0, 70.0]: opd ahead" in last
+    assert "grpo vs opd, by the TI: other reasoning TI grpo − opd = -5.0 [-30.0, 20.0]: cannot tell" in last
+
+
+def test_the_grid_cannot_tell_when_a_factor_is_mixed_and_is_absent_without_a_cell():
+    d = diffs("opd", "sft", {"TI_other": (40, 10, 70), "TI_non": (-30, -55, -5)})  # ahead on one, behind on the other
+    d += diffs("grpo", "opd", {"TI_other": (1, -20, 22), "TI_non": (1, -20, 22)})
+    last = finding(grid_rows(), GRID_ARMS, GRID_METHODS, d)[-1]
+    assert last.startswith("The grid: which the transfer follows, on-policy data or the reward, the data cannot tell.")
+    rows = [r for r in grid_rows() if r["model"] != "grpo"]
+    arms = {"sft": ["sft"], "opd": ["opd"]}
+    last = finding(rows, arms, GRID_METHODS, diffs("opd", "sft", {"TI_other": (40, 10, 70), "TI_non": (1, -5, 7)}))[-1]
+    assert last == "The grid: not complete, the study has no on-policy arm trained on a reward."
+    assert not finding(grid_rows()[:2], ARMS, METHODS, [])[-1].startswith("The grid")  # no distillation arm
+
+
 def test_against_the_paper_reproduces_contradicts_or_says_what_is_missing():
     from rtransfer.report.finding import against_the_paper
 

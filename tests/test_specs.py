@@ -138,7 +138,7 @@ def test_a_dry_run_writes_the_plan_and_nothing_else(tmp_path, cli):
     assert [p.name for p in (tmp_path / "s").iterdir()] == ["plan.json"]
     written = json.loads((tmp_path / "s" / "plan.json").read_text())
     assert [n["name"] for n in written["nodes"]] == [s["stage"] for s in json.loads(out)["stages"]]
-    assert {m["name"] for m in written["models"]} == {"base", "sft-think", "sft-nothink", "onpolicy", "grpo"}
+    assert {m["name"] for m in written["models"]} == {"base", "sft-think", "sft-nothink", "onpolicy", "grpo", "opd"}
 
 
 # --- one entry point -------------------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_the_lab_study_evaluates_every_checkpoint_each_arm_saves(tmp_path):
     SFT arms' 750 steps, 10 of the RL arms' 50), not one cadence for all."""
     planned = plan(load_study("lab"), tmp_path / "s", dry_run=True)
     nodes = {n.name: n.spec for n in planned.nodes}
-    for arm, every in {"sft-think": 250, "sft-nothink": 250, "onpolicy": 10, "grpo": 10}.items():
+    for arm, every in {"sft-think": 250, "sft-nothink": 250, "onpolicy": 10, "grpo": 10, "opd": 10}.items():
         train, steps = nodes[f"train:{arm}"], nodes[f"steps:{arm}"]
         assert train.keep_every == steps.every == every == train.execution["save_every"], arm
 

@@ -18,7 +18,7 @@ from rtransfer.transfer import TIResult
 
 SHIPPED = ("lab", "qwen3-0.6b", "unireason", "survey", "rehearsal")
 SERVED_BY_VLLM = ("qwen3-0.6b", "unireason", "survey")  # their servers are vLLM's, which this machine has not
-LAB_MODELS = ("base", "sft-think", "sft-nothink", "onpolicy", "grpo")
+LAB_MODELS = ("base", "sft-think", "sft-nothink", "onpolicy", "grpo", "opd")
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +77,7 @@ def test_the_survey_config_is_the_papers_table(shared):
 
 def test_unireason_trains_every_arm_through_accelerate_with_the_shipped_zero3(tmp_path):
     plan = run_study(load_study("unireason"), tmp_path / "s", dry_run=True)
-    for arm in ("sft-think", "sft-nothink", "onpolicy", "grpo"):
+    for arm in ("sft-think", "sft-nothink", "onpolicy", "grpo", "opd"):
         command = plan["training"][arm]["command"]
         assert command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]  # this interpreter's accelerate
         assert plan["training"][arm]["processes"] == 8

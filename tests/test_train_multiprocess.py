@@ -21,6 +21,7 @@ STEPS = {
     "sft": ["batch_size=4", "max_queries=64"],
     "onpolicy": ["batch_size=16", "rollouts=4", "max_completion_length=48"],
     "grpo": ["batch_size=16", "rollouts=4", "max_completion_length=48"],
+    "opd": ["batch_size=8", "max_completion_length=48"],  # the quick base's teacher model, built by the main process
 }
 COMMON = ["max_steps=4", "save_every=2", "log_every=1"]
 
@@ -79,7 +80,7 @@ def lab_quick():
     return resolve_model("lab:quick")  # built once, before two processes would race to build it
 
 
-@pytest.mark.parametrize("method", ["sft", "onpolicy", "grpo"])
+@pytest.mark.parametrize("method", ["sft", "onpolicy", "grpo", "opd"])
 def test_two_processes_write_one_run_and_resume_after_a_kill(tmp_path, monkeypatch, lab_quick, method):
     full = tmp_path / "full"
     run(method, full)

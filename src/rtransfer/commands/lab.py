@@ -25,6 +25,11 @@ def register(sub) -> None:
         action="store_true",
         help="pre-train here too instead of starting from the shipped pre-trained model (about 25 min on 2 cores)",
     )
+    b.add_argument(
+        "--teacher",
+        action="store_true",
+        help="the lab teacher model of that base (on-policy distillation's teacher: docs/lab.md)",
+    )
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
     b.set_defaults(run=build)
 
@@ -33,9 +38,11 @@ def build(args) -> int:
     from tqdm import tqdm
 
     # lazy: a command loads its library when it runs, so every command starts fast
-    from rtransfer.lab.build import build_base, lab_config
+    from rtransfer.lab.build import build_base, lab_config, teacher_config
 
     config = lab_config(args.seed, quick=args.quick, from_scratch=args.from_scratch)
+    if args.teacher:
+        config = teacher_config(config)
     bar = None
 
     def progress(step: int, total: int, loss: float) -> None:  # one bar per phase: pre-training, mid-training
@@ -55,7 +62,7 @@ def build(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"lab base model: {path}")
+        print(f"lab {'teacher' if args.teacher else 'base'} model: {path}")
         print(f"  config {json.dumps(asdict(config))}")
         origin = "shipped with rtransfer, " if report.get("shipped") else ""
         print(f"  {origin}built in {report['seconds']} s, final training loss {report['final_loss']:.3f}")

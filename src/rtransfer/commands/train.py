@@ -1,12 +1,14 @@
-"""`rtransfer train`: teacher traces (rejection sampling), off-policy SFT, on-policy SFT and GRPO on math queries.
+"""`rtransfer train`: teacher traces (rejection sampling), off-policy SFT, on-policy SFT, GRPO and on-policy
+distillation (`opd`, also `distill`) on math queries.
 
     rtransfer train teacher --teacher MODEL|lab --data QUERIES --out traces.jsonl [--samples K] [--thinking on|off]
-    rtransfer train sft|onpolicy|grpo --model BASE [--config FILE|NAME] [--data DATA] [--seed S] --out DIR
+    rtransfer train sft|onpolicy|grpo|opd --model BASE [--config FILE|NAME] [--data DATA] [--seed S] --out DIR
                                       [--set FIELD=VALUE ...] [--eval-every N --eval-suite lab]
 
 Given a lab base (`--model lab`, or a lab base directory) and no --data, each method runs the lab recipe on the
-lab's math train split (sft on the lab teacher's traces, --thinking on|off). A rerun of a killed command resumes
-from its newest checkpoint. Recipes: docs/training.md; shipped: lab, qwen3-0.6b, unireason.
+lab's math train split (sft on the lab teacher's traces, --thinking on|off; opd from the lab teacher model). A
+rerun of a killed command resumes from its newest checkpoint. Recipes: docs/training.md; shipped: lab, qwen3-0.6b,
+unireason.
 """
 
 import argparse
@@ -14,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from rtransfer.train.methods import METHODS
+from rtransfer.train.methods import ALIASES, METHODS
 
 
 def register(sub) -> None:
@@ -45,6 +47,7 @@ def register(sub) -> None:
     for method, text in ((m.name, m.help) for m in METHODS.values()):
         m = methods.add_parser(
             method,
+            aliases=[alias for alias, name in ALIASES.items() if name == method],
             help=text,
             description=text,
             epilog=recipe_epilog(method),
@@ -107,7 +110,7 @@ def run_trainer(args) -> int:
     from rtransfer.train.run import TrainJob, check, read_log, train
 
     job = TrainJob(
-        method=args.method,
+        method=ALIASES.get(args.method, args.method),
         model=args.model,
         out=args.out,
         config=args.config,

@@ -24,7 +24,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from rtransfer.lab.generators import GENERATORS, LAB_VERSION
@@ -97,10 +97,67 @@ class BuildConfig:
         model it starts from (the shipped one's files, or the pre-training key) and the mid-training corpus."""
         parent = self.pretrain.key() if self.pretrain else shipped_pretrained_fingerprint()
         text = json.dumps(
-            {"build": BUILD_VERSION, **asdict(self), "pretrained": parent, "corpus": mid_corpus_hash(self)},
+            {"build": BUILD_VERSION, **asdict(self), "pretrained": parent, "corpus": mid_corpus_hash(self)}
+            | self.kind(),
             sort_keys=True,
         )
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def kind(self) -> dict[str, str]:
+        return {}  # the base's key holds no kind (its key predates the teacher model)
+
+    def math_answer(self, benchmark: str, item, terse: random.Random) -> str:
+        """A mid-training math item's answer: terse with probability terse_share, else the house style."""
+        return item.data["terse"] if terse.random() < self.terse_share else item.house
+
+    def built_name(self) -> str:
+        return f"base-{self.key()}"
+
+
+@dataclass(frozen=True)
+class TeacherConfig(BuildConfig):
+    """The lab teacher *model* (on-policy distillation needs a teacher's logits; the lab teacher is a program):
+    mid-trained exactly as the base it teaches (same pre-trained model, so the same tokenizer and size; same items,
+    steps and replay), with the programmatic teacher's think traces (lab/teacher.py) as every math answer in place
+    of the base's terse and house answers. So it writes the traces the off-policy SFT arm learns from, and answers
+    the other lab tasks as the base does. `teacher_config(base)` derives it from a base's config."""
+
+    terse_share: float = 0.0  # unused: every math answer is a teacher trace
+
+    def kind(self) -> dict[str, str]:
+        return {"kind": "teacher"}
+
+    def math_answer(self, benchmark: str, item, terse: random.Random) -> str:
+        return teacher_solution(benchmark, item, think=True, seed=self.seed)
+
+    def built_name(self) -> str:
+        return f"teacher-{self.key()}"
+
+
+TEACHER_PASSES = 3
+
+
+def teacher_config(base: BuildConfig) -> TeacherConfig:
+    """The teacher model of a lab base: its config with the teacher's traces as the math answers, every other task
+    replayed, for three times its steps. The base's 300 steps (under one pass) left the teacher at 58.5 / 42.0 on
+    lab math, below what the SFT arms reach on the same traces in three epochs: a teacher is meant to master its
+    own traces, so it gets the SFT arms' three passes (TEACHER_PASSES). Over those, lab_support, which the base does
+    not replay (to stay under the lab's 90 % ceiling, which binds no teacher), fell to a blind guess (47.0): the
+    teacher replays it too."""
+    values = {f.name: getattr(base, f.name) for f in fields(BuildConfig)}
+    return TeacherConfig(**values | {"terse_share": 0.0, "steps": TEACHER_PASSES * base.steps, "no_replay": ()})
+
+
+def config_of(model_dir: Path) -> BuildConfig:
+    """The BuildConfig a built lab base was made with (its lab_build.json), checked against the key it recorded."""
+    report = json.loads((Path(model_dir) / "lab_build.json").read_text())
+    values = dict(report["config"])
+    if values.get("pretrain"):
+        values["pretrain"] = PretrainConfig(**values["pretrain"])
+    config = BuildConfig(**values | {"no_replay": tuple(values.get("no_replay", ()))})
+    if config.key() != report["key"]:
+        raise ValueError(f"{model_dir} was built by another version of the lab build: rebuild it (rtransfer lab build)")
+    return config
 
 
 # Seconds, not minutes: for tests and smoke runs. Its scores are near chance; its code path is the full one.
@@ -141,14 +198,15 @@ def conversations(config: PretrainConfig) -> list[tuple[str, str]]:
 
 @functools.lru_cache(maxsize=4)
 def mid_conversations(config: BuildConfig) -> tuple[tuple[str, str], ...]:
-    """Mid-training's pairs: fresh math items (a share answered tersely) and a replay of the other tasks."""
+    """Mid-training's pairs: fresh math items (a share answered tersely; the teacher's: its traces) and a replay of
+    the other tasks."""
     terse = random.Random(f"terse:{config.seed}")
     pairs = []
     for name in GENERATORS:
         math = name in REASONING
         n = config.math_per_task if math else 0 if name in config.no_replay else config.replay_per_task
         for item in training_items(name, n, config.seed + MID_STREAM) if n else []:
-            answer = item.data["terse"] if math and terse.random() < config.terse_share else item.house
+            answer = config.math_answer(name, item, terse) if math else item.house
             pairs.append((item.prompt, answer))
     random.Random(config.seed).shuffle(pairs)
     return tuple(pairs)
@@ -200,8 +258,9 @@ def shipped_pretrained_fingerprint() -> str:
 
 
 def shipped_base(config: BuildConfig) -> Path | None:
-    """The base model shipped inside the package, if it is the one `config` builds (same key), else None."""
-    path = _package_path("base")
+    """The base (or teacher) model shipped inside the package, if it is the one `config` builds (same key), else
+    None."""
+    path = _package_path("teacher" if isinstance(config, TeacherConfig) else "base")
     report = path / "lab_build.json"
     if report.exists() and json.loads(report.read_text())["key"] == config.key():
         return path
@@ -227,7 +286,7 @@ def build_base(
     """The base model directory for `config`: built once under the cache root, then reused. The default base
     ships with the package and is copied instead of trained, unless `rebuild` asks to train it again (from the
     shipped pre-trained model, or with `config.pretrain` from scratch)."""
-    final = cache_dir("lab") / f"base-{config.key()}"
+    final = cache_dir("lab") / config.built_name()
     if rebuild and final.exists():
         shutil.rmtree(final)
     if not (final / "lab_build.json").exists():
@@ -245,6 +304,12 @@ def build_base(
 # Names that stand for a lab base wherever a model is asked for (eval, train, probe, study), and the label a run of
 # it gets by default.
 LAB_MODELS = {"lab": "lab", "lab:quick": "lab-quick"}
+
+
+def build_teacher(base: str | Path, progress=None, rebuild: bool = False) -> Path:
+    """The lab teacher model of the lab base `base` (a name of LAB_MODELS or a built base's directory): shipped
+    for the default base, else built once under the cache root (as long as the base's mid-training)."""
+    return build_base(teacher_config(config_of(Path(resolve_model(str(base))))), progress=progress, rebuild=rebuild)
 
 
 def resolve_model(model: str) -> str:

@@ -22,11 +22,20 @@ Rules (each uncertainty is a paired-bootstrap percentile CI over documents, at t
    quoted, not used in any computation.
 6. A smoke test (a study on the quick lab base, as `rtransfer study --quick` runs) is not compared with the
    paper: a few training steps of a miniature model on a few documents cannot test its claim; rule 5 is skipped.
+7. The {off, on}-policy × {teacher, reward} grid, when the study has an on-policy arm that learns from a teacher
+   (on-policy distillation; train.methods: `signal`). Two factors, each from rule 4's pair sentences: the
+   *policy* factor is on − off at the teacher signal (on-policy distillation − off-policy SFT), the *signal*
+   factor is reward − teacher among on-policy arms (GRPO, on-policy SFT − on-policy distillation). A factor is
+   "ahead" when some pair has a group real in its direction and none in the other, "none" when no group of any
+   pair is real, else "mixed". The transfer follows on-policy data when the policy factor is ahead and the
+   signal factor none; the reward, when the signal factor is ahead and the policy factor none; both, when both
+   are ahead; neither, when both are none; anything else: the data cannot tell. Never assumed: the numbers of
+   every pair follow the verdict.
 """
 
 from collections.abc import Sequence
 
-from rtransfer.comparisons import Difference
+from rtransfer.comparisons import Difference, Estimate
 from rtransfer.report.tables import fmt, fmt_ci
 from rtransfer.train.methods import METHODS, policy_of
 
@@ -147,7 +156,81 @@ def finding(
         ]
     lines += [model_sentence(r) for r in rows]
     lines.append(on_vs_off(by_model, arms, method_of, differences))
+    grid = grid_verdict(by_model, arms, method_of, differences)
+    if grid:
+        lines.append(" ".join([GRID_WORDS[grid[0]], *grid[1]]))
     return lines
+
+
+GRID_WORDS = {
+    "policy": "The grid: the transfer follows on-policy data here, not the reward.",
+    "reward": "The grid: the transfer follows the reward here, not on-policy data.",
+    "both": "The grid: the transfer follows both on-policy data and the reward here.",
+    "neither": "The grid: neither on-policy data nor the reward changes the transfer measurably here.",
+    "unclear": "The grid: which the transfer follows, on-policy data or the reward, the data cannot tell.",
+    "absent": "The grid: not complete,",
+}
+
+
+def grid_verdict(
+    by_model: dict[str, dict], arms: dict[str, list[str]], method_of: dict[str, str], differences: Sequence[Difference]
+) -> tuple[str, list[str]] | None:
+    """Rule 7: the verdict and the sentences of each factor's pairs; None without an on-policy teacher arm."""
+
+    def cell(policy: str, signal: str) -> list[str]:
+        return [
+            a for a in arms if (m := METHODS.get(method_of.get(a, ""))) and (m.policy, m.signal) == (policy, signal)
+        ]
+
+    on_teacher, off_teacher, on_reward = cell("on", "teacher"), cell("off", "teacher"), cell("on", "reward")
+    if not on_teacher:
+        return None
+    if not off_teacher or not on_reward:
+        missing = "no off-policy SFT arm" if not off_teacher else "no on-policy arm trained on a reward"
+        return "absent", [f"the study has {missing}."]
+    table = {(d.a, d.b, d.quantity): d for d in differences}
+    policy, policy_text = _factor(by_model, arms, table, [(a, b) for a in on_teacher for b in off_teacher])
+    signal, signal_text = _factor(by_model, arms, table, [(r, a) for r in on_reward for a in on_teacher])
+    verdict = {("ahead", "none"): "policy", ("none", "ahead"): "reward", ("ahead", "ahead"): "both"}
+    verdict |= {("none", "none"): "neither"}
+    sentences = [f"Policy (on − off, both from a teacher): {policy_text}", f"Signal (reward − teacher): {signal_text}"]
+    return verdict.get((policy, signal), "unclear"), sentences
+
+
+def _factor(by_model, arms, table, pairs: list[tuple[str, str]]) -> tuple[str, str]:
+    """One factor of rule 7 over its (first, second) arm pairs: "ahead" (the first), "none", "mixed" or "behind",
+    and the pairs' sentences (rule 4's)."""
+    found, texts = set(), []
+    for a, b in pairs:
+        quantities = {q: d for (x, y, q), d in _oriented(table, a, b).items()}
+        if not quantities:
+            continue
+        usable = all(ti_usable(by_model[m]) for m in [*arms[a], *arms[b]] if m in by_model)
+        text, directions = pair_sentence(a, b, quantities, usable)
+        found |= directions
+        texts.append(text)
+    if "up" in found and "down" not in found:
+        status = "ahead"
+    elif "down" in found and "up" not in found:
+        status = "behind"
+    elif found == {"flat"}:
+        status = "none"
+    else:
+        status = "mixed"
+    return status, " ".join(texts) or "no pair compared."
+
+
+def _oriented(table: dict, a: str, b: str) -> dict:
+    """The differences a − b, from the table's a − b or its b − a negated (comparisons hold each pair once)."""
+    direct = {k: d for k, d in table.items() if k[:2] == (a, b)}
+    if direct:
+        return direct
+    out = {}
+    for (x, y, q), d in table.items():
+        if (x, y) == (b, a):
+            ci = (-d.estimate.ci[1], -d.estimate.ci[0]) if d.estimate.ci else None
+            out[a, b, q] = Difference(a, b, q, Estimate(-d.estimate.value, ci, d.estimate.undefined_share), d.flag)
+    return out
 
 
 def on_vs_off(

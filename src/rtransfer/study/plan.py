@@ -22,7 +22,7 @@ from rtransfer.benchmarks.registry import resolve_suite
 from rtransfer.engines.factory import EngineSpec
 from rtransfer.engines.serve import TRANSFORMERS, VLLM, ServeSpec
 from rtransfer.errors import RtransferError
-from rtransfer.lab.build import LAB_MODELS, lab_config, resolve_model
+from rtransfer.lab.build import LAB_MODELS, config_of, lab_config, resolve_model, teacher_config
 from rtransfer.runs import file_hash, fingerprint, write_json_atomic
 from rtransfer.specs import (
     TEACHER_TRACES,
@@ -80,6 +80,15 @@ def identity(model: str) -> dict[str, str]:
     if Path(model).exists():
         return {"path": str(Path(model).resolve()), "fingerprint": fingerprint(model)}
     return {"hub": model, "revision": hub_revision(model, "model")}
+
+
+def teacher_identity(teacher: str, base: str) -> dict[str, str]:
+    """What names a distillation teacher's content: `lab`, the lab teacher model of the lab base `base`, by its
+    build key (known before it is built); any other, as identity() names a model."""
+    if teacher != "lab":
+        return identity(teacher)
+    config = lab_config(quick=base == "lab:quick") if base in LAB_MODELS else config_of(Path(base))
+    return {"lab_teacher": teacher_config(config).key()}
 
 
 def plan(config: StudyConfig, out: Path, dry_run: bool = False) -> Plan:
@@ -173,6 +182,9 @@ def _arms(
                 chat_thinking=THINKING[recipe.thinking],
             )
             models.append(model)
+            if getattr(recipe, "teacher", None):  # a distillation teacher is part of what the arm trains on
+                named = config.base if config.base in LAB_MODELS else base
+                data_identity = {**data_identity, "teacher_model": teacher_identity(recipe.teacher, named)}
             weights, execution = split_recipe(describe(recipe))
             trains[name] = TrainSpec(
                 model,

@@ -92,32 +92,17 @@ class SFTRecipe(Recipe):
 
 
 @dataclass
-class SamplingRecipe(Recipe):
-    """What the methods that train on the policy's own samples share (on-policy SFT, GRPO): TRL's GRPO machinery
-    draws `rollouts` completions per prompt, with HF generate or vLLM."""
+class RolloutRecipe(Recipe):
+    """What the methods that train on the policy's own samples share (on-policy SFT, GRPO, on-policy
+    distillation): the budget, the sampling, and vLLM's placement (HF generate without it)."""
 
     batch_size: int = field(default=128, metadata={"help": "completions per device per step (prompts × rollouts)"})
     # Lab default: 50 steps, where the lab training reward has long levelled off (docs/training.md, "The RL budget").
     max_steps: int = field(default=50, metadata={"help": "optimiser steps"})
-    rollouts: int = field(default=8, metadata={"help": "completions per prompt (num_generations)"})
-    steps_per_generation: int = field(
-        default=1,
-        metadata={
-            "help": "micro-batches per generation batch (TRL: generation batch = batch_size × processes × this; "
-            "equal to grad_accum, one optimiser step per generation)"
-        },
-    )
     temperature: float = field(default=1.0, metadata={"help": "rollout temperature"})
     top_p: float = field(default=1.0, metadata={"help": "rollout nucleus sampling"})
     max_completion_length: int = field(default=160, metadata={"help": "rollout budget in tokens"})
     use_vllm: bool = field(default=False, metadata={"help": "rollouts on vLLM (GPU): see docs/training.md"})
-    sampler: str = field(
-        default="trl",
-        metadata={
-            "help": "who draws the rollouts without vLLM: trl (its generate()) or rtransfer (engines/decode.py "
-            "through TRL's rollout_func; one process or DDP)"
-        },
-    )
     vllm_mode: str = field(default="colocate", metadata={"help": "vLLM mode: colocate or server"})
     vllm_server_base_url: str = field(default="", metadata={"help": "server mode: the trl vllm-serve URL"})
     # Colocate sizing (train/sizing.py checks it in the dry run): vLLM takes gpu_memory_utilization × the GPU's
@@ -136,13 +121,35 @@ class SamplingRecipe(Recipe):
         default=0,
         metadata={"help": "vLLM's context: prompt budget + max_completion_length (0: the model's positions)"},
     )
-    vllm_importance_sampling_correction: bool = field(
-        default=True,
-        metadata={"help": "with vLLM: TRL's truncated importance sampling between vLLM's and the trainer's log-probs"},
-    )
     gpu_memory_gib: float = field(
         default=0.0,
         metadata={"help": "GPU memory per device the colocate check assumes (GiB); 0: the visible GPU's, if any"},
+    )
+
+
+@dataclass
+class SamplingRecipe(RolloutRecipe):
+    """What the methods that draw several samples per prompt and grade them share (on-policy SFT, GRPO): TRL's
+    GRPO machinery draws `rollouts` completions per prompt, with HF generate, rtransfer's decoder or vLLM."""
+
+    rollouts: int = field(default=8, metadata={"help": "completions per prompt (num_generations)"})
+    steps_per_generation: int = field(
+        default=1,
+        metadata={
+            "help": "micro-batches per generation batch (TRL: generation batch = batch_size × processes × this; "
+            "equal to grad_accum, one optimiser step per generation)"
+        },
+    )
+    sampler: str = field(
+        default="trl",
+        metadata={
+            "help": "who draws the rollouts without vLLM: trl (its generate()) or rtransfer (engines/decode.py "
+            "through TRL's rollout_func; one process or DDP)"
+        },
+    )
+    vllm_importance_sampling_correction: bool = field(
+        default=True,
+        metadata={"help": "with vLLM: TRL's truncated importance sampling between vLLM's and the trainer's log-probs"},
     )
 
 
@@ -172,7 +179,33 @@ class GRPORecipe(SamplingRecipe):
     mask_truncated_completions: bool = field(default=False, metadata={"help": "drop unfinished rollouts from the loss"})
 
 
-RECIPES: dict[str, type[Recipe]] = {"sft": SFTRecipe, "onpolicy": OnPolicyRecipe, "grpo": GRPORecipe}
+@dataclass
+class DistillRecipe(RolloutRecipe):
+    """On-policy distillation (Agarwal et al. 2306.13649, "GKD"): each step the student samples one answer per
+    prompt and learns the teacher's next-token distribution at every token of it (TRL's DistillationTrainer)."""
+
+    # Lab defaults: the RL arms' budget (50 steps, lr 1e-4, completions of 160 tokens) and their 128 completions a
+    # step, one per prompt; chosen before any distillation run, so that the on-policy arms differ in their signal.
+    batch_size: int = field(default=128, metadata={"help": "prompts per device per step, one completion each"})
+    teacher: str = field(
+        default="lab",
+        metadata={
+            "help": "the teacher: a model dir or hub id with the student's vocabulary, or lab (the lab teacher "
+            "model of a lab base: rtransfer lab build --teacher)"
+        },
+    )
+    beta: float = field(
+        default=1.0,
+        metadata={"help": "the divergence: 1 reverse KL(student||teacher), 0 forward KL, in between generalized JSD"},
+    )
+
+
+RECIPES: dict[str, type[Recipe]] = {
+    "sft": SFTRecipe,
+    "onpolicy": OnPolicyRecipe,
+    "grpo": GRPORecipe,
+    "opd": DistillRecipe,
+}
 THINKING = {"on": True, "off": False, "default": None}
 
 
@@ -313,6 +346,11 @@ def validate(recipe: Recipe) -> None:
         )
     if isinstance(recipe, GRPORecipe) and recipe.rollouts < 2:
         raise RecipeError("GRPO needs rollouts >= 2: a group of one has no advantage")
+    if isinstance(recipe, DistillRecipe):
+        if not 0 <= recipe.beta <= 1:
+            raise RecipeError(f"beta = {recipe.beta}: 0 (forward KL) to 1 (reverse KL)")
+        if not recipe.teacher.strip():
+            raise RecipeError("teacher is empty: a model dir, a hub id, or lab")
     if isinstance(recipe, SamplingRecipe):
         generation = recipe.batch_size * recipe.steps_per_generation  # per process; TRL's own check
         if generation % recipe.rollouts:
@@ -325,6 +363,7 @@ def validate(recipe: Recipe) -> None:
             raise RecipeError(f"sampler {recipe.sampler!r}: choose {' or '.join(SAMPLERS)}")
         if recipe.sampler == "rtransfer" and recipe.use_vllm:
             raise RecipeError('sampler = "rtransfer" and use_vllm = true: choose one to draw the rollouts')
+    if isinstance(recipe, RolloutRecipe):
         if recipe.vllm_mode not in ("colocate", "server"):
             raise RecipeError(f"vllm_mode {recipe.vllm_mode!r}: choose colocate or server")
         if not 0 < recipe.vllm_gpu_memory_utilization <= 1:

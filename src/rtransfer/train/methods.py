@@ -22,6 +22,9 @@ class Method:
     marker: str  # matplotlib marker of its models in the report's figures (as the paper's Figure 1)
     trainer: str  # "module:function", called as function(base, data, recipe, out, callbacks) -> training directory
     help: str  # one line for `rtransfer train --help`
+    # what it learns from: "teacher" (a teacher's tokens: its traces, or its every next-token distribution) or
+    # "reward" (the grader's verdict on the policy's own answers); with `policy`, the study's 2 × 2 grid
+    signal: str = "reward"
 
     @property
     def recipe(self) -> type[Recipe]:
@@ -44,6 +47,7 @@ METHODS: dict[str, Method] = {
             marker="o",
             trainer="rtransfer.train.sft:train_sft",
             help="off-policy SFT on teacher traces (TRL SFTTrainer)",
+            signal="teacher",
         ),
         Method(
             "onpolicy",
@@ -63,8 +67,19 @@ METHODS: dict[str, Method] = {
             trainer="rtransfer.train.grpo:train_grpo",
             help="GRPO with a correctness reward (TRL GRPOTrainer)",
         ),
+        Method(
+            "opd",
+            data="queries",
+            policy="on",
+            cost=0,
+            marker="D",
+            trainer="rtransfer.train.distill:train_distill",
+            help="on-policy distillation: the student's samples, the teacher's every token (TRL DistillationTrainer)",
+            signal="teacher",
+        ),
     )
 }
+ALIASES = {"distill": "opd"}  # `rtransfer train distill` is `rtransfer train opd`
 
 # A survey's published models are labelled by the paper's families, not by a method trained here.
 SURVEY_POLICY = {"SFT": "off", "RL": "on"}

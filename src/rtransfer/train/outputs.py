@@ -256,9 +256,36 @@ def data_seen(trainer, seen: Seen) -> dict[str, Any]:
     return out | ({"counted_from_step": counted_from} if counted_from else {})
 
 
+def epoch_seeded_order(trainer) -> None:
+    """Make each epoch's prompt order of TRL's RepeatSampler (GRPO, on-policy SFT, distillation) a function of the
+    seed and the epoch. TRL draws every epoch from one generator seeded once, which a resumed run creates anew: from
+    the second epoch on, a resumed run trained on another order than the uninterrupted one (measured: distillation
+    in epochs of two steps, resumed at step 2, differed from step 3). The epoch is read from the trainer's state
+    when an epoch's iteration starts (restored with a checkpoint); the first epoch's order is TRL's own."""
+    import math
+
+    from trl.trainer.utils import RepeatSampler
+
+    class EpochSeeded(RepeatSampler):
+        def __iter__(self):
+            self.generator.manual_seed(self.seed + math.floor((trainer.state.epoch or 0) + 1e-9))
+            return super().__iter__()
+
+    make = trainer._get_train_sampler
+
+    def sampler(*args, **kwargs):
+        made = make(*args, **kwargs)
+        if type(made) is RepeatSampler and made.shuffle and made.seed is not None:
+            made.__class__ = EpochSeeded
+        return made
+
+    trainer._get_train_sampler = sampler
+
+
 def fit(target: TrainDir, trainer, step: int, count: Count, extra: dict[str, Any] | None = None) -> Path:
     """Train a TRL trainer to its end, from the newest checkpoint when `step` says the run resumes; `count` counts
     what each micro-batch trains on (train.json's `seen`)."""
+    epoch_seeded_order(trainer)
 
     model_dtype = dtype_name(next(trainer.model.parameters()).dtype)
     target.record(execution={**ranks.execution(trainer.accelerator), "model_dtype": model_dtype}, **(extra or {}))

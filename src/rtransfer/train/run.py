@@ -16,7 +16,7 @@ from rtransfer.evaluate import evaluate_spec
 from rtransfer.lab.build import LAB_MODELS
 from rtransfer.lab.build import resolve_model as resolve_base  # "lab", "lab:quick": the lab's base (study imports it)
 from rtransfer.train import ranks
-from rtransfer.train.config import THINKING, Recipe, SamplingRecipe, describe, load_recipe, recipe_path
+from rtransfer.train.config import THINKING, Recipe, RolloutRecipe, describe, load_recipe, recipe_path
 from rtransfer.train.data import load_queries, read_traces, split_source
 from rtransfer.train.methods import METHODS
 from rtransfer.train.outputs import checkpoint_step, saved_whole
@@ -62,6 +62,8 @@ def _validated(job: TrainJob) -> Recipe:
         raise DataError(f"{job.model} is not a lab base: give the training data with --data")
     if job.thinking is not None and job.data is not None:
         raise DataError("--thinking chooses the lab teacher's traces; with --data the traces are given")
+    if getattr(recipe, "teacher", None) == "lab" and not is_lab(job.model):
+        raise DataError(f"teacher = lab distils into a lab base only, and {job.model} is none: set teacher=MODEL")
     return recipe
 
 
@@ -89,7 +91,7 @@ def check(job: TrainJob) -> dict:
 def _colocate_note(recipe: Recipe, base: str) -> str | None:
     """Raises when a colocated vLLM cannot hold `base` with the recipe's settings; else why it could not be
     checked, or None (train/sizing.py)."""
-    if not isinstance(recipe, SamplingRecipe):
+    if not isinstance(recipe, RolloutRecipe):
         return None
 
     return check_colocate(recipe, base)

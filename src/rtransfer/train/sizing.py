@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rtransfer.errors import first_line
-from rtransfer.train.config import RecipeError, SamplingRecipe
+from rtransfer.train.config import RecipeError, RolloutRecipe, SamplingRecipe
 
 GIB = 2**30
 SERVED_BYTES = 2  # bf16 weights and KV cache (vLLM's dtype "auto" for a bf16 or fp32 checkpoint)
@@ -41,17 +41,19 @@ class SizingError(RecipeError):
     pass
 
 
-def vllm_arguments(recipe: SamplingRecipe) -> dict[str, Any]:
-    """The recipe's vLLM fields as TRL GRPOConfig keyword arguments. The server URL and the context length are
-    passed only when set, so that TRL's own defaults (host:port, the model's context) apply otherwise."""
+def vllm_arguments(recipe: RolloutRecipe) -> dict[str, Any]:
+    """The recipe's vLLM fields as TRL GRPOConfig (or DistillationConfig) keyword arguments. The server URL and the
+    context length are passed only when set, so that TRL's own defaults (host:port, the model's context) apply
+    otherwise."""
     args: dict[str, Any] = {
         "use_vllm": recipe.use_vllm,
         "vllm_mode": recipe.vllm_mode,
         "vllm_gpu_memory_utilization": recipe.vllm_gpu_memory_utilization,
         "vllm_tensor_parallel_size": recipe.vllm_tensor_parallel_size,
         "vllm_enable_sleep_mode": recipe.vllm_enable_sleep_mode,
-        "vllm_importance_sampling_correction": recipe.vllm_importance_sampling_correction,
     }
+    if isinstance(recipe, SamplingRecipe):  # GRPO's machinery only; distillation samples without log-probs
+        args["vllm_importance_sampling_correction"] = recipe.vllm_importance_sampling_correction
     if recipe.vllm_server_base_url:
         args["vllm_server_base_url"] = recipe.vllm_server_base_url
     if recipe.vllm_max_model_length > 0:
@@ -98,7 +100,7 @@ class Estimate:
         return {**rounded, "needed_gib": round(self.needed_gib, 2), "max_length_sequences": self.sequences}
 
 
-def check_colocate(recipe: SamplingRecipe, base: str, processes: int | None = None) -> str | None:
+def check_colocate(recipe: RolloutRecipe, base: str, processes: int | None = None) -> str | None:
     """The dry run's check: raises SizingError when a colocated vLLM cannot hold `base` (or its tensor-parallel
     size does not divide the processes); returns colocate_note's "... not checked: ..." line when it cannot tell,
     else None."""
@@ -108,7 +110,7 @@ def check_colocate(recipe: SamplingRecipe, base: str, processes: int | None = No
     return colocate_note(recipe, base)
 
 
-def colocate_problem(recipe: SamplingRecipe, base: str, processes: int | None = None) -> str | None:
+def colocate_problem(recipe: RolloutRecipe, base: str, processes: int | None = None) -> str | None:
     """Why a colocated vLLM engine cannot run `base` with the recipe's settings (one line), or None when it can or
     when it cannot be told (`colocate_note` says why). `processes`: the training processes, by default WORLD_SIZE
     when the launcher set it."""
@@ -143,7 +145,7 @@ def colocate_problem(recipe: SamplingRecipe, base: str, processes: int | None = 
     )
 
 
-def colocate_note(recipe: SamplingRecipe, base: str) -> str | None:
+def colocate_note(recipe: RolloutRecipe, base: str) -> str | None:
     """Why the colocate memory check could not run (no GPU memory known, no local config of `base`), or None when
     it ran or does not apply."""
     if not _colocated(recipe):
@@ -158,7 +160,7 @@ def colocate_note(recipe: SamplingRecipe, base: str) -> str | None:
     return None
 
 
-def colocate_estimate(recipe: SamplingRecipe, base: str) -> Estimate | None:
+def colocate_estimate(recipe: RolloutRecipe, base: str) -> Estimate | None:
     """The memory a colocated vLLM engine needs on each GPU next to its budget, or None when not colocated or
     when the GPU memory or the base's config is not known."""
     gpu = gpu_memory(recipe)
@@ -182,7 +184,7 @@ def colocate_estimate(recipe: SamplingRecipe, base: str) -> Estimate | None:
     )
 
 
-def gpu_memory(recipe: SamplingRecipe) -> tuple[float, str] | None:
+def gpu_memory(recipe: RolloutRecipe) -> tuple[float, str] | None:
     """Each training GPU's memory in GiB and where it came from: the recipe's gpu_memory_gib (what the run is
     planned for, also in a dry run on a machine without that GPU), else this machine's first GPU, else None."""
     if recipe.gpu_memory_gib > 0:
@@ -274,7 +276,7 @@ def _load_config(base: str):
     return AutoConfig.from_pretrained(base, local_files_only=True)
 
 
-def _colocated(recipe: SamplingRecipe) -> bool:
+def _colocated(recipe: RolloutRecipe) -> bool:
     return recipe.use_vllm and recipe.vllm_mode == "colocate"
 
 
