@@ -35,7 +35,11 @@ def quick_base(tmp_path_factory) -> str:
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("r.toml", "[SFT]\nlr = 1e-4\n", "unknown table [SFT] (known: [sft], [onpolicy], [grpo], [opd]); did you mean [sft]?"),
+        (
+            "r.toml",
+            "[SFT]\nlr = 1e-4\n",
+            "unknown table [SFT] (known: [sft], [onpolicy], [grpo], [opd]); did you mean [sft]?",
+        ),
         (
             "r.yaml",
             "SFT:\n  lr: 0.0001\n",

@@ -438,7 +438,9 @@ def test_the_grid_says_transfer_follows_on_policy_data_when_distillation_beats_s
     d = diffs("grpo", "sft", {"TI_other": real, "TI_non": real})
     d += diffs("opd", "sft", {"TI_other": real, "TI_non": (30, 5, 55)})
     d += diffs("opd", "grpo", {"TI_other": flat, "TI_non": (-2, -25, 21)})  # held as opd − grpo: read as grpo − opd
-    last = finding(grid_rows(), GRID_ARMS, GRID_METHODS, d)[-1]
+    *_, on_off, last = finding(grid_rows(), GRID_ARMS, GRID_METHODS, d)
+    # rule 4 (and so the paper's verdict) is on the paper's on-policy arms only: distillation enters the grid
+    assert on_off.startswith("On-policy arms transfer better than off-policy SFT here") and "opd" not in on_off
     assert last.startswith("The grid: the transfer follows on-policy data here, not the reward.")
     assert "opd vs sft, by the TI: other reasoning TI opd − sft = +40.0 [10.0, 70.0]: opd ahead" in last
     assert "grpo vs opd, by the TI: other reasoning TI grpo − opd = -5.0 [-30.0, 20.0]: cannot tell" in last

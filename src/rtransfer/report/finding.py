@@ -11,10 +11,10 @@ Rules (each uncertainty is a paired-bootstrap percentile CI over documents, at t
    otherwise it is a ratio to noise or to a loss. When the TI cannot be used, the arms are compared on the
    group changes Δother and Δnon, which are always defined, and the sentence says so.
 4. On-policy vs off-policy SFT, as the method registry says (train.methods: onpolicy and grpo are "on", sft is
-   "off"; a survey's RL is "on", its SFT "off"): for each such pair of arms, the difference on−off of each
-   group's measure (rule 3), with its paired CI (rule 1). The verdict "on-policy transfers better/worse" needs
-   every pair to agree: at least one group real in that direction, none real in the other. Anything else is
-   "the data cannot tell", with the numbers.
+   "off"; a survey's RL is "on", its SFT "off"; on-policy distillation, which the paper has not, enters rule 7):
+   for each such pair of arms, the difference on−off of each group's measure (rule 3), with its paired CI
+   (rule 1). The verdict "on-policy transfers better/worse" needs every pair to agree: at least one group real in
+   that direction, none real in the other. Anything else is "the data cannot tell", with the numbers.
 5. Against the paper: in its controlled study every arm raised math, and on-policy training (GRPO,
    on-policy SFT) transferred better than off-policy SFT, most of all to non-reasoning. A study reproduces that
    when every arm raised math (rule 2) and rule 4 finds "better"; it contradicts it when rule 4 finds "worse";
@@ -244,10 +244,11 @@ def on_off_verdict(
     by_model: dict[str, dict], arms: dict[str, list[str]], method_of: dict[str, str], differences: Sequence[Difference]
 ) -> tuple[str, list[str]]:
     """Rule 4: "better", "worse", "unclear" or "absent" (no pair to compare), and the sentence of each pair."""
-    on = [a for a in arms if policy_of(method_of.get(a)) == "on"]
+    # The paper's on-policy arms learn from a reward; on-policy distillation, which it has not, enters rule 7 only.
+    on = [a for a in arms if policy_of(method_of.get(a)) == "on" and _signal(method_of.get(a)) == "reward"]
     off = [a for a in arms if policy_of(method_of.get(a)) == "off"]
     if not on or not off:
-        on_methods = ", ".join(m.name for m in METHODS.values() if m.policy == "on")
+        on_methods = ", ".join(m.name for m in METHODS.values() if (m.policy, m.signal) == ("on", "reward"))
         missing = f"on-policy ({on_methods})" if not on else "off-policy SFT"
         return "absent", [f"the study has no {missing} arm."]
     table = {(d.a, d.b, d.quantity): d for d in differences}
@@ -267,6 +268,11 @@ def on_off_verdict(
             else:
                 verdicts.add("unclear")
     return _verdict(verdicts), sentences
+
+
+def _signal(method: str | None) -> str:
+    """What a method learns from (train.methods); a survey's SFT and RL families, a teacher and a reward."""
+    return METHODS[method].signal if method in METHODS else {"SFT": "teacher"}.get(method or "", "reward")
 
 
 def _verdict(verdicts: set[str]) -> str:
