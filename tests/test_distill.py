@@ -30,6 +30,19 @@ def test_the_default_lab_teacher_model_ships_and_shares_the_bases_tokenizer():
     assert weights(teacher) != weights(BASE)
 
 
+def test_building_a_lab_teacher_gives_the_process_its_thread_count_back():
+    """An opd arm builds its lab teacher in its own training process, then trains on its recipe's one thread:
+    the build's two threads must not stay behind (they did, and the arm trained on two when it built)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        teacher = build_teacher("lab:quick")  # the quick base and its teacher, both built here (isolated cache)
+        assert json.loads((teacher / "lab_build.json").read_text())["config"]["threads"] == 2
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def brute_force_divergence(trainer, inputs, beta: float) -> float:
     """The token mean of KL(student || teacher) (beta 1) or KL(teacher || student) (beta 0) over the completion
     tokens, from the two models' full logits."""

@@ -143,7 +143,7 @@ def test_only_refuses_a_stage_whose_inputs_are_not_done(tmp_path, cli):
 def test_the_quick_study_writes_every_file_the_report_reads(quick_study):
     manifest = json.loads((quick_study / "manifest.json").read_text())
     assert set(manifest["models"]) == set(LAB_MODELS)
-    assert all(s["finished"] for s in manifest["stages"].values()) and len(manifest["stages"]) == 19
+    assert all(s["finished"] for s in manifest["stages"].values()) and len(manifest["stages"]) == 23
     for name, entry in manifest["models"].items():
         run = json.loads((quick_study / entry["run_dir"] / "manifest.json").read_text())
         # Every model answers the prompts the base answers: no-think SFT means the teacher's traces, not the
@@ -206,7 +206,7 @@ def test_a_finished_study_reruns_in_seconds_and_changes_nothing(quick_study, stu
     code, out, err = cli("study", "--quick", "--out", quick_study)
     assert code == 0, err
     assert time.time() - started < 30
-    assert err.count("done earlier, reused") == 19 and "running" not in err
+    assert err.count("done earlier, reused") == 23 and "running" not in err
     assert "Transferability Index" in out and "report:" in out
     assert {f: (quick_study / f).read_bytes() for f in files} == files
     steps = {m: e["steps"] for m, e in json.loads((quick_study / "manifest.json").read_text())["models"].items()}

@@ -403,12 +403,24 @@ def _finish(work: Path, final: Path, start: float, losses: list[float], report: 
 
 
 def _fit(config, work: Path, pairs: list[tuple[str, str]], progress) -> list[float]:
-    """Train the model in work/model on `pairs` for config.steps steps and save it there; resumes from the
-    checkpoint in `work`. Returns the loss of every step."""
+    """Train the model in work/model on `pairs` for config.steps steps, on config.threads threads (the sums
+    depend on the count), and save it there; resumes from the checkpoint in `work`. Returns the loss of every
+    step. The process gets its thread count back: a training arm that builds its lab teacher first trains on
+    its own recipe's count (a build left 2 behind, and the arm trained on them when it built the teacher)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _fit_steps(config, work, pairs, progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit_steps(config, work: Path, pairs: list[tuple[str, str]], progress) -> list[float]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.set_num_threads(config.threads)
     tokenizer = AutoTokenizer.from_pretrained(work / "model")
     model = AutoModelForCausalLM.from_pretrained(work / "model", dtype=torch.float32)
     examples = _encode(tokenizer, pairs)
