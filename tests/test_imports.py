@@ -57,13 +57,15 @@ def _top_level_edges(module: str, tree: ast.Module) -> set[str]:
 
 STAGES = ("rtransfer.train", "rtransfer.probes", "rtransfer.evaluate", "rtransfer.report", "rtransfer.monitor")
 STAGES += ("rtransfer.integrations",)
+NUMBERS = ("rtransfer.sources", "rtransfer.paper", "rtransfer.transfer", "rtransfer.comparisons", "rtransfer.samples")
+NUMBERS += ("rtransfer.drift_law",)
 # docs/architecture.md's layers, top first: a module imports from its own layer or the ones below.
 LAYERS = [
     ("rtransfer.commands", "rtransfer.cli"),
     ("rtransfer.study",),
     ("rtransfer.jobs",),
     STAGES,
-    ("rtransfer.sources", "rtransfer.paper", "rtransfer.transfer", "rtransfer.comparisons", "rtransfer.samples"),
+    NUMBERS,
     ("rtransfer.specs",),
     ("rtransfer.benchmarks", "rtransfer.lab"),
     ("rtransfer.grading", "rtransfer.engines"),

@@ -21,6 +21,7 @@ SECTIONS = [
     "changes",
     "arms",
     "steps",
+    "drift-law",
     "training",
     "latent",
     "tokens",

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from rtransfer.drift_law import MEASURES
+from rtransfer.probes.drift import DriftPoint, DriftSettings, run_drift
 from rtransfer.study.config import load_study
 from rtransfer.study.run import run_study
 from rtransfer.transfer import TIResult
@@ -330,3 +332,37 @@ def test_arms_trained_together_are_the_arms_trained_in_turn(tmp_path, quick_stud
         assert weights[0] == weights[1], m
     for f in ("scores.json", "ti.json"):
         assert json.loads((out / f).read_text()) == json.loads((quick_study / f).read_text()), f
+
+
+def test_every_arms_drift_is_measured_at_each_evaluated_point_and_the_law_fitted_on_them(quick_study):
+    """probes:<arm> measures the arm's drift at every point of its TI over steps (each evaluated checkpoint and
+    the final model), and the compare stage fits the drift law on exactly those points, their changes as
+    comparisons.json has them."""
+    manifest = json.loads((quick_study / "manifest.json").read_text())
+    comparisons = json.loads((quick_study / "comparisons.json").read_text())
+    law = json.loads((quick_study / "drift_law.json").read_text())
+    for name in LAB_MODELS[1:]:
+        drift = json.loads((quick_study / manifest["models"][name]["probes"]["drift"]).read_text())
+        steps = [p["step"] for p in drift["points"]]
+        assert steps == [p["step"] for p in comparisons["steps"][name]], name
+        for p in drift["points"]:
+            assert all(p[m] is not None and p[m] >= 0 for m in MEASURES), (name, p)
+            assert 0 < p["weights_changed"] <= 1 and p["forward_kl_answers"] == 64
+        assert drift["points"][-1]["forward_kl"] > 0
+    by_point = {(p["model"], p["step"]): p for p in law["points"]}
+    curves = {(m, p["step"]): p["values"] for m, points in comparisons["steps"].items() for p in points}
+    assert set(by_point) == set(curves)
+    for at, p in by_point.items():
+        assert all(p[q] == curves[at][q]["value"] for q in ("Δother", "Δnon")), at
+    html = (quick_study / "report.html").read_text()
+    assert '<figure id="figure-drift_law">' in html
+
+
+def test_the_base_against_itself_has_no_drift_by_any_measure(quick_study, study_cache, monkeypatch):
+    monkeypatch.setenv("RTRANSFER_CACHE", str(study_cache))
+    base = json.loads((quick_study / "plan.json").read_text())["base"]["model"]
+    point = DriftPoint(0, base, str(quick_study / "runs" / "base"))
+    result = run_drift(DriftSettings(base, base, ["lab_order", "lab_support"], samples=5, points=[point], prompts=8))
+    (p,) = result["points"]
+    assert p["reverse_kl_answers"] == 2 * 5 and p["forward_kl_answers"] == 8
+    assert {m: p[m] for m in MEASURES} == dict.fromkeys(MEASURES, 0.0)

@@ -213,12 +213,14 @@ class TeacherSpec(Spec):
 
 @dataclass(frozen=True)
 class ProbeSpec(Spec):
-    """Base vs one model: the latent shift and the token-level shift on the model's own eval answers."""
+    """Base vs one model: the latent shift and the token-level shift on the model's own eval answers; for a
+    model trained here, its drift at every evaluated point (probes.drift) when settings["drift"] says so."""
 
     kind: ClassVar[str] = "probes"
     keyed_out: ClassVar[tuple[str, ...]] = (
         "out",
         "answers",
+        "train_dir",
         "model.source",
         *(f"{engine}.{p}" for engine in ("engine", "base_engine") for p in ENGINE_PLACES),
     )
@@ -229,6 +231,8 @@ class ProbeSpec(Spec):
     answers: str  # the model's eval run directory (the token probe scores its answers)
     settings: dict[str, Any]  # study.config.ProbeConfig, as a dict
     data_dir: str | None = None
+    train_dir: str | None = None  # a model trained here: its checkpoints (steps/) and their evaluations (evals/)
+    queries: str | None = None  # the drift's training prompts (train.data.load_queries; None: the lab's math split)
     out: str = ""
     after: dict[str, str] = field(default_factory=dict)
 

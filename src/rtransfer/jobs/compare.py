@@ -1,6 +1,7 @@
 """run(CompareSpec), the study's compare stage: scores.json, ti.json and comparisons.json, from its evaluation
-run directories (the records are the truth), every TI and CI with the study's [ti] settings. The report only
-renders these files.
+run directories (the records are the truth), every TI and CI with the study's [ti] settings; and drift_law.json
+from the arms' drift probes where the study measured them (rtransfer.drift_law). The report only renders these
+files.
 
 Where each model's files are is read from DIR/manifest.json (models[name]: run_dir, train_dir, steps), as the
 study wrote it; a model the manifest does not list is read from DIR/runs/<name>, with no checkpoints. What each
@@ -13,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from rtransfer.comparisons import Settings, arm_of, arms_of, compare, score_rows, ti_table
+from rtransfer.drift_law import fit_law, law_points
 from rtransfer.paper import comparison, reported_ti
-from rtransfer.runs import RunDir, write_json_atomic
+from rtransfer.runs import RunDir, read_json, write_json_atomic
 from rtransfer.sources import load_run_dir
 from rtransfer.specs import CompareSpec, ModelRef
 from rtransfer.train.methods import policy_of
@@ -49,6 +51,13 @@ def write_results(models: Sequence[ModelRef], ti: dict[str, Any], survey: bool, 
     seen = data_seen(models, files, out)
     comparisons = compare(rows, ti_rows, arms_of(models, policy_of), settings, steps, notes, seen)
     write_json_atomic(out / "comparisons.json", comparisons.as_dict())
+    drift_files = {m: out / f["probes"]["drift"] for m, f in files.items() if (f.get("probes") or {}).get("drift")}
+    drift = {m: read_json(path, "drift probe") for m, path in drift_files.items() if path.exists()}
+    if drift:  # the drift law: each arm's drift at its points against what it retained there
+        points = law_points(drift, comparisons, ti_rows)
+        write_json_atomic(
+            out / "drift_law.json", fit_law(points, settings.bootstrap, settings.seed, settings.confidence)
+        )
     return {"notes": notes} if notes else {}
 
 

@@ -1,11 +1,15 @@
 """run(ProbeSpec): base vs one model, the latent shift and the token-level shift on the model's own answers, with
-the engine settings of the model's evaluation (chat thinking, dtype, placement)."""
+the engine settings of the model's evaluation (chat thinking, dtype, placement); for a model trained here, its
+drift at each evaluated point: every checkpoint with an evaluation (DIR/evals/step-N) and the final model."""
 
 from pathlib import Path
 
 from rtransfer.benchmarks.registry import get_task
+from rtransfer.probes.drift import DriftPoint, DriftSettings, run_drift
 from rtransfer.probes.pipeline import LatentSettings, TokenSettings, run_latent, run_tokens, write_result
+from rtransfer.runs import RunDir
 from rtransfer.specs import ProbeSpec
+from rtransfer.train.outputs import final_step
 
 
 def run(spec: ProbeSpec) -> dict:
@@ -31,4 +35,20 @@ def run(spec: ProbeSpec) -> dict:
     if p["tokens"] and generated:
         settings = TokenSettings(benchmarks=generated, responses=Path(spec.answers), **common)
         write_result(run_tokens(settings), folder, "tokens")
+    if p.get("drift") and spec.train_dir:
+        points = evaluated_points(Path(spec.train_dir), spec.engine.model, spec.answers)
+        drift = {"points": points, "queries": spec.queries, "prompts": p["drift_prompts"]}
+        settings = DriftSettings(benchmarks=names, **{**common, "samples": p["drift_samples"]}, **drift)
+        write_result(run_drift(settings), folder, "drift")
     return {}
+
+
+def evaluated_points(train_dir: Path, final: str, answers: str) -> list[DriftPoint]:
+    """Each evaluated checkpoint (its weights in steps/step-N, its evaluation in evals/step-N), and the final
+    model at its final step with its own evaluation."""
+    points = [
+        DriftPoint(int(run.name.removeprefix("step-")), str(train_dir / "steps" / run.name), str(run))
+        for run in sorted((train_dir / "evals").glob("step-*"))
+        if run.name[5:].isdigit() and (train_dir / "steps" / run.name).is_dir() and RunDir(run).scores()
+    ]
+    return [*points, DriftPoint(final_step(train_dir) or 0, final, answers)]

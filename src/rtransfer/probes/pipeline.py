@@ -96,26 +96,26 @@ def write_result(result: dict[str, Any], out: Path, probe: str) -> Path:
     return path
 
 
-def _tasks(settings: ProbeSettings) -> dict[str, Any]:
+def tasks_of(settings: ProbeSettings) -> dict[str, Any]:
 
     if settings.samples < 1:
         raise DataError(f"--samples must be at least 1, not {settings.samples}")
     return {n: get_task(n) for n in settings.benchmarks}
 
 
-def _messages(task, doc) -> list[dict[str, str]]:
+def messages_of(task, doc) -> list[dict[str, str]]:
     if task.kind == "generate":
         return task.prompt(doc)
     return task.choices(doc)[0]  # a log-likelihood task: its context is the prompt
 
 
-def _user_text(messages: list[dict[str, str]]) -> str:
+def user_text(messages: list[dict[str, str]]) -> str:
     """The raw benchmark text of a prompt: its (last) user message, without system prompt or template."""
     users = [m["content"] for m in messages if m["role"] == "user"]
     return users[-1] if users else messages[-1]["content"]
 
 
-def _engines(settings: ProbeSettings):
+def engines_of(settings: ProbeSettings):
     """The base's and the tuned model's engines in one compute dtype, and the record of dtypes and placement."""
     return load_pair(
         settings.base,
@@ -161,11 +161,11 @@ def run_latent(settings: LatentSettings, plots: Path | None = None) -> dict[str,
 
     texts = {
         name: [
-            _user_text(_messages(task, doc)) for doc in task.load(settings.data_dir, settings.seed)[: settings.samples]
+            user_text(messages_of(task, doc)) for doc in task.load(settings.data_dir, settings.seed)[: settings.samples]
         ]
-        for name, task in _tasks(settings).items()
+        for name, task in tasks_of(settings).items()
     }  # data first: fail on a missing file before loading a model
-    base, tuned, compute = _engines(settings)
+    base, tuned, compute = engines_of(settings)
     opts = {"pooling": settings.pooling, "max_length": settings.max_length, "batch_size": settings.batch_size}
     base_states = {n: pooled_states(base.model, base.tokenizer, t, **opts) for n, t in texts.items()}
     tuned_states = {n: pooled_states(tuned.model, tuned.tokenizer, t, **opts) for n, t in texts.items()}
@@ -207,12 +207,12 @@ def run_tokens(settings: TokenSettings) -> dict[str, Any]:
         raise DataError("--responses gives the tuned model's answers: only --direction reverse scores them")
     directions = ("reverse", "forward") if settings.direction == "both" else (settings.direction,)
     prompts = {}
-    for name, task in _tasks(settings).items():
+    for name, task in tasks_of(settings).items():
         docs = task.load(settings.data_dir, settings.seed)
-        prompts[name] = [(d.id, _messages(task, d)) for d in docs[: settings.samples]]
+        prompts[name] = [(d.id, messages_of(task, d)) for d in docs[: settings.samples]]
         if settings.responses:
-            prompts[name] = _with_responses(settings.responses, name, docs, task, settings.samples)
-    base, tuned, compute = _engines(settings)
+            prompts[name] = responses_of(settings.responses, name, docs, task, settings.samples)
+    base, tuned, compute = engines_of(settings)
     same_vocabulary(base.tokenizer, tuned.tokenizer)
     # Reverse: KL(tuned‖base) on the tuned model's answers. Forward: KL(base‖tuned) on the base's answers, which
     # later work found to predict forgetting better. Both render the prompt with the tuned model's template.
@@ -287,7 +287,7 @@ def run_tokens(settings: TokenSettings) -> dict[str, Any]:
     return {"manifest": {**manifest(settings, "tokens"), "compute": compute}, "rows": rows, "groups": groups}
 
 
-def _with_responses(run_dir: Path, name: str, docs, task, n: int) -> list[tuple[str, Any, str]]:
+def responses_of(run_dir: Path, name: str, docs, task, n: int) -> list[tuple[str, Any, str]]:
     """(doc id, prompt messages, answer) from a run directory's records: sample 0 (the lowest) of each doc,
     in the benchmark's document order, the first n docs that have one."""
 
@@ -299,7 +299,7 @@ def _with_responses(run_dir: Path, name: str, docs, task, n: int) -> list[tuple[
     for d in docs:
         if d.id in records:
             r = records[d.id]
-            messages = r.prompt if isinstance(r.prompt, list) else _messages(task, d)
+            messages = r.prompt if isinstance(r.prompt, list) else messages_of(task, d)
             out.append((d.id, messages, r.response))
             if len(out) == n:
                 break

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rtransfer.report.collect import ReportData, load_monitor, load_runs, load_study
 from rtransfer.report.document import Section, Table
+from rtransfer.report.drift_law import drift_law
 from rtransfer.report.evidence import EVIDENCE_SECTIONS
 from rtransfer.report.html import render_html
 from rtransfer.report.markdown import render_markdown
@@ -21,7 +22,7 @@ from rtransfer.report.tables import render
 
 def build_sections(data: ReportData) -> tuple[list[Section], Results]:
     results = Results(data)
-    return [make(data, results) for make in (*RESULT_SECTIONS, *EVIDENCE_SECTIONS)], results
+    return [make(data, results) for make in (*RESULT_SECTIONS, drift_law, *EVIDENCE_SECTIONS)], results
 
 
 SMOKE_BANNER = (

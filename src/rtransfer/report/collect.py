@@ -67,6 +67,7 @@ class ReportData:
     logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # model -> log.jsonl rows
     training: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> train.json
     probes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # model -> probe -> result
+    drift_law: dict[str, Any] | None = None  # drift_law.json, where the study measured its arms' drift
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -113,6 +114,8 @@ def load_study(root: str | Path) -> ReportData:
         )
     data = ReportData(manifest.get("study") or root.name, root, models, scores, ti, comparisons, manifest)
     data.notes = list(comparisons.notes)
+    if (root / "drift_law.json").exists():
+        data.drift_law = read_json(root / "drift_law.json", "drift law (its compare stage)")
     for m in models.values():
         if m.train_dir and (m.train_dir / "log.jsonl").exists():
             data.logs[m.name] = [json.loads(line) for line in (m.train_dir / "log.jsonl").read_text().splitlines()]

@@ -212,6 +212,41 @@ def step_curves(curves: dict[str, dict[int, dict[str, Estimate]]], unit: str = T
     return _png(fig)
 
 
+def drift_law_panels(law: dict, labels: dict[str, str], methods: dict[str, str]) -> bytes:
+    """One panel per retention group (row) and drift measure (column): every point (a checkpoint or final model)
+    coloured by model and marked by method, with the least-squares line where a fit exists. No error bars: the
+    fits' CIs (the table beside it) resample the points themselves. `labels`: measure -> its axis label."""
+    groups = list(law["fits"])
+    fig, axes = _figure(3.2 * len(labels), 2.9 * len(groups), len(groups), len(labels))
+    models = list(dict.fromkeys(p["model"] for p in law["points"]))
+    for row, q in zip(axes, groups, strict=True):
+        for ax, m in zip(row, labels, strict=True):
+            for i, model in enumerate(models):
+                pts = [
+                    p for p in law["points"] if p["model"] == model and p.get(m) is not None and p.get(q) is not None
+                ]
+                ax.scatter(
+                    [p[m] for p in pts],
+                    [p[q] for p in pts],
+                    s=18,
+                    color=f"C{i % 10}",
+                    marker=marker(methods.get(model)),
+                    label=model,
+                )
+            fit = law["fits"][q].get(m) or {}
+            if fit.get("slope") is not None:
+                xs = np.array([p[m] for p in law["points"] if p.get(m) is not None])
+                grid = np.linspace(xs.min(), xs.max(), 2)
+                ax.plot(grid, fit["intercept"] + fit["slope"] * grid, color="0.3", lw=1)
+                ax.set_title(f"R² {fit['r2']:.2f}", fontsize=9)
+            ax.axhline(0, color="0.7", lw=0.6)
+            ax.set_xlabel(labels[m], fontsize=8)
+            ax.set_ylabel(f"{q} (points)", fontsize=8)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    axes[0, -1].legend(handles, names, fontsize=7, frameon=False, loc="best")
+    return _png(fig)
+
+
 TRAIN_METRICS = (  # log.jsonl field, axis label, its spread field (drawn as a band) if any
     ("loss", "training loss (nats per token)", None),
     ("reward_mean", "mean reward (share correct, 0–1)", "reward_std"),

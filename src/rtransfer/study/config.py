@@ -107,6 +107,13 @@ class ProbeConfig:
     samples: int = 50  # the first N documents per benchmark
     bootstrap: int = 1000  # replicates for the probes' CIs
     noise_floor: bool = True  # the same measures against a rounded copy of the base
+    # The drift law (rtransfer.drift_law): each trained arm's drift from the base at every evaluated point (its
+    # checkpoints and final model), forward KL on `drift_prompts` training prompts among the measures.
+    drift: bool = True
+    drift_prompts: int = 64
+    # Documents per benchmark for the drift's reverse KL and latent d at each point: fewer than `samples`, since the
+    # law needs many points more than precise ones (2 s a point on the lab instead of 7 at 50).
+    drift_samples: int = 20
 
 
 @dataclass
@@ -282,8 +289,9 @@ def validate(config: StudyConfig) -> None:
         )
     if min(config.eval.limit, config.eval.eval_every, config.eval.checkpoint_limit) < 0 or config.eval.batch_size < 1:
         raise StudyConfigError("[eval]: limit, checkpoint_limit and eval_every must be >= 0, batch_size >= 1")
-    if config.probes.samples < 1 or config.probes.bootstrap < 0:
-        raise StudyConfigError("[probes]: samples must be >= 1 and bootstrap >= 0")
+    probes = config.probes
+    if min(probes.samples, probes.drift_prompts, probes.drift_samples) < 1 or probes.bootstrap < 0:
+        raise StudyConfigError("[probes]: samples, drift_prompts and drift_samples must be >= 1, bootstrap >= 0")
     if config.ti.bootstrap < 0:  # index, sigma and confidence: checked by TIConfig itself
         raise StudyConfigError("[ti]: bootstrap must be >= 0")
     _validate_teachers(config)

@@ -41,6 +41,7 @@ from rtransfer.study.launch import launch_processes
 from rtransfer.study.ledger import Node
 from rtransfer.train.config import THINKING, describe, split_recipe
 from rtransfer.train.data import hub_revision, is_local, split_source
+from rtransfer.train.methods import METHODS
 from rtransfer.train.run import TrainJob, job_recipe
 
 KINDS = ("teacher", "train", "eval", "probes", "ti", "report")  # what --only selects
@@ -113,14 +114,17 @@ def plan(config: StudyConfig, out: Path, dry_run: bool = False) -> Plan:
         nodes.append(Node(f"eval:{m.name}", "eval", evals[m.name]))
     steps = [_steps(trains[m.name], evals[m.name], config.eval) for m in models if m.name in trains]
     nodes += [Node(f"steps:{s.template.model.name}", "eval", s) for s in steps if s.every]
-    if not config.survey and (config.probes.latent or config.probes.tokens):
-        nodes += [_probes(m, config, out, evals) for m in models if m.base is not None]
+    p = config.probes
+    if not config.survey and (p.latent or p.tokens or p.drift):
+        prompts = drift_prompts(config)
+        nodes += [_probes(m, config, out, evals, trains, nodes, prompts) for m in models if m.base is not None]
     compare = CompareSpec(
         tuple(models),
         asdict(config.ti),
         survey=config.survey,
         out=str(out),
-        after={n.name: n.key for n in nodes if n.kind == "eval"},
+        # and the probes that measure an arm's drift: the compare stage fits the drift law on it
+        after={n.name: n.key for n in nodes if n.kind == "eval" or getattr(n.spec, "train_dir", None)},
     )
     nodes.append(Node("ti", "ti", compare))
     nodes.append(Node("report", "report", ReportSpec(REPORT_VERSION, str(out), {n.name: n.key for n in nodes})))
@@ -302,10 +306,28 @@ def _steps(train: TrainSpec, final: EvalSpec, e: EvalConfig) -> StepEvalSpec:
     )
 
 
-def _probes(model: ModelRef, config: StudyConfig, out: Path, evals: dict[str, EvalSpec]) -> Node:
+def drift_prompts(config: StudyConfig) -> str | None:
+    """The training prompts every arm's drift is measured on (one set, so that the arms' points share an axis):
+    the queries of the first arm that trains on queries (on-policy SFT, GRPO, distillation), else the lab's math
+    split (None)."""
+    return next((a.data for a in config.arms if METHODS[a.method].data == "queries"), None)
+
+
+def _probes(
+    model: ModelRef,
+    config: StudyConfig,
+    out: Path,
+    evals: dict[str, EvalSpec],
+    trains: dict[str, TrainSpec],
+    nodes: list[Node],
+    prompts: str | None,
+) -> Node:
     p = config.probes
     after = {f"eval:{model.name}": evals[model.name].key(), f"eval:{model.base}": evals[model.base].key()}
     after.update(evals[model.name].after)  # its training, if it was trained here
+    drift = p.drift and model.name in trains
+    if drift:  # its checkpoints' evaluations: their answers are the reverse KL's
+        after.update({n.name: n.key for n in nodes if n.name == f"steps:{model.name}"})
     spec = ProbeSpec(
         model,
         evals[model.name].engine,
@@ -314,6 +336,8 @@ def _probes(model: ModelRef, config: StudyConfig, out: Path, evals: dict[str, Ev
         evals[model.name].out,
         asdict(p),
         data_dir=config.eval.data_dir or None,
+        train_dir=trains[model.name].out if drift else None,
+        queries=prompts if drift else None,
         out=str(out / "probes" / model.name),
         after=after,
     )
@@ -324,7 +348,8 @@ def model_entry(model: ModelRef, config: StudyConfig) -> dict[str, Any]:
     """The manifest's record of a model: the ModelRef and where its files are (its `steps` the ledger keeps)."""
     probes = {}
     if model.base is not None and not config.survey:
-        probes = {p: f"probes/{model.name}/{p}.json" for p in ("latent", "tokens") if getattr(config.probes, p)}
+        kinds = ("latent", "tokens", "drift") if model.role == "arm" else ("latent", "tokens")
+        probes = {p: f"probes/{model.name}/{p}.json" for p in kinds if getattr(config.probes, p)}
     return {
         **asdict(model),
         "run_dir": f"runs/{model.name}",
