@@ -20,7 +20,9 @@ CAVEAT = (
     "Every point is a checkpoint or final model of a trained arm, its drift measured against the base "
     "(probes.drift) and its change as the TI over training steps has it. The CIs come from a pairs bootstrap over "
     "the points; the points of one arm come from one training run and are not independent, so these intervals are "
-    "narrower than across independent runs would be. A measure predicts forgetting when its slope's CI lies wholly "
+    "narrower than across independent runs would be. Where the points fall in separate groups (arms far apart), "
+    "R² says mostly whether a measure orders the groups: the figure shows whether it also orders the points within "
+    "each. A measure predicts forgetting when its slope's CI lies wholly "
     "below 0; the best is the one of those with the highest R², clearly best when its R² exceeds every other "
     "measure's in the paired bootstrap."
 )
