@@ -10,6 +10,7 @@ from rtransfer.probes.pipeline import LatentSettings, TokenSettings, run_latent,
 from rtransfer.runs import RunDir
 from rtransfer.specs import ProbeSpec
 from rtransfer.train.outputs import final_step
+from rtransfer.train.run import kept_steps
 
 
 def run(spec: ProbeSpec) -> dict:
@@ -46,9 +47,10 @@ def run(spec: ProbeSpec) -> dict:
 def evaluated_points(train_dir: Path, final: str, answers: str) -> list[DriftPoint]:
     """Each evaluated checkpoint (its weights in steps/step-N, its evaluation in evals/step-N), and the final
     model at its final step with its own evaluation."""
+    evals = train_dir / "evals"  # jobs.steps evaluates steps/step-N into evals/step-N
     points = [
-        DriftPoint(int(run.name.removeprefix("step-")), str(train_dir / "steps" / run.name), str(run))
-        for run in sorted((train_dir / "evals").glob("step-*"))
-        if run.name[5:].isdigit() and (train_dir / "steps" / run.name).is_dir() and RunDir(run).scores()
+        DriftPoint(step, str(weights), str(evals / weights.name))
+        for step, weights in kept_steps(train_dir, 1)
+        if RunDir(evals / weights.name).scores()
     ]
     return [*points, DriftPoint(final_step(train_dir) or 0, final, answers)]

@@ -67,10 +67,8 @@ def run_drift(settings: DriftSettings) -> dict[str, Any]:
     queries = load_queries(settings.queries, settings.seed, settings.prompts)  # data first, then models
     questions = [[{"role": "user", "content": q.prompt}] for q in queries]
     tasks = tasks_of(settings)
-    texts = {
-        name: [user_text(messages_of(task, d)) for d in task.load(settings.data_dir, settings.seed)[: settings.samples]]
-        for name, task in tasks.items()
-    }
+    docs = {name: task.load(settings.data_dir, settings.seed) for name, task in tasks.items()}  # once, for every point
+    texts = {name: [user_text(messages_of(tasks[name], d)) for d in docs[name][: settings.samples]] for name in tasks}
     generated = [name for name, task in tasks.items() if task.kind == "generate"]
     by_dtype: dict[str, dict[str, Any]] = {}  # compute dtype -> the base's answers and states
     rows = []
@@ -85,8 +83,7 @@ def run_drift(settings: DriftSettings) -> dict[str, Any]:
         row.update(_kl("forward_kl", forward, settings))
         reverse = []
         for name in generated:
-            docs = tasks[name].load(settings.data_dir, settings.seed)
-            for _, messages, response in responses_of(point.answers, name, docs, tasks[name], settings.samples):
+            for _, messages, response in responses_of(point.answers, name, docs[name], tasks[name], settings.samples):
                 prompt, answer = answer_ids(tuned, tuned.render(messages), response)
                 reverse.append(score_answer(tuned.model, base.model, prompt, answer, settings.chunk))
         row.update(_kl("reverse_kl", reverse, settings) if generated else {"reverse_kl": None})

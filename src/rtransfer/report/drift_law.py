@@ -7,7 +7,7 @@ from rtransfer.report import plots
 from rtransfer.report.collect import ReportData
 from rtransfer.report.document import Figure, Section, Table, Text
 from rtransfer.report.finding import GROUP_WORDS
-from rtransfer.report.tables import fmt_ci
+from rtransfer.report.tables import fmt_ci, fmt_sig, fmt_sig_ci
 
 UNITS = {
     "forward_kl": "nats per token",
@@ -28,14 +28,6 @@ CAVEAT = (
 )
 
 
-def _g(x) -> str:
-    return "—" if x is None else f"{x:.3g}"
-
-
-def _gci(ci) -> str:
-    return f"[{_g(ci[0])}, {_g(ci[1])}]" if ci else ""
-
-
 def _upper(text: str) -> str:
     return text[:1].upper() + text[1:]  # str.capitalize() would write "Forward kl"
 
@@ -54,7 +46,8 @@ def law_sentence(group: str, fits: dict[str, dict], verdict: dict) -> str:
 
     def fit_words(m: str) -> str:
         f = fits[m]
-        return f"R² {f['r2']:.2f} {fmt_ci(f['r2_ci'], 2)}, slope {_g(f['slope'])} {_gci(f['slope_ci'])} points per unit"
+        slope = f"{fmt_sig(f['slope'])} {fmt_sig_ci(f['slope_ci'])}"
+        return f"R² {f['r2']:.2f} {fmt_ci(f['r2_ci'], 2)}, slope {slope} points per unit"
 
     best = verdict["best"]
     if best is None:
@@ -84,7 +77,8 @@ def drift_law(data: ReportData, results=None) -> Section:
         for m, f in fits.items():
             predicts = m in law["verdicts"][group]["predicting"]
             verdict = "yes" if predicts else ("no" if f["r2"] is not None else f["note"])
-            cells = [_g(f["slope"]), _gci(f.get("slope_ci")), _g(f["r2"]), fmt_ci(f.get("r2_ci"), 2), verdict]
+            slope = [fmt_sig(f["slope"]), fmt_sig_ci(f.get("slope_ci"))]
+            cells = [*slope, fmt_sig(f["r2"]), fmt_ci(f.get("r2_ci"), 2), verdict]
             rows.append([group, MEASURES[m], str(f["n"]), *cells])
     header = ["change", "drift measure", "points", "slope", "slope CI", "R²", "R² CI", "predicts forgetting"]
     caption = (
@@ -92,7 +86,7 @@ def drift_law(data: ReportData, results=None) -> Section:
         f"percentile CIs over {law['bootstrap']} pairs-bootstrap replicates."
     )
     point_header = ["model", "step", *MEASURES, *law["fits"]]
-    point_rows = [[p["model"], str(p["step"]), *(_g(p.get(k)) for k in point_header[2:])] for p in law["points"]]
+    point_rows = [[p["model"], str(p["step"]), *(fmt_sig(p.get(k)) for k in point_header[2:])] for p in law["points"]]
     figure = Figure(
         "drift_law",
         plots.drift_law_panels(law, labels, methods),

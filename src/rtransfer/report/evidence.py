@@ -8,21 +8,12 @@ from rtransfer.benchmarks.names import GROUPS, display, group_of
 from rtransfer.report import plots
 from rtransfer.report.collect import ReportData
 from rtransfer.report.document import Block, Code, Details, Figure, Section, Table, Text
-from rtransfer.report.tables import fmt
+from rtransfer.report.tables import fmt, fmt_sig, fmt_sig_ci
 from rtransfer.runs import RunDir
 
 CHAT_THINKING = {True: "on", False: "off", None: "default"}
 EXAMPLES_PER_BENCHMARK = 2
 ANSWER_CHARS = 700  # longer answers are cut, and say so
-
-
-def _g(x: float | None) -> str:
-    """Probe figures span orders of magnitude (a KL of 2e-6 beside 0.3): three significant digits, not decimals."""
-    return "—" if x is None else f"{x:.3g}"
-
-
-def _ci(values) -> str:
-    return f"[{_g(values[0])}, {_g(values[1])}]" if values else ""
 
 
 def training(data: ReportData, results=None) -> Section:
@@ -47,9 +38,9 @@ def training(data: ReportData, results=None) -> Section:
                 data.models[model].method,
                 str(info.get("steps", last["step"])),
                 fmt(info.get("seconds")),
-                _g(first.get("loss")),
-                _g(last.get("loss")),
-                _g(last.get("reward_mean")),
+                fmt_sig(first.get("loss")),
+                fmt_sig(last.get("loss")),
+                fmt_sig(last.get("reward_mean")),
                 fmt(last.get("completion_length")),
             ]
         )
@@ -79,16 +70,16 @@ def latent(data: ReportData, results=None) -> Section:
                 [
                     model,
                     r["benchmark"],
-                    _g(r["d"]),
-                    _ci(r.get("d_ci")),
+                    fmt_sig(r["d"]),
+                    fmt_sig_ci(r.get("d_ci")),
                     _floor(floor, "d_null"),
-                    _g(floor.get("d_split")),
+                    fmt_sig(floor.get("d_split")),
                     fmt(sum(cka) / len(cka), 4) if cka else "—",
                     str(r.get("n", "")),
                 ]
             )
         for g in result.get("groups", []):
-            rows.append([model, f"{g['group']} (mean)", _g(g["d"]), _ci(g.get("d_ci")), "", "", "", ""])
+            rows.append([model, f"{g['group']} (mean)", fmt_sig(g["d"]), fmt_sig_ci(g.get("d_ci")), "", "", "", ""])
     header = ["model", "benchmark", "d", "d CI", "noise floor d", "split-half d", "mean CKA", "texts"]
     caption = (
         "d with its bootstrap CI; noise floor d: base vs its bf16-rounded copy, measured where the models compute in "
@@ -152,7 +143,7 @@ def latent_summary(probed: dict[str, dict]) -> list[Block]:
 def _floor(floor: dict, name: str) -> str:
     """A noise-floor cell: its value, or 'not measured' (a bf16 model is its own bf16 rounding: no floor to
     measure, and 0 would claim one)."""
-    return "not measured" if floor.get("measured") is False else _g(floor.get(name))
+    return "not measured" if floor.get("measured") is False else fmt_sig(floor.get(name))
 
 
 def tokens(data: ReportData, results=None) -> Section:
@@ -173,15 +164,15 @@ def tokens(data: ReportData, results=None) -> Section:
                 [
                     model,
                     r["benchmark"],
-                    _g(r["kl_exact"]),
-                    _ci(r.get("kl_exact_ci")),
+                    fmt_sig(r["kl_exact"]),
+                    fmt_sig_ci(r.get("kl_exact_ci")),
                     floor,
-                    _g(r["kl_sampled"]),
-                    _ci(r.get("kl_sampled_ci")),
-                    _g(r["mean_rank_shift"]),
-                    _ci(r.get("mean_rank_shift_ci")),
+                    fmt_sig(r["kl_sampled"]),
+                    fmt_sig_ci(r.get("kl_sampled_ci")),
+                    fmt_sig(r["mean_rank_shift"]),
+                    fmt_sig_ci(r.get("mean_rank_shift_ci")),
                     fmt(100 * r["shifted"]),
-                    _ci([100 * v for v in r["shifted_ci"]]) if r.get("shifted_ci") else "",
+                    fmt_sig_ci([100 * v for v in r["shifted_ci"]]) if r.get("shifted_ci") else "",
                 ]
             )
             top = ", ".join(f"{tok!r}×{n}" for tok, n in r.get("top_shifted_tokens", [])[:12])

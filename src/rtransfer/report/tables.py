@@ -26,6 +26,15 @@ def fmt_ci(ci: tuple[float, float] | None, digits: int = 1) -> str:
     return f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]" if ci else ""
 
 
+def fmt_sig(x: float | None) -> str:
+    """Probe figures span orders of magnitude (a KL of 2e-6 beside 0.3): three significant digits, not decimals."""
+    return "—" if x is None else f"{x:.3g}"
+
+
+def fmt_sig_ci(values) -> str:
+    return f"[{fmt_sig(values[0])}, {fmt_sig(values[1])}]" if values else ""
+
+
 def ti_cells(value: float | None, ci, flag: str) -> list[str]:
     """A TI and its CI as every table shows them: a flagged TI is "— (unstable)" / "— (undefined)" with no CI,
     never a number that a reader would take for a result (the JSON keeps both)."""

@@ -124,7 +124,7 @@ def plan(config: StudyConfig, out: Path, dry_run: bool = False) -> Plan:
         survey=config.survey,
         out=str(out),
         # and the probes that measure an arm's drift: the compare stage fits the drift law on it
-        after={n.name: n.key for n in nodes if n.kind == "eval" or getattr(n.spec, "train_dir", None)},
+        after={n.name: n.key for n in nodes if n.kind == "eval" or (n.kind == "probes" and n.spec.train_dir)},
     )
     nodes.append(Node("ti", "ti", compare))
     nodes.append(Node("report", "report", ReportSpec(REPORT_VERSION, str(out), {n.name: n.key for n in nodes})))
