@@ -15,7 +15,9 @@ each tool back to back, who goes first alternating, and its ratio is lm-eval's s
 machine's speed drifts by ±20 % over minutes and its intra-op threading by more, so only ratios of neighbouring
 runs are compared; the median round is printed with the spread. lm-eval runs with each of --lmeval-threads (1 and
 --threads by default; its own default is every core) and its faster run of the round counts: on 2 cores one
-thread is sometimes the faster. rtransfer decodes --threads/streams threads per batch (`HFEngine.parallel_batches`).
+thread is sometimes the faster. rtransfer decodes as its engine chooses on this machine: one batch on --threads
+threads, or two at once sharing them (`HFEngine.parallel_batches`, measured once per machine and cached:
+engines/calibration.py; measured before the first round).
 Prints per phase the seconds, tokens/s (documents/s for log-likelihood), the ratio and the agreement of answers
 (text) and choices (argmax) with every lm-eval run. lm-eval moves a context's trailing whitespace into the
 continuation (here the chat template's final newline), so its log-probabilities include that token's: the same
@@ -161,6 +163,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     names = args.phases.split(",")
     engine = HFEngine.load(args.model, batch_size=args.batch_size, dtype="float32", device="cpu")
+    engine._parallel_batches()  # the machine's calibration (engines/calibration.py) now, outside every timed run
     plans = {}
     for name in names:
         tasks, limit, overrides = PHASES[name]

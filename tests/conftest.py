@@ -25,9 +25,18 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny", seed=0)
 
 
+@pytest.fixture(scope="session")
+def _machine_calibration(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("calibration")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
+def _isolated_cache(tmp_path, monkeypatch, _machine_calibration):
+    """Each test its own cache root, except the engine's calibration (engines/calibration.py), which describes this
+    machine rather than a test: measured once per session, not once per test."""
     monkeypatch.setenv("RTRANSFER_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "calibration").symlink_to(_machine_calibration)
 
 
 @pytest.fixture

@@ -115,6 +115,7 @@ def test_every_evaluation_of_a_model_gets_the_same_engine_spec(tmp_path, thinkin
     for m in arms:
         engine = finals[m.name].engine
         assert engine.thinking is expected and m.chat_thinking is expected
+        assert engine.one_thread_per_batch  # answers independent of the threads a schedule gives the stage
         assert steps[m.name].template == finals[m.name]
         assert probes[m.name].engine == engine
         assert probes[m.name].base_engine == finals["base"].engine

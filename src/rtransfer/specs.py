@@ -22,7 +22,18 @@ from rtransfer.engines.serve import ServeSpec
 
 ROLES = ("base", "arm", "survey", "reference")
 # How an engine reaches its model, not what answers: a moved server or a longer timeout keeps an evaluation's key.
-ENGINE_PLACES = ("model", "tokenizer", "base_urls", "api_key_env", "concurrency", "request_timeout", "max_attempts")
+# one_thread_per_batch too: the study sets it so that its answers are the same on every schedule, as they were
+# before the engine could choose otherwise (engines/calibration.py), so its evaluations keep their keys.
+ENGINE_PLACES = (
+    "model",
+    "tokenizer",
+    "base_urls",
+    "api_key_env",
+    "concurrency",
+    "request_timeout",
+    "max_attempts",
+    "one_thread_per_batch",
+)
 # How a started server runs, not what it answers with (its dtype and context are keyed).
 SERVE_PLACES = ("command", "devices", "host", "port", "startup_timeout", "stop_grace")
 # The lab teacher's switch (an arm's `thinking`, `rtransfer train --thinking`) -> the traces as ModelRef names them.

@@ -75,7 +75,8 @@ def add_engine_arguments(p) -> None:
     p.add_argument(
         "--parallel-batches",
         type=int,
-        help="hf: batches decoding at once, sharing torch's threads (default 2 on a CPU)",
+        help="hf: batches decoding at once, sharing torch's threads (default on a CPU: 1 or 2, as measured on this "
+        "machine and cached)",
     )
     p.add_argument("--streams", type=int, dest="parallel_batches", help=argparse.SUPPRESS)  # its old name
     p.add_argument("--dtype", default="auto", help="hf: auto, float32, bfloat16 or float16")

@@ -93,11 +93,22 @@ def _growing_layer():
         def batch_select_indices(self, indices):
             if self.get_seq_length() > 0:
                 indices = indices.to(self.key_buffer.device)  # a split model: this layer may sit on another GPU
-                self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+                self.key_buffer = _selected(self.key_buffer, indices, self.used)
+                self.value_buffer = _selected(self.value_buffer, indices, self.used)
                 self.keys = self.key_buffer[..., : self.used, :]
                 self.values = self.value_buffer[..., : self.used, :]
 
     return GrowingLayer
+
+
+def _selected(buffer, rows, used: int):
+    """The buffer's `rows`, same room, only the `used` tokens copied: a buffer holds room for the batch's whole
+    budget, and copying all of it at every dropped answer was 8% of the lab suite's decoding (Intel Xeon, profiled)."""
+    import torch
+
+    kept = torch.empty((len(rows), *buffer.shape[1:]), dtype=buffer.dtype, device=buffer.device)
+    kept[..., :used, :] = buffer[..., :used, :].index_select(0, rows)
+    return kept
 
 
 def _grown(buffer, states, used: int, need: int, limit: int | None = None):

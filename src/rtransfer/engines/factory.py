@@ -22,7 +22,8 @@ class EngineSpec:
     device_map: str | None = None
     batch_size: int = 8  # prompts (log-likelihood: documents) per batch, at most
     batch_tokens: int | None = None  # padded prompt tokens per batch, at most (None: 4096 on a CPU, 32768 on a GPU)
-    parallel_batches: int | None = None  # batches decoding at once (None: 2 on a CPU with 2 threads or more, else 1)
+    parallel_batches: int | None = None  # batches decoding at once (None: measured on a CPU, engines/calibration.py)
+    one_thread_per_batch: bool = False  # on a CPU, each batch on one thread: answers independent of the thread count
     # openai
     base_urls: tuple[str, ...] = ()
     api_key_env: str | None = None  # the environment variable holding the servers' key
@@ -49,6 +50,7 @@ def _hf(spec: EngineSpec):
         batch_size=spec.batch_size,
         batch_tokens=spec.batch_tokens,
         parallel_batches=spec.parallel_batches,
+        one_thread_per_batch=spec.one_thread_per_batch,
         chat=spec.chat,
         thinking=spec.thinking,
     )

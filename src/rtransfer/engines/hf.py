@@ -45,6 +45,7 @@ from rtransfer.engines.base import (
     render_plain,
     stop_token_ids,
 )
+from rtransfer.engines.calibration import measured_parallel_batches
 from rtransfer.engines.decode import decode, supported
 from rtransfer.errors import ModelLoadError, RtransferError, first_line
 from rtransfer.online import hub_kernels, hub_offline, offline_message
@@ -69,20 +70,25 @@ class HFEngine(CollectsStream):
         batch_size: int = 8,
         batch_tokens: int | None = None,
         parallel_batches: int | None = None,
+        one_thread_per_batch: bool = False,
         chat: bool | None = None,
         thinking: bool | None = None,
         kv_budget: int | None = None,
     ):
         """An engine over a transformers model and its tokenizer, already loaded and placed (`load` reads them;
         on-policy training samples from the weights it trains). `model_id` names the model in `describe` (default:
-        the model's name_or_path); `parallel_batches`: batches decoding at once (None: 2 on a CPU with 2 threads or
-        more, else 1); `kv_budget`: bytes of KV cache a generation batch may claim (None: KV_SHARE of the free
-        memory of the model's GPUs, no limit on a CPU)."""
+        the model's name_or_path); `parallel_batches`: batches decoding at once (None: on a CPU with 2 threads or
+        more, as measured on this machine: engines/calibration.py; else 1); `one_thread_per_batch` (when
+        `parallel_batches` is None): on a CPU, as many batches at once as torch has threads, each on one, so the
+        answers do not depend on the process's thread count (the study's schedules); `kv_budget`: bytes of KV
+        cache a generation batch may claim (None: KV_SHARE of the free memory of the model's GPUs, no limit on a
+        CPU)."""
         if parallel_batches is not None and parallel_batches < 1:
             raise ModelLoadError(f"parallel_batches must be 1 or more, not {parallel_batches}")
         self.model, self.tokenizer = model, tokenizer
         self.model_id = model_id or getattr(model, "name_or_path", "")
         self.revision, self.batch_size, self.parallel_batches = revision, max(1, batch_size), parallel_batches
+        self.one_thread_per_batch = one_thread_per_batch
         self.device = next(model.parameters()).device
         # A batch holds at most batch_size prompts and batch_tokens padded prompt tokens: long prompts in big
         # batches make a prefill slower than in small ones (CPU, MATH-500 prompts on the lab base: 1.6 s in
@@ -100,6 +106,7 @@ class HFEngine(CollectsStream):
         self.kv_bytes = kv_bytes_per_token(model.config, model.dtype)
         self.kv_budget = kv_budget if kv_budget is not None else default_kv_budget(model)
         self._stop_criteria: dict[tuple[str, ...], Any] = {}
+        self._measured_parallel: dict[int, int] = {}  # calibration's choice per torch thread count
 
     @classmethod
     def load(
@@ -195,22 +202,32 @@ class HFEngine(CollectsStream):
         """`run` over the prompts' batches, longest first, as each batch ends. On a CPU, `parallel_batches` batches
         decode at once; generate() (the fallback) samples from torch's global RNG, so it runs one batch at a time."""
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        parallel = self._parallel_batches() if self.fast_decode else 1
-        batches = self._batches(order, [len(e) for e in encoded], new_tokens=params.max_new_tokens)
+        batches = list(self._batches(order, [len(e) for e in encoded], new_tokens=params.max_new_tokens))
+        yield from self._concurrently(run, batches, at_once=self.fast_decode)
+
+    def _concurrently(self, fn: Callable, batches: list[list[int]], at_once: bool = True) -> Iterator:
+        """`fn` over the batches (each split in two when it runs out of memory), `_parallel_batches` of them at once
+        where `at_once` and there are two or more: a single batch needs no choice, nor a measurement."""
+        parallel = self._parallel_batches() if at_once and len(batches) > 1 else 1
         with shared_threads(parallel):
-            yield from concurrently(functools.partial(split_on_oom, run), batches, parallel)
+            yield from concurrently(functools.partial(split_on_oom, fn), batches, parallel)
 
     def _parallel_batches(self) -> int:
-        """How many batches run at once: `parallel_batches`, else 2 on a CPU with 2 threads or more. A decoding step
-        of a small model is mostly per-operation overhead, which a second intra-op thread does not split but a second
-        batch on its own thread overlaps (torch releases the GIL in its kernels). On 2 cores, the lab suite on the
-        lab base against one batch on 2 threads, two measurements of 3 alternating rounds: 1.17x and 1.05x faster
-        (0.99-1.38x per round); 1.9x while this machine's 2-thread kernels ran slow. Never slower overall."""
+        """How many batches run at once: `parallel_batches`; else on a CPU with 2 threads or more, one per thread
+        with `one_thread_per_batch`, or the choice measured on this machine (engines/calibration.py: one batch on
+        every thread, or two sharing them, whichever decodes faster here); else 1."""
         import torch
 
         if self.parallel_batches is not None:
             return self.parallel_batches
-        return 2 if self.device.type == "cpu" and torch.get_num_threads() >= 2 else 1
+        threads = torch.get_num_threads()
+        if self.device.type != "cpu" or threads < 2:
+            return 1
+        if self.one_thread_per_batch:
+            return threads
+        if threads not in self._measured_parallel:
+            self._measured_parallel[threads] = measured_parallel_batches(self)
+        return self._measured_parallel[threads]
 
     def _batches(self, order: list[int], lengths: list[int], new_tokens: int | None = None) -> Iterator[list[int]]:
         """`order` (longest first) cut into batches of at most batch_size rows and batch_tokens padded tokens; with
@@ -375,10 +392,8 @@ class HFEngine(CollectsStream):
         def score(batch: list[int]) -> list[tuple[int, list[float]]]:
             return list(zip(batch, self._score_packed([items[i] for i in batch]), strict=True))
 
-        parallel, guarded = self._parallel_batches(), functools.partial(split_on_oom, score)
-        with shared_threads(parallel):
-            for i, scores in concurrently(guarded, self._batches(order, lengths), parallel):
-                out[i] = scores
+        for i, scores in self._concurrently(score, list(self._batches(order, lengths))):
+            out[i] = scores
         return out
 
     def _tokenize_choices(self, context: str, continuations: Sequence[str]) -> tuple[list[int], list[list[int]]]:

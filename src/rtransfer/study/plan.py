@@ -262,6 +262,7 @@ def engine_spec(e: EvalConfig, model: ModelRef, urls: list[str] | None = None) -
         batch_size=e.batch_size,
         dtype=e.dtype,
         device_map=e.device_map or None,
+        one_thread_per_batch=True,  # the same answers whatever threads the schedule gives the stage
         thinking=model.chat_thinking,
         tokenizer=model.source if served and Path(model.source).exists() else None,
     )
