@@ -23,9 +23,9 @@ $(VENV)/.installed-%: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$*]"
 	@touch $@
 
-# The embedded default: the lab study (docs/study.md). The shipped lab base is trained four ways on the lab's math
-# (off-policy SFT think and no-think, on-policy SFT, GRPO), every model is scored on the lab suite, then the TI with
-# CIs, the probes and the report (studies/lab/report.html). A rerun reuses every finished stage; a killed one resumes.
+# The embedded default: the lab study (docs/study.md). The shipped lab base is trained five ways on the lab's math
+# (off-policy SFT think and no-think, on-policy SFT, GRPO, on-policy distillation), every model is scored on the lab
+# suite, then the TI with CIs, the probes, the drift law and the report (studies/lab/report.html). A rerun reuses every finished stage; a killed one resumes.
 demo: $(VENV)/.installed-models
 	$(BIN)/rtransfer study lab --out studies/lab
 
