@@ -11,7 +11,9 @@ that never end early) one way and the other, alternating, for ROUNDS rounds afte
 by the median. The choice is cached per machine, torch thread count and model shape under the cache root
 (calibration/parallel-batches.json, with the seconds measured), so it is measured once; delete the file to measure
 again, or pass `parallel_batches` (`rtransfer eval --parallel-batches`) to choose. It changes speed, not answers:
-greedy answers do not depend on batching (engines/hf.py's contract). Written here because no library chooses
+greedy answers do not depend on batching (engines/hf.py's contract) up to the last bits, which may differ between
+thread counts; so what feeds training or a study (training's samplers and monitor, a study's evaluations) passes
+`one_thread_per_batch` instead and never depends on a measurement. Written here because no library chooses
 between intra-op and Python-thread parallelism for a decoding loop.
 """
 
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from rtransfer.engines.decode import decode
 from rtransfer.paths import cache_dir
+from rtransfer.runs import write_json_atomic
 
 CHOICES = (1, 2)  # batches at once: one on every thread, or two sharing them (hf.shared_threads)
 ROUNDS = 3
@@ -45,7 +48,7 @@ def measured_parallel_batches(engine) -> int:
     choice = min(CHOICES, key=lambda p: statistics.median(seconds[p]))
     known = _read(cache_file())  # another process may have written meanwhile: keep its entries
     known[key] = {"parallel_batches": choice, "seconds": {str(p): s for p, s in seconds.items()}}
-    _write(cache_file(), known)
+    write_json_atomic(cache_file(), known)  # whole or not at all, whatever runs beside it
     return choice
 
 
@@ -112,9 +115,3 @@ def _read(path: Path) -> dict:
     except (OSError, ValueError):
         return {}  # none yet, or unreadable: measured again and rewritten
     return known if isinstance(known, dict) else {}
-
-
-def _write(path: Path, known: dict) -> None:
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
-    os.replace(partial, path)  # whole or not at all, whatever runs beside it

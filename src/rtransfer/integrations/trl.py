@@ -173,7 +173,8 @@ def live_engine(model, tokenizer, batch_size: int, thinking: bool | None):
     model.eval()
     try:
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            yield HFEngine(model, tokenizer, batch_size=batch_size, thinking=thinking)
+            # one thread per batch: what training logs does not depend on a speed measurement (engines/calibration)
+            yield HFEngine(model, tokenizer, batch_size=batch_size, one_thread_per_batch=True, thinking=thinking)
     finally:
         model.train(was_training)
         random.setstate(python)

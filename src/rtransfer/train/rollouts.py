@@ -43,7 +43,13 @@ def engine_rollouts(recipe: SamplingRecipe):
         if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
             raise RtransferError('sampler = "rtransfer" needs whole weights in each process: not FSDP or DeepSpeed')
         model = accelerator.unwrap_model(trainer.model)
-        engine = HFEngine(model, trainer.processing_class, batch_size=len(prompts), thinking=THINKING[recipe.thinking])
+        engine = HFEngine(
+            model,
+            trainer.processing_class,
+            batch_size=len(prompts),
+            one_thread_per_batch=True,  # the samples, and so the weights, never depend on a speed measurement
+            thinking=THINKING[recipe.thinking],
+        )
         engine.eos_ids = set(trainer.eos_token_ids)  # where TRL's own rollouts end, and its truncation check looks
         prompt_ids = [engine.encode(engine.render(p)) for p in prompts]
         first = accelerator.process_index * len(prompts)  # this process's rows in the whole generation batch
